@@ -1,0 +1,254 @@
+"""Prompt + seeds -> images, reproducibly, incrementally, cancellably.
+
+1. `RunRequest`: what the user asked for (the URL holds exactly this).
+2. `resolve_settings`: everything that changes pixels, read from the model folder without loading weights, so a
+   cached run reopens without touching the model.
+3. `generate_missing`: generates only the seeds not in the cache, batch by batch, committing each finished batch.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import threading
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from .cache import Cache, CachedImage, key_of
+from .config import DeviceSpec
+from .registry import DEFAULT_CLIP, DEFAULT_GENERATOR, GENERATORS, GeneratorPreset
+
+SETTINGS_SCHEMA = 1
+MAX_IMAGES = 256
+MIN_SIZE, MAX_SIZE = 64, 1024
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    prompt: str
+    n: int = 16
+    generator: str = DEFAULT_GENERATOR
+    steps: int | None = None  # None: the preset's default
+    guidance: float | None = None
+    size: int | None = None
+    first_seed: int = 0
+    negative_prompt: str = ""
+    clip: str = DEFAULT_CLIP
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(range(self.first_seed, self.first_seed + self.n))
+
+    def to_params(self) -> dict[str, str]:
+        """The request as URL query parameters (unset values left out)."""
+        return {k: str(v) for k, v in asdict(self).items() if v is not None and v != ""}
+
+    @classmethod
+    def from_params(cls, params: dict[str, str]) -> tuple[RunRequest | None, list[str]]:
+        """Parse URL query parameters. Returns (request or None, problems): a tampered URL gets a message, not a
+        traceback. No prompt: (None, [])."""
+        if not params.get("prompt"):
+            return None, []
+        fields = {"n": int, "steps": int, "first_seed": int, "guidance": float, "size": int}
+        values: dict = {}
+        problems = []
+        for name in ("prompt", "generator", "negative_prompt", "clip"):
+            if name in params:
+                values[name] = str(params[name])
+        for name, kind in fields.items():
+            if name in params:
+                try:
+                    values[name] = kind(params[name])
+                except ValueError:
+                    problems.append(f"The link's '{name}' is {params[name]!r}, not a {kind.__name__}: ignored.")
+        return cls(**values), problems
+
+    def with_preset_defaults(self, preset: GeneratorPreset) -> RunRequest:
+        """Fill unset settings from the preset; models that ignore guidance get guidance 0."""
+        guidance = self.guidance if self.guidance is not None else preset.default_guidance
+        return replace(
+            self,
+            prompt=self.prompt.strip(),
+            steps=self.steps if self.steps is not None else preset.default_steps,
+            guidance=float(guidance) if preset.supports_guidance else 0.0,
+            size=self.size if self.size is not None else preset.default_size,
+        )
+
+
+def validate_request(req: RunRequest, preset: GeneratorPreset) -> list[str]:
+    """Problems with a request, each a sentence saying what to change. Empty: the request can run."""
+    problems = []
+    if not req.prompt or not req.prompt.strip():
+        problems.append("The prompt is empty: type what the images should show.")
+    if not 1 <= req.n <= MAX_IMAGES:
+        problems.append(f"N must be between 1 and {MAX_IMAGES} (got {req.n}).")
+    if req.steps is not None and not 1 <= req.steps <= preset.max_steps:
+        problems.append(f"{preset.label} takes 1 to {preset.max_steps} steps (got {req.steps}).")
+    if req.guidance is not None and (not math.isfinite(req.guidance) or req.guidance < 0 or req.guidance > 30):
+        problems.append(f"Guidance must be a number from 0 to 30 (got {req.guidance}).")
+    if req.size is not None and (req.size % preset.size_multiple or not MIN_SIZE <= req.size <= MAX_SIZE):
+        problems.append(f"Size must be a multiple of {preset.size_multiple} between {MIN_SIZE} and {MAX_SIZE} "
+                        f"for {preset.label} (got {req.size}).")
+    if req.first_seed < 0 or req.first_seed + req.n > 2**63 - 1:
+        problems.append(f"The first seed must be a non-negative integer (got {req.first_seed}).")
+    return problems
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Everything that changes pixels, except prompt and seed. Its key() names a set of cache entries."""
+
+    model_id: str
+    revision: str
+    pipeline_class: str
+    scheduler: dict = field(hash=False)
+    steps: int = 4
+    guidance: float = 0.0
+    width: int = 512
+    height: int = 512
+    negative_prompt: str = ""
+    dtype: str = "float32"
+    device_type: str = "cpu"
+    versions: dict = field(default_factory=dict, hash=False)
+    schema: int = SETTINGS_SCHEMA
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def key(self) -> str:
+        return key_of(self.to_dict())
+
+    def image_key(self, prompt: str, seed: int) -> str:
+        return key_of({"settings": self.key(), "prompt": prompt, "seed": int(seed)})
+
+
+def library_versions() -> dict:
+    """Versions of the libraries that change pixels (their numerics can change between releases)."""
+    import diffusers
+    import torch
+    import transformers
+
+    return {"diffusers": diffusers.__version__, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def resolve_settings(req: RunRequest, folder: Path, device: DeviceSpec) -> GenerationSettings:
+    from .models import folder_revision, read_pipeline_class, read_scheduler_config
+
+    preset = GENERATORS.get(req.generator)
+    return GenerationSettings(
+        model_id=preset.model_id if preset else str(folder),
+        revision=folder_revision(folder),
+        pipeline_class=read_pipeline_class(folder),
+        scheduler=read_scheduler_config(folder),
+        steps=int(req.steps),
+        guidance=float(req.guidance),
+        width=int(req.size),
+        height=int(req.size),
+        negative_prompt=req.negative_prompt.strip(),
+        dtype=device.dtype_name,
+        device_type=device.device,
+        versions=library_versions(),
+    )
+
+
+def default_batch_size(device: DeviceSpec) -> int:
+    return 8 if device.device == "cuda" else 4
+
+
+class Cancelled(Exception):
+    """Raised inside the pipeline's step callback to abandon the current batch."""
+
+
+# (images finished, images asked for, steps done in this batch, steps per batch)
+ProgressFn = Callable[[int, int, int, int], None]
+
+
+@dataclass
+class GenerationReport:
+    requested: int
+    reused: int  # already in the cache
+    generated: int
+    cancelled: bool
+
+
+def encode_png(image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=4)
+    return buf.getvalue()
+
+
+def generate_missing(
+    pipe,
+    settings: GenerationSettings,
+    prompt: str,
+    seeds: list[int],
+    cache: Cache,
+    *,
+    batch_size: int = 4,
+    lock: threading.Lock | None = None,
+    on_progress: ProgressFn | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> GenerationReport:
+    """Generate the images of `seeds` that are not cached yet, committing each finished batch at once.
+
+    One CPU torch.Generator per image (seed_i), so an image depends only on its own seed, not on its batch-mates
+    or on the device's RNG. A cancel takes effect at the next denoising step; the unfinished batch is dropped
+    (its latents are only partly denoised), every finished batch is already in the cache.
+    """
+    import torch
+
+    keys = {seed: settings.image_key(prompt, seed) for seed in seeds}
+    cached = cache.lookup_images(list(keys.values()))
+    missing = [s for s in seeds if keys[s] not in cached]
+    report = GenerationReport(len(seeds), len(seeds) - len(missing), 0, False)
+    if not missing:
+        return report
+    cache.put_settings(settings.key(), settings.to_dict())
+    steps = settings.steps
+
+    def step_callback(pipeline, step, timestep, tensors):
+        if should_cancel and should_cancel():
+            pipeline._interrupt = True  # diffusers skips the remaining steps; we then drop the batch
+            raise Cancelled()
+        if on_progress:
+            on_progress(report.reused + report.generated, report.requested, step + 1, steps)
+        return tensors
+
+    for start in range(0, len(missing), batch_size):
+        batch = missing[start : start + batch_size]
+        if should_cancel and should_cancel():
+            report.cancelled = True
+            break
+        with lock or nullcontext():
+            try:
+                out = pipe(
+                    prompt=[prompt] * len(batch),
+                    negative_prompt=[settings.negative_prompt] * len(batch) if settings.negative_prompt else None,
+                    num_inference_steps=steps,
+                    guidance_scale=settings.guidance,
+                    height=settings.height,
+                    width=settings.width,
+                    generator=[torch.Generator("cpu").manual_seed(s) for s in batch],
+                    output_type="pil",
+                    callback_on_step_end=step_callback,
+                )
+            except Cancelled:
+                report.cancelled = True
+                break
+            finally:
+                pipe._interrupt = False
+        for seed, image in zip(batch, out.images):
+            cache.put_image(keys[seed], settings.key(), prompt, seed, encode_png(image))
+            report.generated += 1
+        if on_progress:
+            on_progress(report.reused + report.generated, report.requested, steps, steps)
+    return report
+
+
+def cached_images(settings: GenerationSettings, prompt: str, seeds: list[int], cache: Cache) -> list[CachedImage]:
+    """The cached images of `seeds`, in seed order (seeds not cached are left out)."""
+    keys = [settings.image_key(prompt, s) for s in seeds]
+    found = cache.lookup_images(keys)
+    return [found[k] for k in keys if k in found]

@@ -1,0 +1,267 @@
+"""Diversity: how widely does a generated set spread in CLIP space, next to natural photos of the class?"""
+
+from dataclasses import asdict
+
+import numpy as np
+import streamlit as st
+
+import ui
+from core import config
+from core.charts import embedding_map, similarity_heatmap, statistics_chart
+from core.diversity import (PREVIEW_SIZE, embed_set, export_zip, map_points, natural_set, reading,
+                            statistics_table, synthetic_set, thumbnails)
+from core.generate import (RunRequest, cached_images, default_batch_size, generate_missing, resolve_settings,
+                           validate_request)
+from core.models import ModelUnavailableError, clip_key, locate_generator
+from core.natural import DownloadError, download_reference_set, reference_sources, store_upload
+from core.registry import CLIP_MODELS, GENERATORS
+from core.stats import diversity_statistics, project_2d
+
+REFERENCE_PARAMS = ("ref", "ref_class", "map")
+
+
+@st.cache_data(show_spinner="Computing statistics...", max_entries=64)
+def statistics_of(embeddings: np.ndarray):
+    return diversity_statistics(embeddings)
+
+
+@st.cache_data(show_spinner="Projecting...", max_entries=64)
+def projection_of(embeddings: np.ndarray, method: str):
+    return project_2d(embeddings, method)
+
+
+def set_url(req: RunRequest) -> None:
+    extra = {k: st.query_params[k] for k in REFERENCE_PARAMS if k in st.query_params}
+    st.query_params.from_dict({**req.to_params(), **extra})
+
+
+def pick(options: list, value, fallback):
+    return options.index(value) if value in options else options.index(fallback)
+
+
+ui.sidebar_status()
+st.title("Lack of diversity")
+st.markdown("Generate a set for one prompt and see how far its images spread in CLIP space, and how that "
+            "compares with natural photos of the same class.")
+
+# 1. The request: from the URL (a shared link, a reload) or the form.
+url_req, url_problems = RunRequest.from_params(dict(st.query_params))
+for problem in url_problems:
+    st.warning(problem)
+if url_req and url_req.generator not in GENERATORS:
+    st.warning(f"The link names an unknown generator '{url_req.generator}'; pick one below.")
+    url_req = None
+base = url_req or RunRequest(prompt="a photo of a tench")
+
+gen_keys, clip_keys = list(GENERATORS), list(CLIP_MODELS)
+gen_key = st.selectbox("Generator", gen_keys, index=pick(gen_keys, base.generator, gen_keys[0]),
+                       format_func=lambda k: GENERATORS[k].label, key="generator")
+preset = GENERATORS[gen_key]
+st.caption(preset.note)
+same_preset = base.generator == gen_key
+with st.form("run"):
+    prompt = st.text_input("Prompt", value=base.prompt, max_chars=1000)
+    c1, c2, c3, c4, c5 = st.columns(5)
+    n = c1.number_input("Images (N)", 1, 256, int(base.n))
+    steps = c2.number_input("Steps", 1, preset.max_steps, int(base.steps if same_preset and base.steps
+                                                              else preset.default_steps), key=f"steps-{gen_key}")
+    guidance = c3.number_input(
+        "Guidance", 0.0, 30.0, float(base.guidance if same_preset and base.guidance is not None
+                                     else preset.default_guidance), step=0.5, key=f"guidance-{gen_key}",
+        disabled=not preset.supports_guidance,
+        help=None if preset.supports_guidance else "This model ignores classifier-free guidance.")
+    size = c4.number_input("Size (px)", 64, 1024, int(base.size if same_preset and base.size
+                                                      else preset.default_size),
+                           step=preset.size_multiple, key=f"size-{gen_key}")
+    first_seed = c5.number_input("First seed", 0, 2**31 - 1, int(base.first_seed))
+    negative = st.text_input("Negative prompt (optional)", value=base.negative_prompt)
+    clip_choice = st.selectbox("CLIP model", clip_keys, index=pick(clip_keys, base.clip, clip_keys[0]),
+                               format_func=lambda k: CLIP_MODELS[k].label, key="clip")
+    submitted = st.form_submit_button("Generate", type="primary")
+
+req = url_req
+if submitted:
+    req = RunRequest(prompt, int(n), gen_key, int(steps), float(guidance), int(size), int(first_seed), negative,
+                     clip_choice).with_preset_defaults(preset)
+if req is None:
+    st.info("Type a prompt and press Generate.")
+    st.stop()
+req_preset = GENERATORS[req.generator]
+req = req.with_preset_defaults(req_preset)
+problems = validate_request(req, req_preset)
+if req.clip not in CLIP_MODELS:
+    problems.append(f"Unknown CLIP model '{req.clip}'. Pick one of: {', '.join(CLIP_MODELS)}.")
+if problems:
+    for problem in problems:
+        st.error(problem)
+    st.stop()
+if submitted:
+    set_url(req)
+
+# 2. The model folder and the settings that name this run in the cache (no weights loaded yet).
+download_bar = st.empty()
+try:
+    folder = locate_generator(req_preset, progress=lambda f, msg: download_bar.progress(f, text=msg))
+except ModelUnavailableError as exc:
+    st.error(str(exc))
+    st.stop()
+download_bar.empty()
+settings = resolve_settings(req, folder, ui.device())
+cache = ui.cache()
+
+# 3. Generate what is missing, batch by batch; Cancel keeps every finished batch.
+if submitted:
+    st.button("Cancel", help="Stop after the current step; finished images stay in the cache.")
+    bar = st.progress(0.0, text="Waiting for the generator...")
+
+    def on_progress(done: int, total: int, step: int, steps_per_batch: int) -> None:
+        bar.progress(min(1.0, done / total + step / steps_per_batch / total),
+                     text=f"{done} of {total} images done, step {step}/{steps_per_batch} of the current batch")
+
+    try:
+        report = generate_missing(ui.pipeline(str(folder)), settings, req.prompt, req.seeds, cache,
+                                  batch_size=default_batch_size(ui.device()), lock=ui.generation_lock(),
+                                  on_progress=on_progress)
+    except ModelUnavailableError as exc:
+        st.error(str(exc))
+        st.stop()
+    bar.empty()
+    st.success(f"{report.generated} images generated, {report.reused} reused from the cache.")
+
+images = cached_images(settings, req.prompt, req.seeds, cache)
+st.caption(
+    f"**Run:** `{req.prompt}` · {settings.model_id} @ {settings.revision[:12]} · {settings.scheduler.get('_class_name')}"
+    f" · {settings.steps} steps · guidance {settings.guidance:g} · {settings.width} px · seeds {req.first_seed}-"
+    f"{req.first_seed + req.n - 1} · {settings.device_type} {settings.dtype}"
+    + (f" · negative `{settings.negative_prompt}`" if settings.negative_prompt else ""))
+if len(images) < req.n:
+    st.warning(f"{len(images)} of {req.n} images are in the cache. Press Generate to make the other "
+               f"{req.n - len(images)} (the cached ones are reused).")
+if not images:
+    st.stop()
+synthetic = synthetic_set(images)
+
+st.subheader(f"{len(synthetic)} images")
+previews = thumbnails(cache, synthetic, PREVIEW_SIZE)
+per_row = 8
+for row in range(0, len(previews), per_row):
+    for col, preview, label in zip(st.columns(per_row), previews[row : row + per_row],
+                                   synthetic.labels[row : row + per_row]):
+        col.image(preview, caption=label, width="stretch")
+
+# 4. Embeddings (only uncached images are embedded; CLIP loads only then).
+clip_preset = CLIP_MODELS[req.clip]
+try:
+    with st.spinner("Embedding images with CLIP..."):
+        ckey = clip_key(clip_preset)
+        syn_emb = embed_set(cache, ckey, synthetic, lambda: ui.clip(req.clip))
+except (ModelUnavailableError, ValueError) as exc:
+    st.error(str(exc))
+    st.stop()
+
+# 5. An optional natural reference class.
+st.subheader("Natural reference")
+sources = reference_sources(config.cache_dir(), config.natural_roots())
+source_ids = ["none", *sources]
+ref_id = st.selectbox("Compare with natural photos from", source_ids,
+                      index=pick(source_ids, st.query_params.get("ref", "none"), "none"),
+                      format_func=lambda k: "no reference" if k == "none" else sources[k][0])
+if ref_id == "none":
+    st.query_params.pop("ref", None)
+else:
+    st.query_params["ref"] = ref_id
+natural, nat_emb = None, None
+if ref_id == "imagenette" and not (sources["imagenette"][1].root / "val").is_dir():
+    st.info("Imagenette (fast.ai's 10-class ImageNet subset, 160 px, about 100 MB) is not downloaded yet.")
+    if st.button("Download Imagenette"):
+        bar = st.progress(0.0)
+        try:
+            download_reference_set(sources["imagenette"][1].root, progress=lambda f, msg: bar.progress(f, text=msg))
+            st.rerun()
+        except DownloadError as exc:
+            st.error(str(exc))
+elif ref_id != "none":
+    folder_obj = sources[ref_id][1]
+    if ref_id == "uploads":
+        with st.expander("Upload photos", expanded=not folder_obj.root.is_dir()):
+            up_class = st.text_input("Class name for these photos", key="upload_class")
+            files = st.file_uploader("Photos", accept_multiple_files=True, key="upload_files",
+                                     type=["jpg", "jpeg", "png", "webp", "bmp"])
+            if st.button("Add photos") and files:
+                for f in files:
+                    try:
+                        store_upload(folder_obj.root, up_class, f.getvalue())
+                    except ValueError as exc:
+                        st.error(f"{f.name}: {exc}")
+    try:
+        classes = folder_obj.classes()
+    except (FileNotFoundError, ValueError) as exc:
+        classes = []
+        st.info(str(exc))
+    if classes:
+        guess = next((c for c in classes if c.replace("_", " ") in req.prompt.lower()), classes[0])
+        ref_class = st.selectbox("Class", classes, index=pick(classes, st.query_params.get("ref_class"), guess))
+        st.query_params["ref_class"] = ref_class
+        photos = folder_obj.images(ref_class)
+        if not photos:
+            st.warning(f"The class '{ref_class}' has no images.")
+        else:
+            natural = natural_set(photos, n=len(synthetic))
+            st.caption(f"{len(natural)} of {len(photos)} photos of '{ref_class}' (as many as synthetic images, "
+                       f"drawn with a fixed seed: Vendi and effective rank grow with n, so equal n keeps them "
+                       f"comparable).")
+            try:
+                with st.spinner("Embedding natural photos..."):
+                    nat_emb = embed_set(cache, ckey, natural, lambda: ui.clip(req.clip))
+            except (ModelUnavailableError, ValueError, OSError) as exc:
+                st.error(str(exc))
+                natural = None
+
+# 6. Statistics with intervals, side by side.
+st.subheader("Diversity statistics")
+stats = {"synthetic": statistics_of(syn_emb)}
+if natural is not None:
+    stats["natural"] = statistics_of(nat_emb)
+    st.markdown(f"**{reading(stats['synthetic'], stats['natural'])}**")
+st.altair_chart(statistics_chart([(src, e) for src, ests in stats.items() for e in ests]))
+st.dataframe(statistics_table(stats), hide_index=True)
+st.caption("Point estimate [95% interval]: estimate +- 1.96 x the bootstrap standard deviation (200 resamples "
+           "of the images, seed 0). CLIP: " + clip_preset.label + ".")
+
+
+# 7. Similarity heatmap and the map; clicking a heatmap cell highlights its two images in the map.
+@st.fragment
+def similarity_and_map() -> None:
+    left, right = st.columns(2)
+    with left:
+        event = st.altair_chart(similarity_heatmap(syn_emb @ syn_emb.T, [im.seed for im in images]),
+                                key="heatmap", on_select="rerun")
+        picked = (event or {}).get("selection", {}).get("pair") or []
+        highlight = frozenset(f"seed {p[k]}" for p in picked for k in ("seed_a", "seed_b") if k in p)
+        if highlight:
+            st.caption("Highlighted in the map: " + ", ".join(sorted(highlight)))
+    with right:
+        methods = {"pca": "PCA", "tsne": "t-SNE"}
+        method = st.radio("Projection", list(methods), format_func=methods.get, horizontal=True,
+                          index=pick(list(methods), st.query_params.get("map", "pca"), "pca"))
+        st.query_params["map"] = method
+        sets = [synthetic] + ([natural] if natural is not None else [])
+        all_emb = np.concatenate([syn_emb] + ([nat_emb] if natural is not None else []))
+        coords, used = projection_of(all_emb, method)
+        st.altair_chart(embedding_map(map_points(cache, sets, coords, highlight), used), key="map")
+
+
+similarity_and_map()
+
+# 8. The run as a zip.
+run_settings = {
+    "request": asdict(req), "generation_settings": settings.to_dict(), "settings_key": settings.key(),
+    "clip": {**asdict(clip_preset), "key": ckey}, "natural_reference": None if natural is None else {
+        "source": ref_id, "class": st.query_params.get("ref_class"), "n": len(natural)},
+    "note": "Defaults (steps, guidance, size, template, N) are the lab's own choice; the paper's are unknown.",
+}
+st.download_button("Download this run (.zip)", key="download",
+                   data=lambda: export_zip(synthetic, syn_emb, stats, run_settings,
+                                           None if natural is None else (natural, nat_emb)),
+                   file_name=f"diversity-{settings.image_key(req.prompt, req.first_seed)[:10]}-n{req.n}.zip",
+                   mime="application/zip")

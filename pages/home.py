@@ -1,0 +1,52 @@
+"""Home: what the lab shows, in plain words, with a link to each page."""
+
+import streamlit as st
+
+import ui
+
+ui.sidebar_status()
+
+st.title("Diffusion Diversity Lab")
+st.markdown(
+    "Why do images made by text-to-image models make poor training data? Marwood, Baluja & Alon, "
+    "[*Diversity and Diffusion: Observations on Synthetic Image Distributions with Stable Diffusion*]"
+    "(https://arxiv.org/abs/2311.00056) (2023), trained classifiers on Stable Diffusion images only and found they "
+    "do badly on real photos, even though each image looks real. They name four reasons, plus a question about the "
+    "CLIP space the images are judged in. This lab lets you see each one, live, for any prompt."
+)
+
+# (title, explanation, page or None while it is not built yet)
+FINDINGS = [
+    ("Lack of diversity",
+     "Ask for 50 pictures of a tench and you get 50 variations of one picture: similar pose, lighting and framing. "
+     "Natural photos of the same class spread much wider. The Diversity page measures the spread of a generated "
+     "set in CLIP space (mean similarity, Vendi score, effective rank) next to real photos of the class.",
+     "pages/diversity.py"),
+    ("Ambiguity",
+     "Many class names have several senses: a *crane* is a bird and a machine. The model picks a sense (often not "
+     "the one the dataset meant) and may stick to it for every image.", None),
+    ("Adherence to prompt",
+     "Images follow the text too literally or too canonically (a textbook tench, centred, on a plain background), "
+     "or miss it altogether; stronger guidance trades diversity for adherence.", None),
+    ("Inability to represent the concept",
+     "Some concepts the model simply cannot draw: the images show something else, however the prompt is phrased.",
+     None),
+    ("Geometry of CLIP embeddings",
+     "In CLIP space, synthetic images sit apart from natural photos of the same class and nearer to the prompt's "
+     "text: a classifier can tell the two apart, and one trained on synthetic images learns the wrong region.",
+     None),
+]
+
+for title, text, page in FINDINGS:
+    st.subheader(title)
+    st.markdown(text)
+    if page:
+        st.page_link(page, label=f"Open the {title.lower()} page", icon="➡️")
+    else:
+        st.caption("Its page is being built; the Diversity page already shows the embeddings it will use.")
+
+st.divider()
+st.caption(
+    "The paper's exact settings are unknown. Every analysis here says which model, CLIP backbone, prompt template, "
+    "number of images, guidance, steps and seeds it used; defaults are the lab's own choice."
+)

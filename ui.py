@@ -1,0 +1,96 @@
+"""The one module that wraps `core` for Streamlit: shared models (st.cache_resource), the generation lock, the
+device summary and the sidebar status. Pages import this, never each other.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import streamlit as st
+
+from core import config
+from core.cache import Cache
+from core.models import ClipModel, clip_present, generator_present, load_clip, load_pipeline
+from core.registry import CLIP_MODELS, DEFAULT_CLIP, DEFAULT_GENERATOR, GENERATORS
+
+
+@st.cache_resource(show_spinner=False)
+def device() -> config.DeviceSpec:
+    return config.select_device()
+
+
+@st.cache_resource(show_spinner=False)
+def generation_lock() -> threading.Lock:
+    """One lock for the process: diffusers pipelines are not thread-safe (scheduler state), so every session's
+    generation batches take turns."""
+    return threading.Lock()
+
+
+def cache() -> Cache:
+    # Not cached as a resource: DDL_CACHE_DIR is read each time (tests switch it); Cache() is cheap.
+    return Cache(config.cache_dir())
+
+
+def _release(obj) -> None:
+    """Called by st.cache_resource when a model is swapped out: free accelerator memory at once."""
+    del obj
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:
+        pass
+
+
+@st.cache_resource(max_entries=1, on_release=_release, show_spinner="Loading the generator...")
+def pipeline(folder: str):
+    """The one loaded pipeline (max_entries=1: choosing another model releases this one)."""
+    from pathlib import Path
+
+    return load_pipeline(Path(folder), device())
+
+
+@st.cache_resource(max_entries=1, on_release=_release, show_spinner="Loading CLIP...")
+def clip(clip_preset_key: str) -> ClipModel:
+    return load_clip(CLIP_MODELS[clip_preset_key], device())
+
+
+def selected_generator() -> str:
+    return st.session_state.get("generator") or st.query_params.get("generator") or DEFAULT_GENERATOR
+
+
+def selected_clip() -> str:
+    return st.session_state.get("clip") or st.query_params.get("clip") or DEFAULT_CLIP
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def sidebar_status() -> None:
+    """Device, selected models (and whether their weights are here), cache size: on every page."""
+    with st.sidebar:
+        st.subheader("Status")
+        try:
+            dev = device()
+            st.markdown(f"**Device:** {dev.describe()}")
+        except ValueError as exc:
+            st.error(str(exc))
+        gen = GENERATORS.get(selected_generator())
+        clp = CLIP_MODELS.get(selected_clip())
+        if gen:
+            here = "weights here" if generator_present(gen) else "weights not downloaded yet"
+            st.markdown(f"**Generator:** {gen.label}  \n`{gen.model_id}`: {here}")
+        if clp:
+            here = "weights here" if clip_present(clp) else "weights not downloaded yet"
+            st.markdown(f"**CLIP:** {clp.label}: {here}")
+        c = cache()
+        st.markdown(f"**Cache:** {c.count_images()} images, {_human_bytes(c.size_bytes())}  \n`{c.root}`")
