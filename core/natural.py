@@ -124,9 +124,9 @@ def download_reference_set(dest: Path, url: str = IMAGENETTE_URL, md5: str = IMA
         shutil.rmtree(work, ignore_errors=True)
 
 
-def imagenette(root: Path) -> NaturalFolder:
-    """The downloaded Imagenette validation split, with class names instead of WordNet ids."""
-    return NaturalFolder(root, tuple(IMAGENETTE_WNIDS.items()))
+def imagenette(dest: Path) -> NaturalFolder:
+    """The Imagenette validation split downloaded into `dest`, with class names instead of WordNet ids."""
+    return NaturalFolder(dest / "val", tuple(IMAGENETTE_WNIDS.items()))
 
 
 def reference_sources(cache_root: Path, extra_roots: list[Path]) -> dict[str, tuple[str, NaturalFolder]]:
@@ -145,7 +145,7 @@ def store_upload(uploads_root: Path, class_name: str, data: bytes) -> Path:
     uploader's file name (which may hold '../' or odd characters). Rejects files that are not images."""
     import io
 
-    safe_class = "".join(c if c.isalnum() or c in "-_ " else "_" for c in class_name).strip()
+    safe_class = "".join(c for c in class_name if c.isalnum() or c in "-_ ").strip()  # no '/', '.', ':'...
     if not safe_class:
         raise ValueError("Give the uploaded photos a class name (letters, digits, '-', '_' or spaces).")
     try:

@@ -171,12 +171,12 @@ if ref_id == "none":
 else:
     st.query_params["ref"] = ref_id
 natural, nat_emb = None, None
-if ref_id == "imagenette" and not (sources["imagenette"][1].root / "val").is_dir():
+if ref_id == "imagenette" and not sources["imagenette"][1].root.is_dir():
     st.info("Imagenette (fast.ai's 10-class ImageNet subset, 160 px, about 100 MB) is not downloaded yet.")
     if st.button("Download Imagenette"):
         bar = st.progress(0.0)
         try:
-            download_reference_set(sources["imagenette"][1].root, progress=lambda f, msg: bar.progress(f, text=msg))
+            download_reference_set(sources["imagenette"][1].root.parent, progress=lambda f, msg: bar.progress(f, text=msg))
             st.rerun()
         except DownloadError as exc:
             st.error(str(exc))

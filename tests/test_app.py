@@ -1,0 +1,150 @@
+"""The app through Streamlit's AppTest, with the offline tiny-random models."""
+
+from __future__ import annotations
+
+import json
+import re
+from unittest import mock
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+TIMEOUT = 180
+RUN = {"prompt": "a photo of a tench", "n": "8", "generator": "tiny-random", "clip": "tiny-random"}
+
+
+@pytest.fixture(scope="module")
+def app_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("app-cache")
+
+
+@pytest.fixture(autouse=True)
+def app_env(app_cache, imagenette_dir, monkeypatch):
+    """One cache for the module (runs build on each other, as for a user), fresh Streamlit caches per test."""
+    import streamlit as st
+
+    monkeypatch.setenv("DDL_CACHE_DIR", str(app_cache))
+    monkeypatch.setenv("DDL_NATURAL_ROOTS", str(imagenette_dir))
+    st.cache_data.clear()
+    yield
+    st.cache_data.clear()
+
+
+def diversity(params: dict | None = None) -> AppTest:
+    at = AppTest.from_file("../Home.py", default_timeout=TIMEOUT)
+    at.switch_page("pages/diversity.py")
+    for k, v in (params or {}).items():
+        at.query_params[k] = v
+    return at.run()
+
+
+def generate(at: AppTest, prompt="a photo of a tench", n=8) -> AppTest:
+    at.selectbox(key="generator").set_value("tiny-random").run()
+    at.selectbox(key="clip").set_value("tiny-random")
+    at.text_input[0].set_value(prompt)
+    at.number_input[0].set_value(n)
+    return at.button[0].click().run()
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(e.proto.spec) for e in at.main if getattr(e, "type", "") == "vega_lite_chart"]
+
+
+def chart_rows(at: AppTest, index: int) -> list[dict]:
+    """The data rows of the index-th chart (Streamlit ships them as Arrow, beside the spec)."""
+    import pyarrow as pa
+
+    proto = [e.proto for e in at.main if getattr(e, "type", "") == "vega_lite_chart"][index]
+    return pa.ipc.open_stream(proto.datasets[0].data.data).read_pandas().to_dict("records")
+
+
+def test_home_renders_and_links_the_pages():
+    at = AppTest.from_file("../Home.py", default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert at.title[0].value == "Diffusion Diversity Lab"
+    assert [s.value for s in at.subheader][:5] == ["Lack of diversity", "Ambiguity", "Adherence to prompt",
+                                                   "Inability to represent the concept", "Geometry of CLIP embeddings"]
+    assert "2311.00056" in at.markdown[0].value
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert "Device:** cpu, float32" in sidebar and "Cache:**" in sidebar
+
+
+def test_diversity_page_renders_empty():
+    at = diversity()
+    assert not at.exception
+    assert at.info[0].value == "Type a prompt and press Generate."
+
+
+def test_generate_shows_grid_charts_statistics_and_url():
+    at = generate(diversity(), n=8)
+    assert not at.exception, at.exception
+    counts = re.fullmatch(r"(\d+) images generated, (\d+) reused from the cache\.", at.success[0].value)
+    assert counts and int(counts[1]) + int(counts[2]) == 8
+    images = at.get("image")
+    assert len(images) == 8
+    kinds = [c.get("mark", {}).get("type") if "facet" not in c else "facet" for c in charts(at)]
+    assert kinds == ["facet", "rect", "circle"]  # statistics, heatmap, map
+    table = at.dataframe[0].value
+    assert list(table["statistic"]) == ["mean pairwise cosine", "Vendi score", "effective rank",
+                                        "variance in first 2 PCs"]
+    assert (table["n"] == 8).all() and (table["95% low"] <= table["value"]).all()
+    assert at.query_params["prompt"] == "a photo of a tench" and at.query_params["n"] == "8"
+    assert at.get("download_button")
+
+
+def test_reopening_the_url_serves_from_cache_without_loading_the_generator():
+    generate(diversity(), n=8)  # make sure the run is cached (no-op when an earlier test made it)
+    with mock.patch("core.models.load_pipeline", side_effect=AssertionError("generator loaded")), \
+            mock.patch("core.generate.generate_missing", side_effect=AssertionError("generation ran")):
+        at = diversity(RUN)
+    assert not at.exception, at.exception
+    assert len(at.get("image")) == 8 and not at.success and not at.warning
+
+
+def test_asking_for_more_generates_only_the_new_images():
+    generate(diversity(), n=8)
+    at = generate(diversity(), n=12)
+    assert not at.exception
+    assert at.success[0].value == "4 images generated, 8 reused from the cache."
+    assert len(at.get("image")) == 12
+
+
+def test_natural_reference_from_a_local_folder():
+    at = diversity({**RUN, "ref": "folder:imagenette224", "ref_class": "tench"})
+    if at.warning:  # not cached yet in this order of tests
+        at = generate(at, n=8)
+    assert not at.exception, at.exception
+    reading = [m.value for m in at.markdown if "Synthetic Vendi" in m.value]
+    assert len(reading) == 1 and "(n=8)" in reading[0] and "natural" in reading[0]
+    table = at.dataframe[0].value
+    assert sorted(set(table["source"])) == ["natural", "synthetic"]
+    sources = {row["source"] for row in chart_rows(at, -1)}
+    assert sources == {"synthetic", "natural"}
+
+
+def test_clicking_a_heatmap_cell_highlights_the_pair_in_the_map():
+    at = diversity(RUN)
+    if at.warning:
+        at = generate(at, n=8)
+    at.session_state["heatmap"] = {"selection": {"pair": [{"seed_a": 2, "seed_b": 5}]}}
+    at.run()
+    assert not at.exception
+    assert any(c.value == "Highlighted in the map: seed 2, seed 5" for c in at.caption)
+    rows = chart_rows(at, -1)
+    assert sorted(r["label"] for r in rows if r["highlighted"]) == ["seed 2", "seed 5"]
+
+
+def test_tampered_url_gets_messages_not_a_traceback():
+    at = diversity({"prompt": "x", "n": "lots", "generator": "no-such-model"})
+    assert not at.exception
+    warnings = " ".join(w.value for w in at.warning)
+    assert "'n'" in warnings and "no-such-model" in warnings
+
+
+def test_missing_weights_offline_show_the_fix(tmp_path, monkeypatch):
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    at = diversity({"prompt": "a tench", "generator": "sd-turbo", "clip": "tiny-random"})
+    assert not at.exception
+    assert "stabilityai/sd-turbo" in at.error[0].value and "Fix:" in at.error[0].value

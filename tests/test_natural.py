@@ -1,0 +1,150 @@
+import csv
+import hashlib
+import http.server
+import io
+import tarfile
+import threading
+import time
+from functools import partial
+
+import pytest
+from PIL import Image
+
+from core.natural import (IMAGENETTE_WNIDS, DownloadError, NaturalFolder, download_reference_set, imagenette,
+                          reference_sources, store_upload)
+
+
+# -- the folder loader on the shared Imagenette photos ---------------------------------------------------------
+def test_folder_loader_reads_every_class_and_image(imagenette_dir):
+    folder = NaturalFolder(imagenette_dir)
+    assert folder.classes() == sorted(IMAGENETTE_WNIDS.values())
+    with open(imagenette_dir / "labels.csv") as f:
+        rows = list(csv.DictReader(f))
+    for name in folder.classes():
+        images = folder.images(name)
+        assert len(images) == sum(r["class_name"] == name for r in rows) == 100
+        assert {im.path.name for im in images} == {r["path"].split("/")[-1] for r in rows if r["class_name"] == name}
+
+
+def test_loaded_photos_are_rgb_even_when_grayscale(imagenette_dir):
+    folder = NaturalFolder(imagenette_dir)
+    modes = set()
+    for name in folder.classes():
+        for im in folder.images(name):
+            with Image.open(im.path) as raw:
+                modes.add(raw.mode)
+    assert "L" in modes  # the shared set holds grayscale photos...
+    gray = next(im for name in folder.classes() for im in folder.images(name) if Image.open(im.path).mode == "L")
+    assert gray.load().mode == "RGB"  # ...which the loader converts
+
+
+def test_sha256_identifies_content(imagenette_dir):
+    im = NaturalFolder(imagenette_dir).images("tench", limit=1)[0]
+    assert im.sha256 == hashlib.sha256(im.path.read_bytes()).hexdigest()
+
+
+def test_unknown_class_and_empty_folder_are_explained(tmp_path, imagenette_dir):
+    with pytest.raises(KeyError, match="No class 'crane'"):
+        NaturalFolder(imagenette_dir).images("crane")
+    with pytest.raises(ValueError, match="no class sub-folders"):
+        NaturalFolder(tmp_path).classes()
+    with pytest.raises(FileNotFoundError):
+        NaturalFolder(tmp_path / "absent").classes()
+
+
+def test_reference_sources_list_imagenette_folders_and_uploads(tmp_path, imagenette_dir):
+    sources = reference_sources(tmp_path, [imagenette_dir])
+    assert list(sources) == ["imagenette", "folder:imagenette224", "uploads"]
+    assert sources["folder:imagenette224"][1].classes()[0] == "cassette_player"
+
+
+# -- uploads -----------------------------------------------------------------------------------------------------
+def png_bytes(colour="red") -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_uploads_are_stored_by_content_never_by_name(tmp_path):
+    data = png_bytes()
+    path = store_upload(tmp_path, "../../etc", data)
+    assert path.parent.parent == tmp_path  # the class name cannot climb out
+    assert path.name == hashlib.sha256(data).hexdigest() + ".png"
+    assert store_upload(tmp_path, "../../etc", data) == path  # same content, same file
+    assert NaturalFolder(tmp_path).images(path.parent.name)[0].path == path
+
+
+def test_uploads_that_are_not_images_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="not a readable image"):
+        store_upload(tmp_path, "cats", b"#!/bin/sh\nrm -rf /\n")
+    with pytest.raises(ValueError, match="class name"):
+        store_upload(tmp_path, "///", png_bytes())
+    assert not any(tmp_path.rglob("*.*"))
+
+
+# -- the reference-set download, served on loopback ---------------------------------------------------------------
+def imagenette_like_archive() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for wnid in list(IMAGENETTE_WNIDS)[:2]:
+            for i in range(3):
+                data = png_bytes(["red", "green", "blue"][i])
+                info = tarfile.TarInfo(f"imagenette2-160/val/{wnid}/img{i}.png")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.fixture
+def loopback_server(tmp_path):
+    """Serves tmp_path/www over HTTP on 127.0.0.1; yields the base URL."""
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield www, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.mark.slow
+def test_download_fetches_verifies_unpacks_and_reports_progress(tmp_path, loopback_server):
+    www, base = loopback_server
+    archive = imagenette_like_archive()
+    (www / "set.tgz").write_bytes(archive)
+    progress = []
+    dest = tmp_path / "natural" / "imagenette2-160"
+    val = download_reference_set(dest, f"{base}/set.tgz", hashlib.md5(archive).hexdigest(),
+                                 progress=lambda f, msg: progress.append((f, msg)))
+    assert val == dest / "val"
+    folder = imagenette(dest)
+    assert folder.classes() == sorted(list(IMAGENETTE_WNIDS.values())[:2])  # WordNet ids shown as class names
+    assert len(folder.images("tench")) == 3
+    assert progress[-2][0] == pytest.approx(1.0) and progress[-1][1] == "Unpacking"
+    assert [p for p in (tmp_path / "natural").iterdir()] == [dest]  # no temp folders left behind
+    (www / "set.tgz").unlink()
+    assert download_reference_set(dest, f"{base}/set.tgz", "unused") == val  # second call: nothing fetched
+
+
+@pytest.mark.slow
+def test_corrupt_download_is_rejected_and_nothing_kept(tmp_path, loopback_server):
+    www, base = loopback_server
+    (www / "set.tgz").write_bytes(imagenette_like_archive())
+    dest = tmp_path / "natural" / "imagenette2-160"
+    with pytest.raises(DownloadError, match="corrupt"):
+        download_reference_set(dest, f"{base}/set.tgz", "0" * 32)
+    assert list((tmp_path / "natural").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_offline_download_fails_fast_with_a_fix(tmp_path, loopback_server):
+    _, base = loopback_server
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match="Could not download.*Fix"):
+        download_reference_set(tmp_path / "x", f"{base}/missing.tgz", "0" * 32)
+    closed = "http://127.0.0.1:9/imagenette.tgz"  # discard port: connection refused
+    with pytest.raises(DownloadError, match="connect to the internet"):
+        download_reference_set(tmp_path / "x", closed, "0" * 32)
+    assert time.monotonic() - start < 5
