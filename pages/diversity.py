@@ -35,6 +35,15 @@ def set_url(req: RunRequest) -> None:
     st.query_params.from_dict({**req.to_params(), **extra})
 
 
+def remember_url() -> None:
+    """Keep this session's settings: switching pages clears the URL, coming back restores it."""
+    st.session_state["diversity_url"] = st.query_params.to_dict()
+
+
+if "prompt" not in st.query_params and st.session_state.get("diversity_url"):
+    st.query_params.from_dict(st.session_state["diversity_url"])
+
+
 def pick(options: list, value, fallback):
     return options.index(value) if value in options else options.index(fallback)
 
@@ -97,6 +106,7 @@ if problems:
     st.stop()
 if submitted:
     set_url(req)
+remember_url()
 
 # 2. The model folder and the settings that name this run in the cache (no weights loaded yet).
 download_bar = st.empty()
@@ -216,6 +226,7 @@ elif ref_id != "none":
             except (ModelUnavailableError, ValueError, OSError) as exc:
                 st.error(str(exc))
                 natural = None
+remember_url()
 
 # 6. Statistics with intervals, side by side.
 st.subheader("Diversity statistics")
@@ -245,6 +256,7 @@ def similarity_and_map() -> None:
         method = st.radio("Projection", list(methods), format_func=methods.get, horizontal=True,
                           index=pick(list(methods), st.query_params.get("map", "pca"), "pca"))
         st.query_params["map"] = method
+        remember_url()
         sets = [synthetic] + ([natural] if natural is not None else [])
         all_emb = np.concatenate([syn_emb] + ([nat_emb] if natural is not None else []))
         coords, used = projection_of(all_emb, method)

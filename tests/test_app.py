@@ -148,3 +148,14 @@ def test_missing_weights_offline_show_the_fix(tmp_path, monkeypatch):
     at = diversity({"prompt": "a tench", "generator": "sd-turbo", "clip": "tiny-random"})
     assert not at.exception
     assert "stabilityai/sd-turbo" in at.error[0].value and "Fix:" in at.error[0].value
+
+
+def test_switching_pages_and_coming_back_keeps_the_run():
+    at = generate(diversity(), n=8)
+    at.switch_page("pages/home.py").run()
+    assert not at.exception
+    at.query_params.clear()  # what the browser's URL looks like after navigating (Streamlit drops the params)
+    with mock.patch("core.models.load_pipeline", side_effect=AssertionError("generator loaded")):
+        at.switch_page("pages/diversity.py").run()
+    assert not at.exception and len(at.get("image")) == 8
+    assert at.query_params["prompt"] == "a photo of a tench"
