@@ -137,8 +137,9 @@ def export_zip(images: ImageSet, embeddings: np.ndarray, stats: dict[str, list[E
         z.writestr("embeddings.npy", _npy(embeddings))
         if natural is not None:
             nat_set, nat_emb = natural
-            z.writestr("natural_images.csv", pd.DataFrame({"label": nat_set.labels, "sha256": nat_set.shas,
-                                                           "path": [str(p) for p in nat_set.files]}).to_csv(index=False))
+            # Labels (class/file name) and hashes only: no local paths leave the machine in a shared zip.
+            natural_table = pd.DataFrame({"label": nat_set.labels, "sha256": nat_set.shas})
+            z.writestr("natural_images.csv", natural_table.to_csv(index=False))
             z.writestr("natural_embeddings.npy", _npy(nat_emb))
         z.writestr("statistics.json", json.dumps({src: [asdict(e) for e in ests] for src, ests in stats.items()},
                                                  indent=2, default=float))

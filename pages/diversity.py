@@ -8,10 +8,25 @@ import streamlit as st
 import ui
 from core import config
 from core.charts import embedding_map, similarity_heatmap, statistics_chart
-from core.diversity import (PREVIEW_SIZE, embed_set, export_zip, map_points, natural_set, reading,
-                            statistics_table, synthetic_set, thumbnails)
-from core.generate import (RunRequest, cached_images, default_batch_size, generate_missing, resolve_settings,
-                           validate_request)
+from core.diversity import (
+    PREVIEW_SIZE,
+    embed_set,
+    export_zip,
+    map_points,
+    natural_set,
+    reading,
+    statistics_table,
+    synthetic_set,
+    thumbnails,
+)
+from core.generate import (
+    RunRequest,
+    cached_images,
+    default_batch_size,
+    generate_missing,
+    resolve_settings,
+    validate_request,
+)
 from core.models import ModelUnavailableError, clip_key, locate_generator
 from core.natural import DownloadError, download_reference_set, reference_sources, store_upload
 from core.registry import CLIP_MODELS, GENERATORS
@@ -140,7 +155,8 @@ if submitted:
 
 images = cached_images(settings, req.prompt, req.seeds, cache)
 st.caption(
-    f"**Run:** `{req.prompt}` · {settings.model_id} @ {settings.revision[:12]} · {settings.scheduler.get('_class_name')}"
+    f"**Run:** `{req.prompt}` · {settings.model_id} @ {settings.revision[:12]} · "
+    f"{settings.scheduler.get('_class_name')}"
     f" · {settings.steps} steps · guidance {settings.guidance:g} · {settings.width} px · seeds {req.first_seed}-"
     f"{req.first_seed + req.n - 1} · {settings.device_type} {settings.dtype}"
     + (f" · negative `{settings.negative_prompt}`" if settings.negative_prompt else ""))
@@ -186,7 +202,8 @@ if ref_id == "imagenette" and not sources["imagenette"][1].root.is_dir():
     if st.button("Download Imagenette"):
         bar = st.progress(0.0)
         try:
-            download_reference_set(sources["imagenette"][1].root.parent, progress=lambda f, msg: bar.progress(f, text=msg))
+            download_reference_set(sources["imagenette"][1].root.parent,
+                                   progress=lambda f, msg: bar.progress(f, text=msg))
             st.rerun()
         except DownloadError as exc:
             st.error(str(exc))

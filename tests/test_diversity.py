@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from core.cache import Cache
-from core.diversity import (embed_set, export_zip, map_points, natural_set, reading, statistics_table,
-                            synthetic_set)
+from core.diversity import embed_set, export_zip, map_points, natural_set, reading, statistics_table, synthetic_set
 from core.generate import RunRequest, cached_images, generate_missing, resolve_settings
 from core.natural import NaturalFolder
 from core.registry import GENERATORS, TINY_RANDOM

@@ -10,8 +10,14 @@ import pytest
 from PIL import Image
 
 from core.cache import Cache
-from core.generate import (GenerationSettings, RunRequest, cached_images, generate_missing, resolve_settings,
-                           validate_request)
+from core.generate import (
+    GenerationSettings,
+    RunRequest,
+    cached_images,
+    generate_missing,
+    resolve_settings,
+    validate_request,
+)
 from core.registry import GENERATORS, TINY_RANDOM
 
 TINY = GENERATORS[TINY_RANDOM]

@@ -4,10 +4,25 @@ import time
 import numpy as np
 import pytest
 
-from core.models import (ModelUnavailableError, clip_key, clip_present, folder_revision, generator_present,
-                         load_clip, locate_generator, read_pipeline_class)
-from core.registry import CLIP_MODELS, DEFAULT_CLIP, DEFAULT_GENERATOR, GENERATORS, TINY_RANDOM, local_clip_preset, \
-    local_generator_preset
+from core.models import (
+    ModelUnavailableError,
+    clip_key,
+    clip_present,
+    folder_revision,
+    generator_present,
+    load_clip,
+    locate_generator,
+    read_pipeline_class,
+)
+from core.registry import (
+    CLIP_MODELS,
+    DEFAULT_CLIP,
+    DEFAULT_GENERATOR,
+    GENERATORS,
+    TINY_RANDOM,
+    local_clip_preset,
+    local_generator_preset,
+)
 
 
 @pytest.fixture

@@ -10,8 +10,15 @@ from functools import partial
 import pytest
 from PIL import Image
 
-from core.natural import (IMAGENETTE_WNIDS, DownloadError, NaturalFolder, download_reference_set, imagenette,
-                          reference_sources, store_upload)
+from core.natural import (
+    IMAGENETTE_WNIDS,
+    DownloadError,
+    NaturalFolder,
+    download_reference_set,
+    imagenette,
+    reference_sources,
+    store_upload,
+)
 
 
 # -- the folder loader on the shared Imagenette photos ---------------------------------------------------------

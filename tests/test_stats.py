@@ -2,8 +2,17 @@ import numpy as np
 import pytest
 
 from core.embed import l2_normalise
-from core.stats import (bootstrap_interval, cosine_matrix, diversity_statistics, effective_rank,
-                        mean_pairwise_cosine, pca_spectrum, project_2d, variance_explained, vendi_score)
+from core.stats import (
+    bootstrap_interval,
+    cosine_matrix,
+    diversity_statistics,
+    effective_rank,
+    mean_pairwise_cosine,
+    pca_spectrum,
+    project_2d,
+    variance_explained,
+    vendi_score,
+)
 
 
 def unit_rows(n, d, seed=0):
