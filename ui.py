@@ -75,7 +75,26 @@ def _human_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def sidebar_status() -> None:
+def start_page() -> None:
+    """Every page calls this first: routing through Home.py's st.navigation, then the sidebar status."""
+    _leave_legacy_pages_mode()
+    _sidebar_status()
+
+
+def _leave_legacy_pages_mode() -> None:
+    """Streamlit treats an app with a pages/ folder as a legacy multipage app until st.navigation has run once in
+    the process. So a deep link (/diversity) as a fresh server's first request would run the page script alone,
+    without Home.py's navigation and page config, and stay so. Switch to st.navigation mode and rerun: Home.py
+    then routes the same URL (page hashes derive from the URL path in both modes). Pinned Streamlit 1.67;
+    tests/test_e2e.py opens a deep link on a fresh server to keep this honest."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def _sidebar_status() -> None:
     """Device, selected models (and whether their weights are here), cache size: on every page."""
     with st.sidebar:
         st.subheader("Status")

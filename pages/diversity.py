@@ -63,7 +63,7 @@ def pick(options: list, value, fallback):
     return options.index(value) if value in options else options.index(fallback)
 
 
-ui.sidebar_status()
+ui.start_page()
 st.title("Lack of diversity")
 st.markdown("Generate a set for one prompt and see how far its images spread in CLIP space, and how that "
             "compares with natural photos of the same class.")

@@ -4,7 +4,7 @@ import streamlit as st
 
 import ui
 
-ui.sidebar_status()
+ui.start_page()
 
 st.title("Diffusion Diversity Lab")
 st.markdown(
