@@ -89,7 +89,9 @@ def _leave_legacy_pages_mode() -> None:
     tests/test_e2e.py opens a deep link on a fresh server to keep this honest."""
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:
+    # Once per session: AppTest resets the flag before every run, and a rerun there would drop a form submit.
+    if PagesManager.uses_pages_directory and not st.session_state.get("_routed_by_navigation"):
+        st.session_state["_routed_by_navigation"] = True
         PagesManager.uses_pages_directory = False
         st.rerun()
 
