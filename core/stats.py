@@ -50,19 +50,28 @@ def vendi_score(x: np.ndarray) -> float:
     return _entropy_exp(np.clip(eig, 0.0, None))
 
 
+def centred_singular_values(x: np.ndarray) -> np.ndarray:
+    """Singular values of the centred set, from the eigenvalues of its smaller Gram matrix (n x n or d x d):
+    ~10x faster than an SVD for the wide sets CLIP gives (n < d), and the bootstrap calls it hundreds of times."""
+    xc = x.astype(np.float64) - x.mean(axis=0)
+    gram = xc @ xc.T if len(xc) <= xc.shape[1] else xc.T @ xc
+    ev = np.linalg.eigvalsh(gram)
+    ev[ev < ev.max(initial=0.0) * len(gram) * np.finfo(np.float64).eps] = 0.0  # round-off, not variance
+    return np.sqrt(ev)[::-1]
+
+
 def pca_spectrum(x: np.ndarray) -> np.ndarray:
     """Fraction of variance explained by each principal component of the centred set."""
     if len(x) < 2:
         return np.array([])
-    sv = np.linalg.svd(x.astype(np.float64) - x.mean(axis=0), compute_uv=False)
-    var = sv**2
+    var = centred_singular_values(x) ** 2
     return var / var.sum() if var.sum() > 0 else var
 
 
 def effective_rank(x: np.ndarray) -> float:
     if len(x) < 2:
         return float("nan")
-    sv = np.linalg.svd(x.astype(np.float64) - x.mean(axis=0), compute_uv=False)
+    sv = centred_singular_values(x)
     return _entropy_exp(sv / sv.sum()) if sv.sum() > 0 else 1.0
 
 

@@ -60,6 +60,16 @@ def test_effective_rank_of_a_regular_simplex_is_its_dimension():
     assert effective_rank(np.eye(6)) == pytest.approx(5.0, rel=1e-9)
 
 
+def test_singular_values_match_numpy_svd_for_wide_and_tall_sets():
+    from core.stats import centred_singular_values
+
+    for n, d in [(10, 64), (64, 10)]:
+        x = unit_rows(n, d, seed=d)
+        expected = np.linalg.svd(x - x.mean(0), compute_uv=False)
+        got = centred_singular_values(x)[: len(expected)]
+        assert np.allclose(got, expected, atol=1e-6)
+
+
 def test_points_on_a_line_have_effective_rank_one_and_all_variance_in_pc1():
     t = np.linspace(-1, 1, 20)[:, None]
     x = np.hstack([t, 2 * t, np.zeros_like(t)])
