@@ -59,12 +59,23 @@ def clip(clip_preset_key: str) -> ClipModel:
     return load_clip(CLIP_MODELS[clip_preset_key], device())
 
 
+def _selected(key: str, default: str) -> str:
+    """The widget's value on the page that has it, else the session's last choice, the URL's, the default."""
+    state = st.session_state
+    return state.get(key) or state.get(f"selected_{key}") or st.query_params.get(key) or default
+
+
+def remember_selection(generator: str, clip_model: str) -> None:
+    """Keep the choice for the sidebar of other pages (Streamlit forgets a widget's state off its page)."""
+    st.session_state["selected_generator"], st.session_state["selected_clip"] = generator, clip_model
+
+
 def selected_generator() -> str:
-    return st.session_state.get("generator") or st.query_params.get("generator") or DEFAULT_GENERATOR
+    return _selected("generator", DEFAULT_GENERATOR)
 
 
 def selected_clip() -> str:
-    return st.session_state.get("clip") or st.query_params.get("clip") or DEFAULT_CLIP
+    return _selected("clip", DEFAULT_CLIP)
 
 
 def _human_bytes(n: int) -> str:

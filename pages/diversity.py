@@ -102,6 +102,7 @@ with st.form("run"):
     clip_choice = st.selectbox("CLIP model", clip_keys, index=pick(clip_keys, base.clip, clip_keys[0]),
                                format_func=lambda k: CLIP_MODELS[k].label, key="clip")
     submitted = st.form_submit_button("Generate", type="primary")
+ui.remember_selection(gen_key, clip_choice)
 
 req = url_req
 if submitted:

@@ -152,9 +152,11 @@ def test_missing_weights_offline_show_the_fix(tmp_path, monkeypatch):
 
 def test_switching_pages_and_coming_back_keeps_the_run():
     at = generate(diversity(), n=8)
+    at.query_params.clear()  # navigating in the browser drops the URL's params; the session must remember
     at.switch_page("pages/home.py").run()
     assert not at.exception
-    at.query_params.clear()  # what the browser's URL looks like after navigating (Streamlit drops the params)
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert "Generator:** tiny-random" in sidebar and "CLIP:** tiny-random" in sidebar  # the page's choice
     with mock.patch("core.models.load_pipeline", side_effect=AssertionError("generator loaded")):
         at.switch_page("pages/diversity.py").run()
     assert not at.exception and len(at.get("image")) == 8
