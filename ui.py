@@ -124,5 +124,14 @@ def _sidebar_status() -> None:
         if clp:
             here = "weights here" if clip_present(clp) else "weights not downloaded yet"
             st.markdown(f"**CLIP:** {clp.label}: {here}")
+        # A placeholder, so a page that adds images can refresh the line in the same run.
+        st.session_state["_cache_status_slot"] = st.empty()
+    refresh_cache_status()
+
+
+def refresh_cache_status() -> None:
+    """(Re)write the sidebar's cache line: call after adding images to the cache."""
+    slot = st.session_state.get("_cache_status_slot")
+    if slot is not None:
         c = cache()
-        st.markdown(f"**Cache:** {c.count_images()} images, {_human_bytes(c.size_bytes())}  \n`{c.root}`")
+        slot.markdown(f"**Cache:** {c.count_images()} images, {_human_bytes(c.size_bytes())}  \n`{c.root}`")

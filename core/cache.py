@@ -111,17 +111,17 @@ class Cache:
         self.images_dir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.root / "index.sqlite"
         with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")  # persistent in the file: set once, not per connection
             db.executescript(_SCHEMA)
 
     # -- plumbing ---------------------------------------------------------------------------------------------
     @contextmanager
     def _connect(self):
         # One short-lived connection per operation: safe across threads and processes, cheap with WAL.
+        # timeout=30: wait for another writer's lock instead of failing with 'database is locked'.
         db = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=30000")
             yield db
         finally:
             db.close()
@@ -140,16 +140,23 @@ class Cache:
         return json.loads(row[0]) if row else None
 
     def put_image(self, key: str, settings_key: str, prompt: str, seed: int, png: bytes) -> CachedImage:
-        sha = sha256_bytes(png)
-        path = self.image_path(sha)
-        if not path.exists():
-            atomic_write_bytes(path, png)
-        with self._connect() as db:  # the row goes in only once the file is complete on disk
-            db.execute(
+        return self.put_images(settings_key, prompt, [(key, seed, png)])[0]
+
+    def put_images(self, settings_key: str, prompt: str, entries: list[tuple[str, int, bytes]]) -> list[CachedImage]:
+        """Store (key, seed, png) entries: every file first, then all their rows in one transaction."""
+        stored = []
+        for key, seed, png in entries:
+            sha = sha256_bytes(png)
+            path = self.image_path(sha)
+            if not path.exists():
+                atomic_write_bytes(path, png)
+            stored.append(CachedImage(key, int(seed), sha, path))
+        with self._connect() as db:  # the rows go in only once their files are complete on disk
+            db.executemany(
                 "INSERT OR REPLACE INTO images(key, settings_key, prompt, seed, sha256) VALUES (?, ?, ?, ?, ?)",
-                (key, settings_key, prompt, int(seed), sha),
+                [(im.key, settings_key, prompt, im.seed, im.sha256) for im in stored],
             )
-        return CachedImage(key, int(seed), sha, path)
+        return stored
 
     def lookup_images(self, keys: list[str]) -> dict[str, CachedImage]:
         """The intact cached images among `keys`. Missing or corrupt files are dropped from the index."""

@@ -18,6 +18,9 @@ def data_uri(jpeg: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
 
 
+HEATMAP_PX = 360  # fixed size: cells shrink as n grows, so 256 images still fit beside the map
+
+
 def similarity_heatmap(sim: np.ndarray, seeds: list[int]) -> alt.Chart:
     """Cosine similarity of every pair, one cell per pair of seeds. Click a cell to select the pair."""
     n = len(seeds)
@@ -40,8 +43,7 @@ def similarity_heatmap(sim: np.ndarray, seeds: list[int]) -> alt.Chart:
                      alt.Tooltip("cosine:Q", format=".3f")],
         )
         .add_params(pick)
-        .properties(title="CLIP cosine similarity between images", height=alt.Step(max(4, 360 // max(n, 1))),
-                    width=alt.Step(max(4, 360 // max(n, 1))))
+        .properties(title="CLIP cosine similarity between images", width=HEATMAP_PX, height=HEATMAP_PX)
     )
 
 

@@ -13,6 +13,8 @@ import math
 import threading
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
+from importlib.metadata import version
 from pathlib import Path
 from typing import Callable
 
@@ -118,6 +120,10 @@ class GenerationSettings:
         return asdict(self)
 
     def key(self) -> str:
+        return self._key
+
+    @cached_property
+    def _key(self) -> str:  # computed once: a 256-image reopen asks for it 256 times
         return key_of(self.to_dict())
 
     def image_key(self, prompt: str, seed: int) -> str:
@@ -125,12 +131,9 @@ class GenerationSettings:
 
 
 def library_versions() -> dict:
-    """Versions of the libraries that change pixels (their numerics can change between releases)."""
-    import diffusers
-    import torch
-    import transformers
-
-    return {"diffusers": diffusers.__version__, "torch": torch.__version__, "transformers": transformers.__version__}
+    """Versions of the libraries that change pixels (their numerics can change between releases). Read from the
+    installed metadata, so reopening a cached run never imports them."""
+    return {name: version(name) for name in ("diffusers", "torch", "transformers")}
 
 
 def resolve_settings(req: RunRequest, folder: Path, device: DeviceSpec) -> GenerationSettings:
@@ -239,9 +242,8 @@ def generate_missing(
                 break
             finally:
                 pipe._interrupt = False
-        for seed, image in zip(batch, out.images):
-            cache.put_image(keys[seed], settings.key(), prompt, seed, encode_png(image))
-            report.generated += 1
+        cache.put_images(settings.key(), prompt, [(keys[s], s, encode_png(im)) for s, im in zip(batch, out.images)])
+        report.generated += len(batch)
         if on_progress:
             on_progress(report.reused + report.generated, report.requested, steps, steps)
     return report

@@ -137,7 +137,10 @@ cache = ui.cache()
 
 # 3. Generate what is missing, batch by batch; Cancel keeps every finished batch.
 if submitted:
-    st.button("Cancel", help="Stop after the current step; finished images stay in the cache.")
+    # Clicking Cancel makes Streamlit stop this script at its next UI call (the progress bar, once per step);
+    # every batch committed before then stays in the cache.
+    cancel_slot = st.empty()
+    cancel_slot.button("Cancel", help="Stop after the current step; finished images stay in the cache.")
     bar = st.progress(0.0, text="Waiting for the generator...")
 
     def on_progress(done: int, total: int, step: int, steps_per_batch: int) -> None:
@@ -152,6 +155,8 @@ if submitted:
         st.error(str(exc))
         st.stop()
     bar.empty()
+    cancel_slot.empty()
+    ui.refresh_cache_status()
     st.success(f"{report.generated} images generated, {report.reused} reused from the cache.")
 
 images = cached_images(settings, req.prompt, req.seeds, cache)
@@ -294,4 +299,4 @@ st.download_button("Download this run (.zip)", key="download",
                    data=lambda: export_zip(synthetic, syn_emb, stats, run_settings,
                                            None if natural is None else (natural, nat_emb)),
                    file_name=f"diversity-{settings.image_key(req.prompt, req.first_seed)[:10]}-n{req.n}.zip",
-                   mime="application/zip")
+                   mime="application/zip", on_click="ignore")  # no rerun: it would drop the download

@@ -101,12 +101,18 @@ def test_reopening_the_url_serves_from_cache_without_loading_the_generator():
     assert len(at.get("image")) == 8 and not at.success and not at.warning
 
 
-def test_asking_for_more_generates_only_the_new_images():
+def test_asking_for_more_generates_only_the_new_images(app_cache):
+    from core.cache import Cache
+
     generate(diversity(), n=8)
     at = generate(diversity(), n=12)
     assert not at.exception
     assert at.success[0].value == "4 images generated, 8 reused from the cache."
     assert len(at.get("image")) == 12
+    # The sidebar's cache line counts the 4 new images in the same run (it is drawn before generation starts).
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert f"Cache:** {Cache(app_cache).count_images()} images" in sidebar, sidebar
+    assert not at.get("button") or all(b.label != "Cancel" for b in at.button)  # gone once the run finished
 
 
 def test_natural_reference_from_a_local_folder():

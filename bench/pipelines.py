@@ -1,0 +1,78 @@
+"""The two pipelines the benchmarks run: the lab's tiny-random preset, and SD 1.5's architecture with random weights.
+
+Random weights run at the speed of real ones (same shapes, same kernels), so the SD 1.5 model measures real-size
+costs offline without a 4 GB download.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from core.config import DeviceSpec
+
+SD15_PIPELINE_CLASS = "StableDiffusionPipeline"
+
+
+def load_tiny(device: DeviceSpec):
+    """The tiny-random preset exactly as the Diversity page gets it: locate_generator + load_pipeline."""
+    from core.models import load_pipeline, locate_generator
+    from core.registry import GENERATORS, TINY_RANDOM
+
+    folder = locate_generator(GENERATORS[TINY_RANDOM])
+    return folder, load_pipeline(folder, device)
+
+
+def build_sd15_random(device: DeviceSpec, work_dir: Path, scheduler: str = "ddim"):
+    """A StableDiffusionPipeline with SD 1.5's published component configs and random weights (seed 0).
+
+    Returns (config_folder, pipe). config_folder holds only model_index.json and scheduler/scheduler_config.json
+    (no weights): enough for `core.generate.resolve_settings`, so the lab side gets its settings the lab's way.
+    `scheduler`: "ddim" (one UNet call per step) or "pndm" (SD 1.5's shipped scheduler; one extra UNet call).
+    """
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from core.tiny import build_clip_tokenizer
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+        block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8,
+        norm_num_groups=32, norm_eps=1e-5, act_fn="silu", flip_sin_to_cos=True, freq_shift=0, downsample_padding=1,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    )
+    vae = AutoencoderKL(
+        sample_size=512, in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
+        block_out_channels=(128, 256, 512, 512), norm_num_groups=32, act_fn="silu",
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, projection_dim=768,
+        vocab_size=49408, max_position_embeddings=77, hidden_act="quick_gelu",
+        bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+    ))
+    common = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", set_alpha_to_one=False,
+                  steps_offset=1, clip_sample=False, num_train_timesteps=1000)
+    if scheduler == "pndm":
+        sched = PNDMScheduler(skip_prk_steps=True, **common)
+    elif scheduler == "ddim":
+        sched = DDIMScheduler(**common)
+    else:
+        raise ValueError(f"scheduler must be 'ddim' or 'pndm', not {scheduler!r}")
+    pipe = StableDiffusionPipeline(
+        unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=build_clip_tokenizer(work_dir / "tok"),
+        scheduler=sched, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    if device.dtype != torch.float32:  # built in float32; a no-op cast only logs a warning
+        pipe = pipe.to(dtype=device.dtype)
+    pipe = pipe.to(device.device)
+    pipe.set_progress_bar_config(disable=True)
+
+    folder = work_dir / "sd15-arch-random"
+    (folder / "scheduler").mkdir(parents=True, exist_ok=True)
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": SD15_PIPELINE_CLASS, "bench": "random"}))
+    sched.save_config(folder / "scheduler")
+    return folder, pipe

@@ -1,0 +1,339 @@
+"""End to end: the Diversity page in a real browser (system Chromium driven by Playwright), with the offline
+tiny-random generator and CLIP model.
+
+A fresh `streamlit run Home.py` server (its own empty cache in a temp dir) is opened on the deep link /diversity,
+so this also checks that a fresh server's first request routes through Home.py's st.navigation. The test then
+generates 4 images, checks the grid, the success message and the URL, hovers a point of the embedding map for its
+thumbnail, downloads the run's zip and reads it back, and reloads the page to see the run come back from the cache.
+
+Needs Chromium on PATH (`apt-get install chromium`; Playwright cannot download browsers here). Without it the test
+is skipped locally and fails in CI (CI set), where it must run. On failure a screenshot is saved to
+test-artifacts/e2e-<test name>.png and the server's stderr tail is added to the message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NATURAL_ROOT = (REPO_ROOT.parent / "shared" / "data" / "imagenette224").resolve()
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+
+STARTUP_TIMEOUT_S = 60
+EXPECT_TIMEOUT_MS = 20_000
+RUN_TIMEOUT_MS = 120_000  # the first run builds the tiny models (about 10 s on 2 cores) and generates
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+PROMPT = "a photo of a tench"
+N = 4
+MAP_TITLE = "CLIP image embeddings (PCA)"
+
+
+# --- the app server -----------------------------------------------------------------------------------------------
+
+class AppServer:
+    def __init__(self, proc: subprocess.Popen, port: int, stderr_path: Path):
+        self.proc, self.port, self.stderr_path = proc, port, stderr_path
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stderr_tail(self, chars: int = 4000) -> str:
+        try:
+            text = self.stderr_path.read_text(errors="replace")
+        except OSError as exc:
+            return f"(no server stderr: {exc})"
+        return text[-chars:] if text.strip() else "(server stderr is empty)"
+
+    def stop(self) -> None:
+        if self.proc.poll() is not None:
+            return
+        # The server runs in its own session (process group): end it and anything it started.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+            return resp.status == 200 and resp.read().decode().strip() == "ok"
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@pytest.fixture
+def app_server(tmp_path) -> AppServer:
+    """A fresh Streamlit server on a free port with an empty cache; always stopped afterwards."""
+    port = _free_port()
+    logs = tmp_path / "server"
+    logs.mkdir()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "DDL_CACHE_DIR": str(tmp_path / "cache"), "DDL_NATURAL_ROOTS": str(NATURAL_ROOT),
+           "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.headless=true",
+           "--server.address=127.0.0.1", f"--server.port={port}", "--browser.gatherUsageStats=false",
+           "--server.fileWatcherType=none"]
+    with open(logs / "stdout.log", "wb") as out, open(logs / "stderr.log", "wb") as err:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    server = AppServer(proc, port, logs / "stderr.log")
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not _healthy(server.url):
+            if proc.poll() is not None:
+                pytest.fail(f"The Streamlit server exited with code {proc.returncode} before it was healthy.\n"
+                            f"--- server stderr ---\n{server.stderr_tail()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"The Streamlit server was not healthy after {STARTUP_TIMEOUT_S} s.\n"
+                            f"--- server stderr ---\n{server.stderr_tail()}")
+            time.sleep(0.25)
+        yield server
+    finally:
+        server.stop()
+
+
+# --- the browser --------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def e2e_browser():
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        message = "Chromium is not on PATH: the e2e test drives the system Chromium (apt-get install chromium)."
+        if os.environ.get("CI"):
+            pytest.fail(message + " In CI this test must run, not be skipped.")
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def e2e_page(e2e_browser):
+    from playwright.sync_api import expect
+
+    # Two CPU cores and a model in the same process: 5 s (Playwright's default) is too tight for a rerun.
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+    context = e2e_browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    context.set_default_timeout(30_000)
+    pg = context.new_page()
+    try:
+        yield pg
+    finally:
+        context.close()
+        expect.set_options(timeout=5_000)
+
+
+def _full_page_screenshot(page, path: Path) -> None:
+    """Streamlit scrolls inside its main container, not the document: grow the viewport to the content first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        height = page.evaluate("""() => Math.max(document.documentElement.scrollHeight,
+            ...[...document.querySelectorAll('*')].filter(e => e.scrollHeight > e.clientHeight + 1 &&
+                ['auto', 'scroll'].includes(getComputedStyle(e).overflowY)).map(e => e.scrollHeight))""")
+        page.set_viewport_size({"width": 1400, "height": int(min(max(height, 1000), 12_000))})
+    except Exception:  # a crashed page still gets whatever screenshot it can
+        pass
+    page.screenshot(path=str(path), full_page=True)
+
+
+@contextlib.contextmanager
+def failure_report(page, server: AppServer, name: str):
+    """On any failure: save a screenshot and re-raise with the server's stderr tail in the message."""
+    try:
+        yield
+    except Exception as exc:  # assertions, Playwright timeouts, a bad zip: all get the screenshot and the log
+        shot = ARTIFACTS / f"e2e-{name}.png"
+        try:
+            _full_page_screenshot(page, shot)
+            where = f"Screenshot: {shot}"
+        except Exception as shot_exc:  # noqa: BLE001 - the original failure matters more
+            where = f"(no screenshot: {shot_exc})"
+        raise AssertionError(f"{exc}\n\n{where}\nPage URL: {page.url}\n"
+                             f"--- server stderr (tail) ---\n{server.stderr_tail()}") from exc
+
+
+# --- steps ----------------------------------------------------------------------------------------------------------
+
+def choose(page, label: str, option_prefix: str) -> None:
+    """Pick the option whose label starts with `option_prefix` in the selectbox labelled `label`."""
+    from playwright.sync_api import expect
+
+    box = page.get_by_role("combobox", name=label, exact=True)
+    box.click()
+    page.get_by_role("option", name=re.compile("^" + re.escape(option_prefix))).click()
+    expect(box).to_have_value(re.compile("^" + re.escape(option_prefix)))
+
+
+def wait_idle(page, timeout: float = RUN_TIMEOUT_MS, settle_ms: int = 300) -> None:
+    """Wait until the script has stopped running for `settle_ms` in a row: the state flickers to notRunning
+    between a run and the rerun it asks for (st.rerun, a widget's rerun), so one sighting is not enough."""
+    page.wait_for_selector(IDLE, timeout=timeout)
+    page.evaluate("() => { window.__e2eIdleSince = null; }")
+    page.wait_for_function(
+        """settle => { const app = document.querySelector("[data-testid='stApp']"), now = performance.now();
+                       if (!app || app.dataset.testScriptState !== 'notRunning') { window.__e2eIdleSince = null;
+                                                                                  return false; }
+                       window.__e2eIdleSince ??= now;
+                       return now - window.__e2eIdleSince >= settle; }""",
+        arg=settle_ms, polling=50, timeout=timeout)
+
+
+def assert_grid(page, n: int) -> None:
+    from playwright.sync_api import expect
+
+    images = page.get_by_test_id("stImage")
+    expect(images).to_have_count(n, timeout=RUN_TIMEOUT_MS)
+    expect(images.get_by_test_id("stImageCaption")).to_have_text([f"seed {i}" for i in range(n)])
+    for i in range(n):
+        expect(images.nth(i).locator("img")).to_be_visible()
+    # Loaded, not just present: every grid image has decoded pixels.
+    page.wait_for_function(
+        """n => { const imgs = [...document.querySelectorAll("[data-testid='stImage'] img")];
+                  return imgs.length === n && imgs.every(i => i.complete && i.naturalWidth > 0); }""", arg=n)
+
+
+def test_diversity_page_generate_hover_download_reload(e2e_page, app_server, tmp_path, request):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+    from playwright.sync_api import expect
+
+    page = e2e_page
+
+    with failure_report(page, app_server, request.node.name):
+        # A deep link as a fresh server's first request: routed through Home.py's st.navigation.
+        page.goto(f"{app_server.url}/diversity")
+        # The first run imports the heavy libraries: give it time, then let any rerun it asked for finish.
+        expect(page.get_by_role("heading", name="Lack of diversity")).to_be_visible(timeout=60_000)
+        expect(page.get_by_role("button", name="Generate")).to_be_visible(timeout=60_000)
+        wait_idle(page, timeout=60_000)
+        expect(page.get_by_test_id("stSidebarNavLink")).to_have_count(2)  # Home, Diversity (not pages/ mode)
+        expect(page.get_by_test_id("stSidebarNavLink")).to_contain_text(["Home", "Diversity"])
+
+        # 1. The form.
+        choose(page, "Generator", "tiny-random")
+        # Choosing a generator reruns the page with its defaults: wait for that rerun to land and finish.
+        expect(page.get_by_role("spinbutton", name="Size (px)")).to_have_value("64")
+        wait_idle(page)
+        choose(page, "CLIP model", "tiny-random")
+        prompt = page.get_by_role("textbox", name="Prompt", exact=True)
+        prompt.fill(PROMPT)
+        expect(prompt).to_have_value(PROMPT)
+        n_input = page.get_by_role("spinbutton", name="Images (N)")
+        n_input.fill(str(N))
+        expect(n_input).to_have_value(str(N))
+        page.get_by_test_id("stFormSubmitButton").get_by_role("button", name="Generate").click()
+
+        # 2. The run: success message, then the whole page (the download button comes last).
+        success = page.get_by_test_id("stAlert").filter(has_text=f"{N} images generated")
+        expect(success).to_be_visible(timeout=RUN_TIMEOUT_MS)
+        download = page.get_by_test_id("stDownloadButton").get_by_role("button", name="Download this run (.zip)")
+        expect(download).to_be_visible(timeout=RUN_TIMEOUT_MS)
+        wait_idle(page)
+        expect(success).to_contain_text(f"{N} images generated, 0 reused from the cache")
+        assert_grid(page, N)
+        # Settings live in the URL.
+        expect(page).to_have_url(re.compile(r"[?&]prompt=a\+photo\+of\+a\+tench(&|$)"))
+        for param in (f"n={N}", "generator=tiny-random", "clip=tiny-random"):
+            expect(page).to_have_url(re.compile(rf"[?&]{re.escape(param)}(&|$)"))
+        run_url = page.url
+
+        # 3. The embedding map: hovering a point shows its thumbnail.
+        chart = page.get_by_test_id("stVegaLiteChart").filter(
+            has=page.locator(f"[aria-label=\"Title text '{MAP_TITLE}'\"]"))
+        expect(chart).to_have_count(1)
+        points = chart.locator("path[aria-roledescription='circle']")  # Streamlit renders Vega as SVG
+        expect(points).to_have_count(N)
+        tooltip_img = page.locator("#vg-tooltip-element.visible img")
+        for i in range(N):  # a point may lie under another: the first that shows a tooltip will do
+            points.nth(i).hover(force=True)
+            try:
+                expect(tooltip_img).to_be_visible(timeout=3_000)
+                break
+            except AssertionError:
+                if i == N - 1:
+                    raise
+        assert (tooltip_img.get_attribute("src") or "").startswith("data:image/jpeg;base64,")
+        expect(page.locator("#vg-tooltip-element")).to_contain_text("seed ")
+        page.mouse.move(0, 0)
+
+        # 4. The run as a zip.
+        try:
+            with page.expect_download(timeout=30_000) as download_info:
+                download.click()
+        except PlaywrightTimeoutError as exc:
+            pending = download.is_disabled()  # the button is disabled (spinner) while it awaits the server's reply
+            raise AssertionError(
+                "No download within 30 s of clicking 'Download this run (.zip)'"
+                + ("; the button is still waiting for the server's reply. Streamlit 1.67 drops a deferred "
+                   "file's reply (backend_operation_response) that is queued just before a rerun starts: the "
+                   "click's own rerun clears the browser queue. st.download_button(..., on_click='ignore') "
+                   "avoids that rerun." if pending else ".")) from exc
+        saved = tmp_path / "run.zip"
+        download_info.value.save_as(saved)
+        assert download_info.value.suggested_filename.endswith(f"-n{N}.zip")
+        with zipfile.ZipFile(saved) as z:
+            names = set(z.namelist())
+            pngs = {f"images/seed_{i}.png" for i in range(N)}
+            assert pngs | {"images.csv", "embeddings.npy", "statistics.json", "settings.json"} <= names, names
+            assert {n for n in names if n.endswith(".png")} == pngs
+            for png in pngs:
+                assert z.read(png).startswith(b"\x89PNG\r\n\x1a\n"), png
+            embeddings = np.load(io.BytesIO(z.read("embeddings.npy")))
+            assert embeddings.ndim == 2 and embeddings.shape[0] == N and embeddings.shape[1] > 0, embeddings.shape
+            assert np.isfinite(embeddings).all()
+            assert len(z.read("images.csv").decode().strip().splitlines()) == N + 1
+            statistics = json.loads(z.read("statistics.json"))
+            assert "synthetic" in statistics and statistics["synthetic"], statistics
+            settings = json.loads(z.read("settings.json"))
+            assert settings["request"]["prompt"] == PROMPT
+            assert settings["request"]["n"] == N
+            assert settings["request"]["generator"] == "tiny-random"
+            assert settings["library_versions"].get("streamlit"), settings["library_versions"]
+            for local in (REPO_ROOT, tmp_path):
+                assert str(local) not in json.dumps(settings), f"settings.json names a local path ({local})"
+
+        # 5. A reload shows the run again, from the cache, without pressing Generate.
+        page.reload()
+        expect(page).to_have_url(run_url)
+        assert_grid(page, N)
+        expect(page.get_by_test_id("stDownloadButton")).to_be_visible()
+        wait_idle(page)
+        expect(page.get_by_text("images generated")).to_have_count(0)
+        expect(page.get_by_role("button", name="Cancel")).to_have_count(0)  # nothing was generating
+        expect(page.get_by_role("spinbutton", name="Images (N)")).to_have_value(str(N))
+        expect(page.get_by_role("combobox", name="Generator", exact=True)).to_have_value(re.compile("^tiny-random"))
