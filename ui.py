@@ -5,12 +5,30 @@ device summary and the sidebar status. Pages import this, never each other.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
+from pathlib import Path
 
 import streamlit as st
 
 from core import config
-from core.cache import Cache
-from core.models import ClipModel, clip_present, generator_present, load_clip, load_pipeline
+from core.cache import Cache, CachedImage
+from core.generate import (
+    GenerationSettings,
+    RunRequest,
+    cached_images,
+    default_batch_size,
+    generate_missing,
+    resolve_settings,
+)
+from core.models import (
+    ClipModel,
+    ModelUnavailableError,
+    clip_present,
+    generator_present,
+    load_clip,
+    load_pipeline,
+    locate_generator,
+)
 from core.registry import CLIP_MODELS, DEFAULT_CLIP, DEFAULT_GENERATOR, GENERATORS
 
 
@@ -49,8 +67,6 @@ def _release(obj) -> None:
 @st.cache_resource(max_entries=1, on_release=_release, show_spinner="Loading the generator...")
 def pipeline(folder: str):
     """The one loaded pipeline (max_entries=1: choosing another model releases this one)."""
-    from pathlib import Path
-
     return load_pipeline(Path(folder), device())
 
 
@@ -135,3 +151,77 @@ def refresh_cache_status() -> None:
     if slot is not None:
         c = cache()
         slot.markdown(f"**Cache:** {c.count_images()} images, {_human_bytes(c.size_bytes())}  \n`{c.root}`")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One request's images as the cache holds them (possibly fewer than asked for: see `missing`)."""
+
+    request: RunRequest
+    settings: GenerationSettings
+    images: list[CachedImage]
+
+    @property
+    def missing(self) -> int:
+        return self.request.n - len(self.images)
+
+
+def runs(requests: list[RunRequest], *, generate: bool) -> list[Run]:
+    """The cached images of each request; with `generate`, first make the missing ones.
+
+    Every page that shows generated images goes through here: a model folder is located (downloaded the first time,
+    with a progress bar), the settings are read from it without loading weights (so a cached run reopens without
+    the model), and generation runs under the process-wide lock with one progress bar across all requests and a
+    Cancel button. Requests must already be validated (core.generate.validate_request) and have preset defaults.
+    A missing model shows its message and stops the page.
+    """
+    download_bar = st.empty()
+    resolved = []
+    try:
+        for req in requests:
+            folder = locate_generator(GENERATORS[req.generator],
+                                      progress=lambda f, msg: download_bar.progress(f, text=msg))
+            resolved.append((req, folder, resolve_settings(req, folder, device())))
+    except ModelUnavailableError as exc:
+        download_bar.empty()
+        st.error(str(exc))
+        st.stop()
+    download_bar.empty()
+    c = cache()
+    if generate:
+        _generate(resolved, c)
+    return [Run(req, settings, cached_images(settings, req.prompt, req.seeds, c)) for req, _, settings in resolved]
+
+
+def _generate(resolved: list[tuple[RunRequest, Path, GenerationSettings]], c: Cache) -> None:
+    # Clicking Cancel makes Streamlit stop this script at its next UI call (the progress bar, once per step);
+    # every batch committed before then stays in the cache, and the lock is released on the way out.
+    cancel_slot = st.empty()
+    cancel_slot.button("Cancel", help="Stop after the current step; finished images stay in the cache.")
+    bar = st.progress(0.0, text="Waiting for the generator...")
+    total = sum(req.n for req, _, _ in resolved)
+    done_before, generated, reused = 0, 0, 0
+    for i, (req, folder, settings) in enumerate(resolved):
+        where = f" (run {i + 1} of {len(resolved)})" if len(resolved) > 1 else ""
+
+        def on_progress(done: int, n: int, step: int, steps_per_batch: int, offset=done_before, where=where):
+            bar.progress(min(1.0, (offset + done + step / steps_per_batch) / total),
+                         text=f"{offset + done} of {total} images done, step {step}/{steps_per_batch} of the "
+                              f"current batch{where}")
+
+        if len(cached_images(settings, req.prompt, req.seeds, c)) < req.n:
+            try:
+                report = generate_missing(pipeline(str(folder)), settings, req.prompt, req.seeds, c,
+                                          batch_size=default_batch_size(device()), lock=generation_lock(),
+                                          on_progress=on_progress)
+            except ModelUnavailableError as exc:
+                st.error(str(exc))
+                st.stop()
+            generated, reused = generated + report.generated, reused + report.reused
+        else:
+            reused += req.n
+        done_before += req.n
+    bar.empty()
+    cancel_slot.empty()
+    refresh_cache_status()
+    st.success(f"{generated} images generated, {reused} reused from the cache.")

@@ -19,15 +19,8 @@ from core.diversity import (
     synthetic_set,
     thumbnails,
 )
-from core.generate import (
-    RunRequest,
-    cached_images,
-    default_batch_size,
-    generate_missing,
-    resolve_settings,
-    validate_request,
-)
-from core.models import ModelUnavailableError, clip_key, locate_generator
+from core.generate import RunRequest, validate_request
+from core.models import ModelUnavailableError, clip_key
 from core.natural import DownloadError, download_reference_set, reference_sources, store_upload
 from core.registry import CLIP_MODELS, GENERATORS
 from core.stats import diversity_statistics, project_2d
@@ -124,42 +117,9 @@ if submitted:
     set_url(req)
 remember_url()
 
-# 2. The model folder and the settings that name this run in the cache (no weights loaded yet).
-download_bar = st.empty()
-try:
-    folder = locate_generator(req_preset, progress=lambda f, msg: download_bar.progress(f, text=msg))
-except ModelUnavailableError as exc:
-    st.error(str(exc))
-    st.stop()
-download_bar.empty()
-settings = resolve_settings(req, folder, ui.device())
-cache = ui.cache()
-
-# 3. Generate what is missing, batch by batch; Cancel keeps every finished batch.
-if submitted:
-    # Clicking Cancel makes Streamlit stop this script at its next UI call (the progress bar, once per step);
-    # every batch committed before then stays in the cache.
-    cancel_slot = st.empty()
-    cancel_slot.button("Cancel", help="Stop after the current step; finished images stay in the cache.")
-    bar = st.progress(0.0, text="Waiting for the generator...")
-
-    def on_progress(done: int, total: int, step: int, steps_per_batch: int) -> None:
-        bar.progress(min(1.0, done / total + step / steps_per_batch / total),
-                     text=f"{done} of {total} images done, step {step}/{steps_per_batch} of the current batch")
-
-    try:
-        report = generate_missing(ui.pipeline(str(folder)), settings, req.prompt, req.seeds, cache,
-                                  batch_size=default_batch_size(ui.device()), lock=ui.generation_lock(),
-                                  on_progress=on_progress)
-    except ModelUnavailableError as exc:
-        st.error(str(exc))
-        st.stop()
-    bar.empty()
-    cancel_slot.empty()
-    ui.refresh_cache_status()
-    st.success(f"{report.generated} images generated, {report.reused} reused from the cache.")
-
-images = cached_images(settings, req.prompt, req.seeds, cache)
+# 2. Generate what is missing (on Generate), else show what the cache holds. Cancel keeps every finished batch.
+run = ui.runs([req], generate=submitted)[0]
+settings, images, cache = run.settings, run.images, ui.cache()
 st.caption(
     f"**Run:** `{req.prompt}` · {settings.model_id} @ {settings.revision[:12]} · "
     f"{settings.scheduler.get('_class_name')}"
