@@ -11,7 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from core import config
-from core.cache import Cache, CachedImage
+from core.cache import Cache, CachedImage, CacheError
 from core.generate import (
     GenerationSettings,
     RunRequest,
@@ -20,6 +20,7 @@ from core.generate import (
     generate_missing,
     resolve_settings,
 )
+from core.local import all_clip_models, generator_preset
 from core.models import (
     ClipModel,
     ModelUnavailableError,
@@ -29,7 +30,7 @@ from core.models import (
     load_pipeline,
     locate_generator,
 )
-from core.registry import CLIP_MODELS, DEFAULT_CLIP, DEFAULT_GENERATOR, GENERATORS
+from core.registry import DEFAULT_CLIP, DEFAULT_GENERATOR
 
 
 @st.cache_resource(show_spinner=False)
@@ -72,7 +73,7 @@ def pipeline(folder: str):
 
 @st.cache_resource(max_entries=1, on_release=_release, show_spinner="Loading CLIP...")
 def clip(clip_preset_key: str) -> ClipModel:
-    return load_clip(CLIP_MODELS[clip_preset_key], device())
+    return load_clip(all_clip_models()[clip_preset_key], device())
 
 
 def _selected(key: str, default: str) -> str:
@@ -132,8 +133,11 @@ def _sidebar_status() -> None:
             st.markdown(f"**Device:** {dev.describe()}")
         except ValueError as exc:
             st.error(str(exc))
-        gen = GENERATORS.get(selected_generator())
-        clp = CLIP_MODELS.get(selected_clip())
+        try:
+            gen = generator_preset(selected_generator())
+        except (KeyError, ValueError):
+            gen = None  # the page says why
+        clp = all_clip_models().get(selected_clip())
         if gen:
             here = "weights here" if generator_present(gen) else "weights not downloaded yet"
             st.markdown(f"**Generator:** {gen.label}  \n`{gen.model_id}`: {here}")
@@ -142,6 +146,23 @@ def _sidebar_status() -> None:
             st.markdown(f"**CLIP:** {clp.label}: {here}")
         # A placeholder, so a page that adds images can refresh the line in the same run.
         st.session_state["_cache_status_slot"] = st.empty()
+        try:
+            c = cache()
+        except CacheError as exc:
+            st.error(str(exc))
+            st.stop()
+        if c.recovered:
+            st.warning(c.recovered)
+        with st.expander("Check the cache"):
+            st.caption("Every indexed image is read and its checksum compared; unfinished or unindexed files found.")
+            check, fix = st.columns(2)
+            if check.button("Verify", key="cache_verify"):
+                report = c.verify()
+                (st.success if report.ok else st.warning)(report.summary())
+            if fix.button("Repair", key="cache_repair", help="Drop entries whose file is missing or corrupt (they "
+                                                            "are regenerated when asked for), delete temp files."):
+                before = c.repair()
+                st.info(f"Found: {before.summary()} Now: {c.verify().summary()}")
     refresh_cache_status()
 
 
@@ -179,7 +200,7 @@ def runs(requests: list[RunRequest], *, generate: bool) -> list[Run]:
     resolved = []
     try:
         for req in requests:
-            folder = locate_generator(GENERATORS[req.generator],
+            folder = locate_generator(generator_preset(req.generator),
                                       progress=lambda f, msg: download_bar.progress(f, text=msg))
             resolved.append((req, folder, resolve_settings(req, folder, device())))
     except ModelUnavailableError as exc:
@@ -214,7 +235,10 @@ def _generate(resolved: list[tuple[RunRequest, Path, GenerationSettings]], c: Ca
                 report = generate_missing(pipeline(str(folder)), settings, req.prompt, req.seeds, c,
                                           batch_size=default_batch_size(device()), lock=generation_lock(),
                                           on_progress=on_progress)
-            except ModelUnavailableError as exc:
+            except (ModelUnavailableError, CacheError) as exc:
+                bar.empty()
+                cancel_slot.empty()
+                refresh_cache_status()
                 st.error(str(exc))
                 st.stop()
             generated, reused = generated + report.generated, reused + report.reused

@@ -8,16 +8,24 @@ Guarantees (each tested):
   so the caller regenerates it.
 - Several processes and threads may write at once: SQLite serialises the index, identical content maps to the same
   file name, and `INSERT OR REPLACE` of the same key is idempotent.
+- The index can be rebuilt from the files: each generated PNG carries its own index row (key, settings, prompt,
+  seed) in a text chunk. A corrupted index file is moved aside and rebuilt when the cache opens; embeddings and
+  thumbnails (derived data) are recomputed on demand.
+
+`python -m core.cache verify|repair [ROOT]` checks or repairs a cache from the command line.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
 import sqlite3
+import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 SCHEMA_VERSION = 1
+PNG_METADATA_KEY = "diffusion-diversity-lab"  # the PNG text chunk holding an image's own index row
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -68,19 +77,38 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class CacheError(OSError):
+    """The cache cannot be used or written; the message says what happened and how to fix it."""
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, rename: readers see the old file, or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, CacheError):
+            raise _write_error(path, exc) from exc
         raise
+
+
+def _write_error(path: Path, exc: OSError) -> CacheError:
+    why = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+           errno.EACCES: "permission denied", errno.EROFS: "the file system is read-only",
+           errno.EPERM: "permission denied"}.get(exc.errno, str(exc))
+    return CacheError(exc.errno or errno.EIO,
+                      f"Could not write {path.name} to the cache at {path.parent}: {why}. Everything saved before "
+                      f"this is intact. Fix: free disk space or make the folder writable, or set DDL_CACHE_DIR to "
+                      f"another folder.")
 
 
 @dataclass(frozen=True)
@@ -98,21 +126,83 @@ class VerifyReport:
     corrupt_files: list[str] | None = None
     orphan_files: list[str] | None = None
     temp_files: list[str] | None = None
+    index_check: str = "ok"  # SQLite's PRAGMA integrity_check
 
     @property
     def ok(self) -> bool:
-        return not (self.missing_files or self.corrupt_files or self.orphan_files or self.temp_files)
+        return self.index_check == "ok" and not (self.missing_files or self.corrupt_files or self.orphan_files
+                                                 or self.temp_files)
+
+    def summary(self) -> str:
+        parts = [f"{self.rows} indexed images", f"index {self.index_check}"]
+        for name, items in (("missing files", self.missing_files), ("corrupt files", self.corrupt_files),
+                            ("orphan files", self.orphan_files), ("unfinished temp files", self.temp_files)):
+            parts.append(f"{len(items or [])} {name}")
+        return ", ".join(parts) + (": all good." if self.ok else ".")
 
 
 class Cache:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.images_dir = self.root / "images"
-        self.images_dir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.root / "index.sqlite"
+        self.recovered: str | None = None  # set when a corrupt index was rebuilt on opening: say so to the user
+        try:
+            self.images_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _write_error(self.images_dir, exc) from exc
+        if not os.access(self.root, os.W_OK) or not os.access(self.images_dir, os.W_OK):
+            raise CacheError(errno.EACCES, f"The cache folder {self.root} is not writable, so nothing could be "
+                                           f"saved. Fix: make it writable, or set DDL_CACHE_DIR to a writable folder.")
+        try:
+            self._create_schema()
+        except sqlite3.OperationalError:
+            raise  # locked or unreadable: not corruption, do not touch the file
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
+            self.recovered = self._rebuild_corrupt_index(exc)
+
+    def _create_schema(self) -> None:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")  # persistent in the file: set once, not per connection
             db.executescript(_SCHEMA)
+
+    def _rebuild_corrupt_index(self, exc: Exception) -> str:
+        """Move the corrupt index aside (kept for inspection), start a new one and refill it from the PNGs."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for suffix in ("", "-wal", "-shm"):
+            old = Path(f"{self.db_path}{suffix}")
+            if old.exists():
+                old.replace(f"{self.db_path}.corrupt-{stamp}{suffix}")
+        self._create_schema()
+        restored = self.rebuild_index()
+        return (f"The cache index was corrupt ({exc}); it was moved to {self.db_path.name}.corrupt-{stamp} and "
+                f"rebuilt from the image files: {restored} images restored. Embeddings and thumbnails are "
+                f"recomputed when needed.")
+
+    def rebuild_index(self) -> int:
+        """Re-create the index rows of every intact generated PNG from its own metadata. Returns how many."""
+        from PIL import Image
+
+        rows, settings = [], {}
+        for path in sorted(self.images_dir.glob("*/*.png")):
+            try:
+                data = path.read_bytes()
+                if sha256_bytes(data) != path.stem:
+                    continue  # corrupt: verify()/repair() report it
+                with Image.open(io.BytesIO(data)) as im:
+                    meta = json.loads(im.text[PNG_METADATA_KEY])
+            except (OSError, KeyError, ValueError):
+                continue
+            rows.append((meta["key"], meta["settings_key"], meta["prompt"], int(meta["seed"]), path.stem))
+            settings[meta["settings_key"]] = meta["settings"]
+        with self._connect() as db:
+            db.execute("BEGIN")
+            db.executemany("INSERT OR REPLACE INTO images(key, settings_key, prompt, seed, sha256) "
+                           "VALUES (?, ?, ?, ?, ?)", rows)
+            db.executemany("INSERT OR IGNORE INTO settings VALUES (?, ?)",
+                           [(k, canonical_json(v)) for k, v in settings.items()])
+            db.execute("COMMIT")
+        return len(rows)
 
     # -- plumbing ---------------------------------------------------------------------------------------------
     @contextmanager
@@ -152,7 +242,7 @@ class Cache:
                 atomic_write_bytes(path, png)
             stored.append(CachedImage(key, int(seed), sha, path))
         with self._connect() as db:  # the rows go in only once their files are complete on disk
-            db.executemany(
+            db.executemany(  # one statement, one implicit transaction: all rows of the batch or none
                 "INSERT OR REPLACE INTO images(key, settings_key, prompt, seed, sha256) VALUES (?, ?, ?, ?, ?)",
                 [(im.key, settings_key, prompt, im.seed, im.sha256) for im in stored],
             )
@@ -237,6 +327,7 @@ class Cache:
         """Check every row's file and every file's row. Reads every image: O(cache size)."""
         report = VerifyReport(missing_files=[], corrupt_files=[], orphan_files=[], temp_files=[])
         with self._connect() as db:
+            report.index_check = db.execute("PRAGMA integrity_check").fetchone()[0]
             rows = db.execute("SELECT key, sha256 FROM images").fetchall()
         report.rows = len(rows)
         referenced = set()
@@ -256,7 +347,9 @@ class Cache:
         return report
 
     def repair(self) -> VerifyReport:
-        """Drop rows whose file is missing or corrupt, delete corrupt, orphan and temp files. Intact entries stay."""
+        """Drop rows whose file is missing or corrupt and delete those files and temp files; orphan files that
+        carry their own metadata (a row lost with a corrupt index) are indexed again, other orphans deleted.
+        Intact entries stay. Returns what was found before repairing."""
         report = self.verify()
         with self._connect() as db:
             for key in report.missing_files + report.corrupt_files:
@@ -264,6 +357,46 @@ class Cache:
                 db.execute("DELETE FROM images WHERE key=?", (key,))
                 if row and key in report.corrupt_files:
                     self.image_path(row[0]).unlink(missing_ok=True)
-        for p in report.orphan_files + report.temp_files:
+        for p in report.temp_files:
             Path(p).unlink(missing_ok=True)
+        if report.orphan_files:
+            self.rebuild_index()
+            indexed = {sha for (sha,) in self._query("SELECT sha256 FROM images")}
+            for p in report.orphan_files:
+                if Path(p).stem not in indexed:
+                    Path(p).unlink(missing_ok=True)
         return report
+
+    def _query(self, sql: str, params=()) -> list[tuple]:
+        with self._connect() as db:
+            return db.execute(sql, params).fetchall()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m core.cache verify|repair [ROOT]`: exit status 0 when the cache is (now) consistent."""
+    import argparse
+
+    from .config import cache_dir
+
+    parser = argparse.ArgumentParser(prog="python -m core.cache", description=main.__doc__)
+    parser.add_argument("action", choices=["verify", "repair"])
+    parser.add_argument("root", nargs="?", type=Path, default=None, help="cache folder (default: DDL_CACHE_DIR)")
+    args = parser.parse_args(argv)
+    try:
+        cache = Cache(args.root or cache_dir())
+    except CacheError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if cache.recovered:
+        print(cache.recovered)
+    report = cache.verify() if args.action == "verify" else cache.repair()
+    print(f"{cache.root}: {report.summary()}")
+    if args.action == "repair" and not report.ok:
+        after = cache.verify()
+        print(f"after repair: {after.summary()}")
+        return 0 if after.ok else 1
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import threading
@@ -18,13 +19,14 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Callable
 
-from .cache import Cache, CachedImage, key_of
+from .cache import PNG_METADATA_KEY, Cache, CachedImage, canonical_json, key_of
 from .config import DeviceSpec
 from .registry import DEFAULT_CLIP, DEFAULT_GENERATOR, GENERATORS, GeneratorPreset
 
 SETTINGS_SCHEMA = 1
 MAX_IMAGES = 256
 MIN_SIZE, MAX_SIZE = 64, 1024
+MAX_PROMPT_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,10 @@ class RunRequest:
                     values[name] = kind(params[name])
                 except ValueError:
                     problems.append(f"The link's '{name}' is {params[name]!r}, not a {kind.__name__}: ignored.")
+        if values.get("n", 0) > MAX_IMAGES:
+            problems.append(f"The link asks for {values['n']} images; the most one run makes is {MAX_IMAGES}, so "
+                            f"it shows {MAX_IMAGES}. For more, run several first seeds.")
+            values["n"] = MAX_IMAGES
         return cls(**values), problems
 
     def with_preset_defaults(self, preset: GeneratorPreset) -> RunRequest:
@@ -84,6 +90,9 @@ def validate_request(req: RunRequest, preset: GeneratorPreset) -> list[str]:
     problems = []
     if not req.prompt or not req.prompt.strip():
         problems.append("The prompt is empty: type what the images should show.")
+    elif len(req.prompt) > MAX_PROMPT_CHARS:
+        problems.append(f"The prompt is {len(req.prompt)} characters; the limit is {MAX_PROMPT_CHARS} (the text "
+                        f"encoder reads about 75 words at most).")
     if not 1 <= req.n <= MAX_IMAGES:
         problems.append(f"N must be between 1 and {MAX_IMAGES} (got {req.n}).")
     if req.steps is not None and not 1 <= req.steps <= preset.max_steps:
@@ -96,6 +105,44 @@ def validate_request(req: RunRequest, preset: GeneratorPreset) -> list[str]:
     if req.first_seed < 0 or req.first_seed + req.n > 2**63 - 1:
         problems.append(f"The first seed must be a non-negative integer (got {req.first_seed}).")
     return problems
+
+
+CLIP_CONTEXT_TOKENS = 77  # Stable Diffusion's text encoder reads 77 tokens, start and end markers included
+
+
+@functools.lru_cache(maxsize=1)
+def _clip_bpe():
+    from open_clip.tokenizer import SimpleTokenizer  # the BPE SD's CLIP tokenizer uses, shipped with open_clip
+
+    return SimpleTokenizer()
+
+
+def prompt_as_read(prompt: str) -> tuple[str, int]:
+    """(the part of the prompt the text encoder reads, the prompt's token count). Longer prompts are cut at
+    CLIP_CONTEXT_TOKENS - 2 tokens by the pipeline's tokenizer, silently: the page says so and shows the part used."""
+    bpe = _clip_bpe()
+    total = len(bpe.encode(prompt))
+    if total <= CLIP_CONTEXT_TOKENS - 2:
+        return prompt, total
+    # Show the user's own words (decoding the ids would lower-case and re-space them): the whole words that fit.
+    kept, count = [], 0
+    for word in prompt.split():
+        count += len(bpe.encode(word))
+        if count > CLIP_CONTEXT_TOKENS - 2:
+            break
+        kept.append(word)
+    return " ".join(kept), total
+
+
+def request_warnings(req: RunRequest) -> list[str]:
+    """Things that let a request run but that the user should know (not errors)."""
+    warnings = []
+    used, count = prompt_as_read(req.prompt)
+    if count > CLIP_CONTEXT_TOKENS - 2:
+        warnings.append(f"The prompt is {count} tokens; the text encoder reads only the first "
+                        f"{CLIP_CONTEXT_TOKENS - 2}, so the images follow: \"{used}\". Shorten it to control "
+                        f"what is used.")
+    return warnings
 
 
 @dataclass(frozen=True)
@@ -176,9 +223,16 @@ class GenerationReport:
     cancelled: bool
 
 
-def encode_png(image) -> bytes:
+def encode_png(image, metadata: dict | None = None) -> bytes:
+    """PNG bytes; `metadata` goes into a text chunk, so the cache index can be rebuilt from the files alone."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = None
+    if metadata is not None:
+        info = PngInfo()
+        info.add_text(PNG_METADATA_KEY, canonical_json(metadata))
     buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=4)
+    image.save(buf, format="PNG", compress_level=4, pnginfo=info)
     return buf.getvalue()
 
 
@@ -242,7 +296,10 @@ def generate_missing(
                 break
             finally:
                 pipe._interrupt = False
-        cache.put_images(settings.key(), prompt, [(keys[s], s, encode_png(im)) for s, im in zip(batch, out.images)])
+        cache.put_images(settings.key(), prompt, [
+            (keys[s], s, encode_png(im, {"key": keys[s], "settings_key": settings.key(), "prompt": prompt, "seed": s,
+                                         "settings": settings.to_dict()}))
+            for s, im in zip(batch, out.images)])
         report.generated += len(batch)
         if on_progress:
             on_progress(report.reused + report.generated, report.requested, steps, steps)

@@ -2,20 +2,95 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 import shutil
 import tarfile
 import tempfile
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 from PIL import Image
 
 from .cache import atomic_write_bytes, sha256_bytes
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+# Larger images are refused before decoding: a few-KB "decompression bomb" can expand to gigabytes of pixels.
+# 50 megapixels is well above any photo CLIP needs (it sees 224 px) and bounds one decode to ~150 MB.
+MAX_IMAGE_PIXELS = 50_000_000
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+
+class UnreadableImageError(ValueError):
+    """An image file that cannot be used; the message says why and what to do."""
+
+
+def open_rgb(source: Path | bytes, name: str | None = None) -> Image.Image:
+    """Decode an image fully into 8-bit RGB, or raise UnreadableImageError saying why.
+
+    Handles what real folders hold: grayscale, palette, CMYK (converted), 16-bit (scaled, not clipped to white),
+    transparency (composited on white, not black), animated GIF/WebP (first frame). Refuses truncated files and
+    images over MAX_IMAGE_PIXELS (checked from the header, before any pixel is decoded).
+    """
+    label = name or (source.name if isinstance(source, Path) else "the image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(source if isinstance(source, Path) else io.BytesIO(source))
+        with im:
+            width, height = im.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise UnreadableImageError(
+                    f"{label} is {width} x {height} pixels, over the {MAX_IMAGE_PIXELS / 1e6:.0f}-megapixel limit "
+                    f"(a guard against decompression bombs). Fix: downscale it, e.g. to 1024 px on the long side.")
+            im.seek(0)  # animated GIF / WebP / multi-page TIFF: the first frame
+            im.load()  # a truncated file fails here, not later inside CLIP
+            return _to_rgb(im)
+    except UnreadableImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UnreadableImageError(f"{label} is refused as a possible decompression bomb ({exc}). "
+                                   f"Fix: downscale it.") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # Pillow's ways of saying "not an image"
+        raise UnreadableImageError(f"{label} is not a readable image ({type(exc).__name__}: {exc}). "
+                                   f"Fix: re-save it as JPEG or PNG, or remove it from the folder.") from exc
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # 16-bit / 32-bit grey: scale to the 8-bit range (convert() would clip everything above 255 to white).
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+@functools.lru_cache(maxsize=65536)
+def _problem_with(path: str, mtime_ns: int, size: int) -> str | None:
+    """Why the file at `path` cannot be used, or None. Cached per (path, mtime, size): a changed file is
+    checked again, an unchanged one never twice in a process."""
+    try:
+        open_rgb(Path(path))
+        return None
+    except UnreadableImageError as exc:
+        return str(exc)
+
+
+def image_problem(path: Path) -> str | None:
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return f"{path.name} cannot be read ({exc})."
+    return _problem_with(str(path), st.st_mtime_ns, st.st_size)
 
 
 @dataclass(frozen=True)
@@ -25,8 +100,7 @@ class NaturalImage:
     sha256: str
 
     def load(self) -> Image.Image:
-        with Image.open(self.path) as im:
-            return im.convert("RGB")  # grayscale / palette / CMYK photos become RGB like the rest
+        return open_rgb(self.path)
 
 
 @dataclass(frozen=True)
@@ -50,13 +124,26 @@ class NaturalFolder:
         return sorted(self.class_dirs())
 
     def images(self, class_name: str, limit: int | None = None) -> list[NaturalImage]:
+        """The class's usable photos (see `scan` for the files left out and why)."""
+        return self.scan(class_name, limit)[0]
+
+    def scan(self, class_name: str, limit: int | None = None) -> tuple[list[NaturalImage], list[str]]:
+        """(usable photos, one message per file left out). Every file is decoded once per process to find
+        truncated, corrupt or oversized images before they reach CLIP; files without an image suffix are ignored."""
         folder = self.class_dirs().get(class_name)
         if folder is None:
             raise KeyError(f"No class '{class_name}' in {self.root}; it has: {', '.join(self.classes())}.")
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if limit is not None:
             files = files[:limit]
-        return [NaturalImage(p, class_name, sha256_bytes(p.read_bytes())) for p in files]
+        usable, skipped = [], []
+        for p in files:
+            problem = image_problem(p)
+            if problem:
+                skipped.append(problem)
+            else:
+                usable.append(NaturalImage(p, class_name, sha256_bytes(p.read_bytes())))
+        return usable, skipped
 
 
 # -- the default reference set: Imagenette (fast.ai), validation split --------------------------------------------
@@ -142,18 +229,17 @@ def reference_sources(cache_root: Path, extra_roots: list[Path]) -> dict[str, tu
 # -- uploads -------------------------------------------------------------------------------------------------------
 def store_upload(uploads_root: Path, class_name: str, data: bytes) -> Path:
     """Keep an uploaded photo under <uploads_root>/<class>/<sha256>.<format>: named by content, never by the
-    uploader's file name (which may hold '../' or odd characters). Rejects files that are not images."""
-    import io
-
+    uploader's file name (which may hold '../' or odd characters). Rejects files that are not images, are
+    truncated, over MAX_UPLOAD_BYTES or over MAX_IMAGE_PIXELS."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ValueError(f"The upload is {len(data) / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 2**20:.0f} MB "
+                         f"per photo. Fix: save it as a smaller JPEG (CLIP sees 224 px anyway).")
     safe_class = "".join(c for c in class_name if c.isalnum() or c in "-_ ").strip()  # no '/', '.', ':'...
     if not safe_class:
         raise ValueError("Give the uploaded photos a class name (letters, digits, '-', '_' or spaces).")
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            fmt = (im.format or "").lower()
-            im.verify()
-    except Exception as exc:
-        raise ValueError(f"The upload is not a readable image ({exc}).") from exc
+    open_rgb(data, "The upload")  # raises UnreadableImageError (a ValueError) saying why
+    with Image.open(io.BytesIO(data)) as im:
+        fmt = (im.format or "").lower()
     suffix = {"jpeg": ".jpg"}.get(fmt, f".{fmt}")
     if suffix not in IMAGE_SUFFIXES:
         raise ValueError(f"Uploaded images must be JPEG, PNG, WebP, BMP, GIF or TIFF (got {fmt or 'unknown'}).")

@@ -133,15 +133,40 @@ STATISTICS: list[tuple[str, Callable[[np.ndarray], float], str]] = [
 ]
 
 
+# Statistics that describe how the set varies: undefined (not 0, not 1) when every image is the same.
+NEEDS_VARIANCE = {"effective rank", "variance in first 2 PCs"}
+
+
+def check_embeddings(x: np.ndarray) -> None:
+    """Statistics need finite, unit-length rows: say which rows are not, instead of returning NaN or garbage."""
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"Embeddings must be a 2-D array (n images x d dimensions), got shape {x.shape}.")
+    norms = np.linalg.norm(x, axis=1) if len(x) else np.zeros(0)
+    bad = ~np.isfinite(norms) | (np.abs(norms - 1) > 1e-3)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ValueError(f"{len(rows)} of {len(x)} embeddings are not finite unit vectors (rows {rows[:10].tolist()}"
+                         f"{'...' if len(rows) > 10 else ''}): NaN, zero or unnormalised. Re-embed these images "
+                         f"(a broken CLIP checkpoint or a blank image can cause this).")
+
+
 def diversity_statistics(x: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES) -> list[Estimate]:
+    """Each STATISTICS entry with its bootstrap interval. Degenerate sets get NaN with a note saying why:
+    fewer than 2 images (nothing to compare), or all images identical (no variance to describe)."""
+    check_embeddings(x)
     n = len(x)
+    identical = n >= 2 and float(np.ptp(x, axis=0).max()) == 0.0
     out = []
     for name, fn, _ in STATISTICS:
         if n < 2:
             out.append(Estimate(name, float("nan"), float("nan"), float("nan"), n, "needs at least 2 images"))
-            continue
-        value, low, high = bootstrap_interval(x, fn, resamples)
-        out.append(Estimate(name, value, low, high, n))
+        elif identical and name in NEEDS_VARIANCE:
+            out.append(Estimate(name, float("nan"), float("nan"), float("nan"), n,
+                                "all images are identical: no variance"))
+        else:
+            value, low, high = bootstrap_interval(x, fn, resamples)
+            out.append(Estimate(name, value, low, high, n))
     return out
 
 

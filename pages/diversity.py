@@ -7,6 +7,7 @@ import streamlit as st
 
 import ui
 from core import config
+from core.cache import CacheError
 from core.charts import embedding_map, similarity_heatmap, statistics_chart
 from core.diversity import (
     PREVIEW_SIZE,
@@ -19,10 +20,18 @@ from core.diversity import (
     synthetic_set,
     thumbnails,
 )
-from core.generate import RunRequest, validate_request
+from core.generate import (
+    MAX_IMAGES,
+    MAX_PROMPT_CHARS,
+    MAX_SIZE,
+    MIN_SIZE,
+    RunRequest,
+    request_warnings,
+    validate_request,
+)
+from core.local import all_clip_models, all_generators, generator_preset
 from core.models import ModelUnavailableError, clip_key
 from core.natural import DownloadError, download_reference_set, reference_sources, store_upload
-from core.registry import CLIP_MODELS, GENERATORS
 from core.stats import diversity_statistics, project_2d
 
 REFERENCE_PARAMS = ("ref", "ref_class", "map")
@@ -52,6 +61,14 @@ if "prompt" not in st.query_params and st.session_state.get("diversity_url"):
     st.query_params.from_dict(st.session_state["diversity_url"])
 
 
+def in_range(value, low, high, fallback):
+    """`value` if it is a finite number within [low, high], else `fallback`."""
+    try:
+        return value if low <= value <= high else fallback
+    except TypeError:
+        return fallback
+
+
 def pick(options: list, value, fallback):
     return options.index(value) if value in options else options.index(fallback)
 
@@ -65,9 +82,13 @@ st.markdown("Generate a set for one prompt and see how far its images spread in 
 url_req, url_problems = RunRequest.from_params(dict(st.query_params))
 for problem in url_problems:
     st.warning(problem)
+GENERATORS, CLIP_MODELS = all_generators(), all_clip_models()  # the registry plus models found on this machine
 if url_req and url_req.generator not in GENERATORS:
-    st.warning(f"The link names an unknown generator '{url_req.generator}'; pick one below.")
-    url_req = None
+    try:  # a local folder named in the link: allowed only inside the model folders
+        GENERATORS[url_req.generator] = generator_preset(url_req.generator)
+    except (KeyError, ValueError) as exc:
+        st.warning(f"The link's generator cannot be used: {exc}")
+        url_req = None
 base = url_req or RunRequest(prompt="a photo of a tench")
 
 gen_keys, clip_keys = list(GENERATORS), list(CLIP_MODELS)
@@ -77,20 +98,24 @@ preset = GENERATORS[gen_key]
 st.caption(preset.note)
 same_preset = base.generator == gen_key
 with st.form("run"):
-    prompt = st.text_input("Prompt", value=base.prompt, max_chars=1000)
+    # Widget defaults come from the URL: clamp them into each widget's range (a tampered link must not crash the
+    # form); the request itself is validated below and its problems shown.
+    prompt = st.text_input("Prompt", value=base.prompt[:MAX_PROMPT_CHARS], max_chars=MAX_PROMPT_CHARS)
     c1, c2, c3, c4, c5 = st.columns(5)
-    n = c1.number_input("Images (N)", 1, 256, int(base.n))
-    steps = c2.number_input("Steps", 1, preset.max_steps, int(base.steps if same_preset and base.steps
-                                                              else preset.default_steps), key=f"steps-{gen_key}")
+    n = c1.number_input("Images (N)", 1, MAX_IMAGES, in_range(base.n, 1, MAX_IMAGES, 16))
+    steps = c2.number_input("Steps", 1, preset.max_steps,
+                            in_range(base.steps if same_preset and base.steps else preset.default_steps, 1,
+                                     preset.max_steps, preset.default_steps), key=f"steps-{gen_key}")
     guidance = c3.number_input(
-        "Guidance", 0.0, 30.0, float(base.guidance if same_preset and base.guidance is not None
-                                     else preset.default_guidance), step=0.5, key=f"guidance-{gen_key}",
-        disabled=not preset.supports_guidance,
+        "Guidance", 0.0, 30.0, float(in_range(base.guidance if same_preset and base.guidance is not None
+                                              else preset.default_guidance, 0.0, 30.0, preset.default_guidance)),
+        step=0.5, key=f"guidance-{gen_key}", disabled=not preset.supports_guidance,
         help=None if preset.supports_guidance else "This model ignores classifier-free guidance.")
-    size = c4.number_input("Size (px)", 64, 1024, int(base.size if same_preset and base.size
-                                                      else preset.default_size),
+    size = c4.number_input("Size (px)", MIN_SIZE, MAX_SIZE,
+                           in_range(base.size if same_preset and base.size else preset.default_size, MIN_SIZE,
+                                    MAX_SIZE, preset.default_size),
                            step=preset.size_multiple, key=f"size-{gen_key}")
-    first_seed = c5.number_input("First seed", 0, 2**31 - 1, int(base.first_seed))
+    first_seed = c5.number_input("First seed", 0, 2**31 - 1, in_range(base.first_seed, 0, 2**31 - 1, 0))
     negative = st.text_input("Negative prompt (optional)", value=base.negative_prompt)
     clip_choice = st.selectbox("CLIP model", clip_keys, index=pick(clip_keys, base.clip, clip_keys[0]),
                                format_func=lambda k: CLIP_MODELS[k].label, key="clip")
@@ -113,6 +138,8 @@ if problems:
     for problem in problems:
         st.error(problem)
     st.stop()
+for warning in request_warnings(req):
+    st.warning(warning)
 if submitted:
     set_url(req)
 remember_url()
@@ -184,7 +211,7 @@ elif ref_id != "none":
                 for f in files:
                     try:
                         store_upload(folder_obj.root, up_class, f.getvalue())
-                    except ValueError as exc:
+                    except (ValueError, CacheError) as exc:
                         st.error(f"{f.name}: {exc}")
     try:
         classes = folder_obj.classes()
@@ -195,9 +222,13 @@ elif ref_id != "none":
         guess = next((c for c in classes if c.replace("_", " ") in req.prompt.lower()), classes[0])
         ref_class = st.selectbox("Class", classes, index=pick(classes, st.query_params.get("ref_class"), guess))
         st.query_params["ref_class"] = ref_class
-        photos = folder_obj.images(ref_class)
+        photos, skipped = folder_obj.scan(ref_class)
+        if skipped:
+            with st.expander(f"{len(skipped)} file(s) in '{ref_class}' were left out"):
+                for message in skipped:
+                    st.markdown(f"- {message}")
         if not photos:
-            st.warning(f"The class '{ref_class}' has no images.")
+            st.warning(f"The class '{ref_class}' has no usable images.")
         else:
             natural = natural_set(photos, n=len(synthetic))
             st.caption(f"{len(natural)} of {len(photos)} photos of '{ref_class}' (as many as synthetic images, "
@@ -213,9 +244,14 @@ remember_url()
 
 # 6. Statistics with intervals, side by side.
 st.subheader("Diversity statistics")
-stats = {"synthetic": statistics_of(syn_emb)}
+try:
+    stats = {"synthetic": statistics_of(syn_emb)}
+    if natural is not None:
+        stats["natural"] = statistics_of(nat_emb)
+except ValueError as exc:  # NaN or zero-norm embeddings: name them rather than show garbage
+    st.error(str(exc))
+    st.stop()
 if natural is not None:
-    stats["natural"] = statistics_of(nat_emb)
     st.markdown(f"**{reading(stats['synthetic'], stats['natural'])}**")
 st.altair_chart(statistics_chart([(src, e) for src, ests in stats.items() for e in ests]))
 st.dataframe(statistics_table(stats), hide_index=True)

@@ -190,3 +190,37 @@ def test_settings_are_frozen(settings):
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.steps = 99
     assert isinstance(settings, GenerationSettings)
+
+
+def test_long_prompts_warn_and_show_the_words_the_text_encoder_reads(tiny_pipe):
+    from core.generate import CLIP_CONTEXT_TOKENS, _clip_bpe, prompt_as_read, request_warnings
+
+    long_prompt = " ".join(f"Tench{i}, in murky water" for i in range(30))
+    used, count = prompt_as_read(long_prompt)
+    read_by_pipeline = tiny_pipe.tokenizer(long_prompt, truncation=True, max_length=CLIP_CONTEXT_TOKENS).input_ids
+    assert count > CLIP_CONTEXT_TOKENS and len(read_by_pipeline) == CLIP_CONTEXT_TOKENS
+    used_ids = _clip_bpe().encode(used)
+    assert read_by_pipeline[1:-1][: len(used_ids)] == used_ids  # the words shown are exactly what the model reads
+    assert CLIP_CONTEXT_TOKENS - 2 - len(used_ids) < 8  # ... and nearly all of it (whole words only)
+    assert long_prompt.startswith(used)
+    (warning,) = request_warnings(RunRequest(long_prompt))
+    assert f"is {count} tokens" in warning and used in warning
+    assert request_warnings(RunRequest("a photo of a tench")) == []
+
+
+@pytest.mark.parametrize("prompt", ["🐟🐟 a tench 🎣", "صورة سمكة التنش", "a tench, 丁鱥, линь, תמונה של דג"])
+def test_emoji_right_to_left_and_mixed_scripts_round_trip(prompt, tiny_pipe, settings, tmp_path):
+    req = RunRequest(prompt, n=1, generator=TINY_RANDOM)
+    back, problems = RunRequest.from_params(req.to_params())
+    assert back == req and not problems
+    cache = Cache(tmp_path)
+    generate_missing(tiny_pipe, settings, prompt, [0], cache)
+    (entry,) = cached_images(settings, prompt, [0], cache)
+    assert Image.open(entry.path).text["diffusion-diversity-lab"].count(prompt) == 1  # stored verbatim in the PNG
+    assert cache.verify().ok
+
+
+def test_huge_n_from_a_link_is_capped_with_a_message():
+    req, problems = RunRequest.from_params({"prompt": "p", "n": "100000"})
+    assert req.n == 256 and problems == ["The link asks for 100000 images; the most one run makes is 256, so it "
+                                         "shows 256. For more, run several first seeds."]

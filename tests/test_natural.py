@@ -6,6 +6,7 @@ import tarfile
 import threading
 import time
 from functools import partial
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -15,7 +16,10 @@ from core.natural import (
     DownloadError,
     NaturalFolder,
     download_reference_set,
+    MAX_UPLOAD_BYTES,
+    UnreadableImageError,
     imagenette,
+    open_rgb,
     reference_sources,
     store_upload,
 )
@@ -87,6 +91,74 @@ def test_uploads_that_are_not_images_are_refused(tmp_path):
     with pytest.raises(ValueError, match="class name"):
         store_upload(tmp_path, "///", png_bytes())
     assert not any(tmp_path.rglob("*.*"))
+
+
+def test_uploads_over_the_size_limit_are_refused_before_decoding(tmp_path):
+    with pytest.raises(ValueError, match=r"the limit is 20 MB per photo"):
+        store_upload(tmp_path, "cats", b"\xff" * (MAX_UPLOAD_BYTES + 1))
+    assert not any(tmp_path.rglob("*.*"))
+
+
+# -- the catalogue of awkward image files a real folder holds -------------------------------------------------------
+def encoded(im: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def test_cmyk_jpeg_becomes_rgb():
+    im = open_rgb(encoded(Image.new("CMYK", (8, 8), (0, 255, 255, 0)), "JPEG"))  # pure red in CMYK
+    assert im.mode == "RGB" and im.getpixel((4, 4))[0] > 200 and im.getpixel((4, 4))[1] < 60
+
+
+def test_16_bit_greyscale_is_scaled_not_clipped_to_white():
+    import numpy as np
+
+    arr = np.full((8, 8), 32768, dtype=np.uint16)  # mid-grey in 16 bits
+    im = open_rgb(encoded(Image.fromarray(arr), "PNG"))
+    assert im.mode == "RGB" and im.getpixel((0, 0)) == (128, 128, 128)
+
+
+def test_transparent_pixels_become_white_not_black():
+    im = open_rgb(encoded(Image.new("RGBA", (8, 8), (0, 0, 0, 0)), "PNG"))
+    assert im.getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_animated_gif_gives_its_first_frame():
+    frames = [Image.new("RGB", (8, 8), c) for c in ("red", "blue")]
+    data = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
+    r, g, b = open_rgb(data).getpixel((0, 0))
+    assert r > 200 and b < 60
+
+
+def test_truncated_jpeg_is_refused_with_a_fix():
+    data = encoded(Image.new("RGB", (64, 64), "green"), "JPEG")
+    with pytest.raises(UnreadableImageError, match="not a readable image.*Fix: re-save it"):
+        open_rgb(data[: len(data) // 2], "half.jpg")
+
+
+def test_decompression_bomb_is_refused_from_its_header():
+    bomb = encoded(Image.new("1", (8000, 7000)), "PNG")  # 56 megapixels in a few KB
+    assert len(bomb) < 100_000
+    with pytest.raises(UnreadableImageError, match="8000 x 7000 pixels, over the 50-megapixel limit"):
+        open_rgb(bomb, "bomb.png")
+    with pytest.raises(ValueError, match="50-megapixel limit"):
+        store_upload(Path("/nonexistent-never-written"), "bombs", bomb)
+
+
+def test_folder_scan_keeps_good_photos_and_says_why_each_bad_file_was_left_out(tmp_path):
+    cls = tmp_path / "cats"
+    cls.mkdir()
+    (cls / "good.png").write_bytes(encoded(Image.new("RGB", (8, 8), "red"), "PNG"))
+    (cls / "cmyk.jpg").write_bytes(encoded(Image.new("CMYK", (8, 8)), "JPEG"))
+    (cls / "notes.jpg").write_bytes(b"not an image at all")
+    (cls / "cut.jpg").write_bytes(encoded(Image.new("RGB", (64, 64), "blue"), "JPEG")[:300])
+    (cls / "readme.txt").write_text("ignored: not an image suffix")
+    usable, skipped = NaturalFolder(tmp_path).scan("cats")
+    assert sorted(im.path.name for im in usable) == ["cmyk.jpg", "good.png"]
+    assert len(skipped) == 2 and all("not a readable image" in m for m in skipped)
+    assert {m.split(" ")[0] for m in skipped} == {"notes.jpg", "cut.jpg"}
+    assert all(im.load().mode == "RGB" for im in usable)
 
 
 # -- the reference-set download, served on loopback ---------------------------------------------------------------

@@ -99,6 +99,23 @@ def test_statistics_need_two_images():
     assert stats[0].format() == "n/a (needs at least 2 images)"
 
 
+def test_identical_images_give_similarity_one_vendi_one_and_say_there_is_no_variance():
+    x = np.tile(unit_rows(1, 8), (5, 1))
+    by_name = {e.name: e for e in diversity_statistics(x, resamples=20)}
+    assert by_name["mean pairwise cosine"].value == pytest.approx(1.0)
+    assert by_name["Vendi score"].value == pytest.approx(1.0)
+    for name in ("effective rank", "variance in first 2 PCs"):
+        assert np.isnan(by_name[name].value) and by_name[name].note == "all images are identical: no variance"
+
+
+@pytest.mark.parametrize("bad", [np.nan, 0.0, 3.0])
+def test_statistics_refuse_nan_zero_or_unnormalised_embeddings_with_the_rows(bad):
+    x = unit_rows(6, 8)
+    x[4] = bad if bad != 3.0 else x[4] * 3.0
+    with pytest.raises(ValueError, match=r"1 of 6 embeddings are not finite unit vectors \(rows \[4\]"):
+        diversity_statistics(x)
+
+
 def test_statistics_report_n_and_intervals():
     stats = diversity_statistics(unit_rows(16, 32), resamples=50)
     assert [e.name for e in stats] == ["mean pairwise cosine", "Vendi score", "effective rank",
