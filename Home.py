@@ -4,9 +4,16 @@ import streamlit as st
 
 st.set_page_config(page_title="Diffusion Diversity Lab", page_icon="🧪", layout="wide")
 
+# url_path = the file's stem: a fresh server starts in Streamlit's legacy pages/ mode, which finds a deep link's page
+# by file name before ui.start_page() switches to st.navigation (a hyphenated path would show "Page not found").
 PAGES = [
     st.Page("pages/home.py", title="Home", icon="🏠", default=True),
     st.Page("pages/diversity.py", title="Diversity", icon="🌈", url_path="diversity"),
+    st.Page("pages/ambiguity.py", title="Ambiguity", icon="🔀", url_path="ambiguity"),
+    st.Page("pages/adherence.py", title="Adherence", icon="🎯", url_path="adherence"),
+    st.Page("pages/synthetic_vs_natural.py", title="Synthetic vs natural", icon="⚖️", url_path="synthetic_vs_natural"),
+    st.Page("pages/train_on_synthetic.py", title="Train on synthetic", icon="🏋️", url_path="train_on_synthetic"),
+    st.Page("pages/clip_geometry.py", title="CLIP geometry", icon="📐", url_path="clip_geometry"),
 ]
 
 st.navigation(PAGES).run()

@@ -16,7 +16,6 @@ from core.generate import (
     GenerationSettings,
     RunRequest,
     cached_images,
-    default_batch_size,
     generate_missing,
     resolve_settings,
 )
@@ -233,7 +232,8 @@ def _generate(resolved: list[tuple[RunRequest, Path, GenerationSettings]], c: Ca
         if len(cached_images(settings, req.prompt, req.seeds, c)) < req.n:
             try:
                 report = generate_missing(pipeline(str(folder)), settings, req.prompt, req.seeds, c,
-                                          batch_size=default_batch_size(device()), lock=generation_lock(),
+                                          batch_size=config.auto_batch_size(device(), settings.width, settings.height),
+                                          lock=generation_lock(),
                                           on_progress=on_progress)
             except (ModelUnavailableError, CacheError) as exc:
                 bar.empty()

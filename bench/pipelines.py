@@ -23,12 +23,14 @@ def load_tiny(device: DeviceSpec):
     return folder, load_pipeline(folder, device)
 
 
-def build_sd15_random(device: DeviceSpec, work_dir: Path, scheduler: str = "ddim"):
+def build_sd15_random(device: DeviceSpec, work_dir: Path, scheduler: str = "ddim", tuned: bool = True):
     """A StableDiffusionPipeline with SD 1.5's published component configs and random weights (seed 0).
 
     Returns (config_folder, pipe). config_folder holds only model_index.json and scheduler/scheduler_config.json
     (no weights): enough for `core.generate.resolve_settings`, so the lab side gets its settings the lab's way.
     `scheduler`: "ddim" (one UNet call per step) or "pndm" (SD 1.5's shipped scheduler; one extra UNet call).
+    `tuned`: prepared as core.models.load_pipeline prepares a loaded one (core.models.tune_pipeline); False: the
+    diffusers defaults.
     """
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
@@ -70,6 +72,10 @@ def build_sd15_random(device: DeviceSpec, work_dir: Path, scheduler: str = "ddim
         pipe = pipe.to(dtype=device.dtype)
     pipe = pipe.to(device.device)
     pipe.set_progress_bar_config(disable=True)
+    if tuned:
+        from core.models import tune_pipeline
+
+        tune_pipeline(pipe, device)
 
     folder = work_dir / "sd15-arch-random"
     (folder / "scheduler").mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,8 @@ PROMPT = "a photo of a tench"
 
 
 def bench_reopen(pipe, folder: Path, device, n: int, gen_repeats: int, reopen_repeats: int, fresh_repeats: int,
-                 tmp_root: Path, log) -> list[Row]:
+                 tmp_root: Path, log, keep_cache: bool = False) -> tuple[list[Row], Path | None]:
+    """The rows, and (keep_cache) the cache holding the generated run, for the page benchmark to reuse."""
     from core.cache import Cache
     from core.generate import RunRequest, cached_images, default_batch_size, resolve_settings
     from core.models import locate_generator
@@ -109,7 +110,9 @@ def bench_reopen(pipe, folder: Path, device, n: int, gen_repeats: int, reopen_re
         phases.append(steps)
         log(f"[reopen] fresh process {i}/{fresh_repeats}: {fmt_s(wall)} ("
             + ", ".join(f"{k} {fmt_s(v)}" for k, v in steps.items()) + ")")
-    shutil.rmtree(root, ignore_errors=True)
+    if not keep_cache:
+        shutil.rmtree(root, ignore_errors=True)
+        root = None
 
     phase_median = {k: statistics.median(p[k] for p in phases) for k in phases[0]}
     pm = phase_median
@@ -132,4 +135,4 @@ def bench_reopen(pipe, folder: Path, device, n: int, gen_repeats: int, reopen_re
             lab=fresh, other=gen, ratio=gen.median / fresh.median, ratio_kind="gen/reopen", target="info", ok=None,
             details={**common, "fresh_repeats": fresh_repeats, "phase_median_s": phase_median}, note=fresh_note),
     ]
-    return rows
+    return rows, root

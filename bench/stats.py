@@ -106,7 +106,7 @@ class Row:
         else:
             ratio = f"{self.ratio:.3f}"
         return [self.benchmark, fmt_s(self.lab.median), fmt_s(self.other.median) if self.other else "-", rng,
-                f"{ratio} ({self.ratio_kind})", self.target, self.verdict]
+                f"{ratio} ({self.ratio_kind})" if self.ratio is not None else "-", self.target, self.verdict]
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -119,12 +119,59 @@ class Row:
 HEADERS = ["benchmark", "lab median", "raw/other median", "min-max", "ratio", "target", "verdict"]
 
 
-def format_table(rows: list[Row]) -> str:
-    table = [HEADERS] + [r.cells() for r in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(HEADERS))]
+def format_grid(headers: list[str], lines: list[list[str]]) -> str:
+    """Plain-text columns, a dashed line under the headers: pastes into a note or an issue as it is."""
+    table = [headers] + lines
+    widths = [max(len(line[i]) for line in table) for i in range(len(headers))]
     out = []
     for n, line in enumerate(table):
         out.append("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
+
+
+def format_table(rows: list[Row]) -> str:
+    return format_grid(HEADERS, [r.cells() for r in rows])
+
+
+@dataclass
+class Section:
+    """A detail table printed under the main one (per-n statistics, memory, breakdowns)."""
+
+    title: str
+    headers: list[str]
+    lines: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+    data: dict = field(default_factory=dict)  # the raw numbers, for the JSON
+
+    def format(self) -> str:
+        text = f"{self.title}\n{format_grid(self.headers, self.lines)}"
+        return text + "".join(f"\n  * {note}" for note in self.notes)
+
+    def to_json(self) -> dict:
+        return {"title": self.title, "table": format_grid(self.headers, self.lines), "notes": self.notes,
+                "data": self.data}
+
+
+def fmt_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} GB"
+
+
+def growth_exponent(ns: list[float], times: list[float]) -> float | None:
+    """Least-squares slope of log(time) against log(n): 1 = linear, 2 = quadratic."""
+    import math
+
+    pts = [(math.log(n), math.log(t)) for n, t in zip(ns, times) if t and t > 0]
+    if len(pts) < 2:
+        return None
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    sxx = sum((p[0] - mx) ** 2 for p in pts)
+    return sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx if sxx else None

@@ -77,6 +77,9 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_VERIFIED: set[tuple[str, int, int, str]] = set()  # (path, size, mtime_ns, sha) of files whose hash was checked
+
+
 class CacheError(OSError):
     """The cache cannot be used or written; the message says what happened and how to fix it."""
 
@@ -274,6 +277,25 @@ class Cache:
 
     @staticmethod
     def _file_intact(path: Path, sha: str) -> bool:
+        """The file exists and hashes to `sha`. A file already verified in this process is trusted while its
+        size and modification time are unchanged: every rerun of a page looks its images up again, and hashing
+        hundreds of PNGs each time would dominate the page's time. verify() always re-reads everything."""
+        try:
+            st = path.stat()
+            stamp = (str(path), st.st_size, st.st_mtime_ns, sha)
+            if stamp in _VERIFIED:
+                return True
+            if sha256_bytes(path.read_bytes()) != sha:
+                return False
+        except OSError:
+            return False
+        if len(_VERIFIED) > 200_000:
+            _VERIFIED.clear()
+        _VERIFIED.add(stamp)
+        return True
+
+    @staticmethod
+    def _file_hash_matches(path: Path, sha: str) -> bool:
         try:
             return sha256_bytes(path.read_bytes()) == sha
         except OSError:
@@ -336,7 +358,7 @@ class Cache:
             referenced.add(path.name)
             if not path.exists():
                 report.missing_files.append(key)
-            elif not self._file_intact(path, sha):
+            elif not self._file_hash_matches(path, sha):
                 report.corrupt_files.append(key)
         for path in self.images_dir.rglob("*"):
             if path.is_file():

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
-from .config import DeviceSpec, cache_dir
+from .config import DeviceSpec, PipelineTuning, apply_cpu_threads, cache_dir, pipeline_tuning
 from .registry import TINY_RANDOM, ClipPreset, GeneratorPreset
 
 # What a text-to-image run needs from a hub repo: configs, tokenizer files and safetensors weights. This skips the
@@ -162,6 +162,7 @@ def load_pipeline(folder: Path, device: DeviceSpec):
     """Load a text-to-image pipeline from a local folder onto the lab's device, ready to generate."""
     from diffusers import DiffusionPipeline
 
+    apply_cpu_threads()
     try:
         pipe = DiffusionPipeline.from_pretrained(str(folder), dtype=device.dtype, local_files_only=True,
                                                  safety_checker=None, requires_safety_checker=False)
@@ -174,7 +175,45 @@ def load_pipeline(folder: Path, device: DeviceSpec):
         ) from exc
     pipe = pipe.to(device.device)
     pipe.set_progress_bar_config(disable=True)
+    return tune_pipeline(pipe, device)
+
+
+def tune_pipeline(pipe, device: DeviceSpec, tuning: PipelineTuning | None = None):
+    """Prepare a loaded pipeline for `device` as core.config.pipeline_tuning says (in place; returns the pipe).
+
+    Used by load_pipeline, and by the benchmarks on pipelines built in memory, so both run the same settings.
+    """
+    import torch
+
+    tuning = tuning or pipeline_tuning(device)
+    unet = getattr(pipe, "unet", None)
+    vae = getattr(pipe, "vae", None)
+    if tuning.channels_last and unet is not None:
+        unet.to(memory_format=torch.channels_last)
+    if tuning.vae_slicing and vae is not None and hasattr(vae, "enable_slicing"):
+        vae.enable_slicing()
+    if tuning.compile_mode and unet is not None:
+        # Compiled lazily, on the first call for each new input shape (batch size, image size). Not part of the
+        # cache key: kernel fusion reorders float operations, which moves pixels by float rounding only, as a
+        # different batch composition does (see README, "Settings").
+        pipe.unet = torch.compile(unet, mode=tuning.compile_mode, fullgraph=True)
     return pipe
+
+
+def attention_processors(pipe) -> dict[str, set[str]]:
+    """The attention processor classes each component of `pipe` uses, e.g. {"unet": {"AttnProcessor2_0"}}.
+
+    AttnProcessor2_0 is PyTorch's fused scaled_dot_product_attention (flash / memory-efficient kernels on CUDA):
+    diffusers' default, and what the lab relies on for speed and memory. Anything else means a setting turned it
+    off (an old config, xformers, `set_default_attn_processor()`)."""
+    out = {}
+    for name in ("unet", "vae", "transformer"):
+        module = getattr(pipe, name, None)
+        module = getattr(module, "_orig_mod", module)  # a torch.compile'd module wraps the original
+        procs = getattr(module, "attn_processors", None)
+        if procs:
+            out[name] = {type(p).__name__ for p in procs.values()}
+    return out
 
 
 # -- CLIP --------------------------------------------------------------------------------------------------------
@@ -247,6 +286,7 @@ def load_clip(preset: ClipPreset, device: DeviceSpec, progress: ProgressFn | Non
     """An open_clip model in eval mode (float32: embeddings are compared across runs, keep them precise)."""
     import open_clip
 
+    apply_cpu_threads()
     if preset.pretrained is None:
         from .tiny import build_tiny_clip
 

@@ -24,17 +24,17 @@ FINDINGS = [
      "pages/diversity.py"),
     ("Ambiguity",
      "Many class names have several senses: a *crane* is a bird and a machine. The model picks a sense (often not "
-     "the one the dataset meant) and may stick to it for every image.", None),
+     "the one the dataset meant) and may stick to it for every image.", "pages/ambiguity.py"),
     ("Adherence to prompt",
      "Images follow the text too literally or too canonically (a textbook tench, centred, on a plain background), "
-     "or miss it altogether; stronger guidance trades diversity for adherence.", None),
+     "or miss it altogether; stronger guidance trades diversity for adherence.", "pages/adherence.py"),
     ("Inability to represent the concept",
      "Some concepts the model simply cannot draw: the images show something else, however the prompt is phrased.",
      None),
     ("Geometry of CLIP embeddings",
      "In CLIP space, synthetic images sit apart from natural photos of the same class and nearer to the prompt's "
      "text: a classifier can tell the two apart, and one trained on synthetic images learns the wrong region.",
-     None),
+     "pages/clip_geometry.py"),
 ]
 
 for title, text, page in FINDINGS:
@@ -44,6 +44,12 @@ for title, text, page in FINDINGS:
         st.page_link(page, label=f"Open the {title.lower()} page", icon="➡️")
     else:
         st.caption("Its page is being built; the Diversity page already shows the embeddings it will use.")
+
+# The geometry finding, tested on a whole class list (shown under its entry, the last of FINDINGS).
+st.markdown("For a list of classes: can a probe tell synthetic from natural, how far apart are the distributions, and "
+            "how well does a classifier trained only on synthetic images do on real photos?")
+st.page_link("pages/synthetic_vs_natural.py", label="Open the synthetic vs natural page", icon="➡️")
+st.page_link("pages/train_on_synthetic.py", label="Open the train on synthetic page", icon="➡️")
 
 st.divider()
 st.caption(

@@ -57,4 +57,5 @@ def test_clip_checkpoints_are_safetensors_named_by_architecture(tmp_path):
     (tmp_path / "NotAnArch.x.safetensors").write_bytes(b"")
     (tmp_path / "ViT-S-32.pickle.bin").write_bytes(b"")  # never: only safetensors are offered
     found = local_clip_models([tmp_path])
-    assert [(p.arch, Path(p.pretrained).name) for p in found.values()] == [("ViT-S-32", "ViT-S-32.finetune.safetensors")]
+    names = [(p.arch, Path(p.pretrained).name) for p in found.values()]
+    assert names == [("ViT-S-32", "ViT-S-32.finetune.safetensors")]

@@ -148,3 +148,56 @@ def test_a_clip_checkpoint_for_another_architecture_is_explained(tmp_path, cpu):
     save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(ckpt))
     with pytest.raises(ModelUnavailableError, match="ViT-S-32.*architecture"):
         load_clip(local_clip_preset("ViT-S-32", str(ckpt)), cpu)
+
+
+# -- how load_pipeline prepares a pipeline for the device -----------------------------------------------------------
+def test_loaded_pipeline_uses_pytorch_sdpa_attention_and_vae_slicing(tiny_pipe):
+    from core.models import attention_processors
+
+    assert attention_processors(tiny_pipe) == {"unet": {"AttnProcessor2_0"}, "vae": {"AttnProcessor2_0"}}
+    assert tiny_pipe.vae.use_slicing  # VAE memory stays one image's whatever the batch
+
+
+def test_load_pipeline_applies_the_thread_setting(tiny_folder, cpu, monkeypatch):
+    import torch
+
+    from core.models import load_pipeline
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("DDL_CPU_THREADS", "1")
+        torch.set_num_threads(2)
+        load_pipeline(tiny_folder, cpu)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_cuda_tuning_changes_pixels_only_within_float_tolerance(tiny_folder, cpu):
+    """channels_last + VAE slicing (the CUDA settings) run on the CPU too: same images within rounding."""
+    import torch
+
+    from core.config import PipelineTuning
+    from core.models import load_pipeline, tune_pipeline
+
+    plain, tuned = load_pipeline(tiny_folder, cpu), load_pipeline(tiny_folder, cpu)
+    plain.vae.disable_slicing()
+    tune_pipeline(tuned, cpu, PipelineTuning(channels_last=True, vae_slicing=True, compile_mode=None))
+    conv = tuned.unet.conv_in.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+
+    def images(pipe):
+        return pipe(prompt=["a tench"] * 3, num_inference_steps=2, height=64, width=64, output_type="np",
+                    generator=[torch.Generator("cpu").manual_seed(s) for s in range(3)]).images
+
+    np.testing.assert_allclose(images(tuned), images(plain), atol=1e-4)
+
+
+def test_compile_wraps_the_unet_and_keeps_sdpa(tiny_folder, cpu):
+    """DDL_COMPILE's path, without compiling (that happens on the first call, on CUDA)."""
+    from core.config import PipelineTuning
+    from core.models import attention_processors, load_pipeline, tune_pipeline
+
+    pipe = tune_pipeline(load_pipeline(tiny_folder, cpu), cpu, PipelineTuning(False, False, "default"))
+    assert type(pipe.unet).__name__ == "OptimizedModule"
+    assert attention_processors(pipe)["unet"] == {"AttnProcessor2_0"}

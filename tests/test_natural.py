@@ -13,11 +13,11 @@ from PIL import Image
 
 from core.natural import (
     IMAGENETTE_WNIDS,
+    MAX_UPLOAD_BYTES,
     DownloadError,
     NaturalFolder,
-    download_reference_set,
-    MAX_UPLOAD_BYTES,
     UnreadableImageError,
+    download_reference_set,
     imagenette,
     open_rgb,
     reference_sources,

@@ -1,0 +1,341 @@
+"""Adherence: how closely do images follow the prompt, next to natural photos of the class, and what does guidance
+(or steps, or the model) trade for it? The logic lives in core.adherence and core.zeroshot."""
+
+import numpy as np
+import streamlit as st
+
+import ui
+from core import config
+from core.adherence import (
+    CONFUSABLE_SETS,
+    DEFAULT_CONFUSABLE,
+    SCORE_NOTE,
+    SWEEP_METRICS,
+    SWEEP_SETTINGS,
+    Sweep,
+    guess_class,
+    parse_classes,
+    parse_sweep_values,
+    rank_chart,
+    rank_estimates,
+    rank_rows,
+    score_histogram,
+    score_reading,
+    score_rows,
+    sweep_chart,
+    sweep_point,
+    sweep_requests,
+    sweep_rows,
+)
+from core.diversity import PREVIEW_SIZE, THUMB_SIZE, embed_set, natural_set, synthetic_set, thumbnails
+from core.generate import RunRequest, validate_request
+from core.models import ModelUnavailableError, clip_key
+from core.natural import DownloadError, download_reference_set, reference_sources
+from core.registry import CLIP_MODELS, GENERATORS
+from core.zeroshot import ZERO_SHOT_TEMPLATES, class_vectors, clip_scores, mean_estimate, ranks, text_embeddings
+
+URL_KEY = "adherence_url"
+EXTRA_PARAMS = ("ref", "ref_class", "classes", "intended", "sweep", "sweep_values")  # kept when the run changes
+PER_ROW = 8
+STRIP = 6  # images per sweep value in the strip
+
+
+def remember_url() -> None:
+    """Keep this session's settings: switching pages clears the URL, coming back restores it."""
+    st.session_state[URL_KEY] = st.query_params.to_dict()
+
+
+def pick(options: list, value, fallback) -> int:
+    return options.index(value) if value in options else options.index(fallback)
+
+
+def grid(previews: list[bytes], captions: list[str], per_row: int = PER_ROW) -> None:
+    for row in range(0, len(previews), per_row):
+        for col, preview, caption in zip(st.columns(per_row), previews[row : row + per_row],
+                                         captions[row : row + per_row]):
+            col.image(preview, caption=caption, width="stretch")
+
+
+if "prompt" not in st.query_params and st.session_state.get(URL_KEY):
+    st.query_params.from_dict(st.session_state[URL_KEY])
+
+ui.start_page()
+st.title("Adherence to prompt")
+st.markdown("How closely do generated images follow the prompt, compared with natural photos of the same class? "
+            "And what does stronger guidance trade for it? Each image is scored against the prompt with CLIP; a "
+            "sweep varies one setting on the same prompt and seeds.")
+
+# 1. The run: from the URL (a shared link, a reload) or the form.
+url_req, url_problems = RunRequest.from_params(st.query_params.to_dict())
+for problem in url_problems:
+    st.warning(problem)
+if url_req and url_req.generator not in GENERATORS:
+    st.warning(f"The link names an unknown generator '{url_req.generator}'; pick one below.")
+    url_req = None
+base = url_req or RunRequest(prompt="a photo of a tench", generator=ui.selected_generator())
+if base.generator not in GENERATORS:
+    base = RunRequest(prompt=base.prompt)
+
+gen_keys, clip_keys = list(GENERATORS), list(CLIP_MODELS)
+gen_key = st.selectbox("Generator", gen_keys, index=pick(gen_keys, base.generator, gen_keys[0]),
+                       format_func=lambda k: GENERATORS[k].label, key="generator")
+preset = GENERATORS[gen_key]
+st.caption(preset.note)
+same_gen = base.generator == gen_key
+with st.form("adherence"):
+    prompt = st.text_input("Prompt", value=base.prompt, max_chars=1000, key="adh_prompt")
+    c1, c2, c3, c4, c5 = st.columns(5)
+    n = c1.number_input("Images (N)", 1, 256, int(base.n), key="adh_n")
+    steps = c2.number_input("Steps", 1, preset.max_steps, int(base.steps if same_gen and base.steps
+                                                              else preset.default_steps), key=f"adh_steps-{gen_key}")
+    guidance = c3.number_input(
+        "Guidance", 0.0, 30.0, float(base.guidance if same_gen and base.guidance is not None
+                                     else preset.default_guidance), step=0.5, key=f"adh_guidance-{gen_key}",
+        disabled=not preset.supports_guidance,
+        help=None if preset.supports_guidance else "This model ignores classifier-free guidance.")
+    size = c4.number_input("Size (px)", 64, 1024, int(base.size if same_gen and base.size else preset.default_size),
+                           step=preset.size_multiple, key=f"adh_size-{gen_key}")
+    first_seed = c5.number_input("First seed", 0, 2**31 - 1, int(base.first_seed), key="adh_seed")
+    negative = st.text_input("Negative prompt (optional)", value=base.negative_prompt, key="adh_negative")
+    clip_choice = st.selectbox("CLIP model", clip_keys, index=pick(clip_keys, base.clip, clip_keys[0]),
+                               format_func=lambda k: CLIP_MODELS[k].label, key="clip")
+    submitted = st.form_submit_button("Generate", type="primary")
+ui.remember_selection(gen_key, clip_choice)
+
+req = url_req
+if submitted:
+    req = RunRequest(prompt, int(n), gen_key, int(steps), float(guidance), int(size), int(first_seed), negative,
+                     clip_choice).with_preset_defaults(preset)
+if req is None:
+    st.info("Type a prompt and press Generate.")
+    st.stop()
+req_preset = GENERATORS[req.generator]
+req = req.with_preset_defaults(req_preset)
+problems = validate_request(req, req_preset)
+if req.clip not in CLIP_MODELS:
+    problems.append(f"Unknown CLIP model '{req.clip}'. Pick one of: {', '.join(CLIP_MODELS)}.")
+if problems:
+    for problem in problems:
+        st.error(problem)
+    st.stop()
+if submitted:
+    extra = {k: st.query_params[k] for k in EXTRA_PARAMS if k in st.query_params}
+    st.query_params.from_dict({**req.to_params(), **extra})
+remember_url()
+
+run = ui.runs([req], generate=submitted)[0]
+settings, images, cache = run.settings, run.images, ui.cache()
+clip_preset = CLIP_MODELS[req.clip]
+st.caption(
+    f"**Run:** `{req.prompt}` · {settings.model_id} @ {settings.revision[:12]} · {settings.steps} steps · guidance "
+    f"{settings.guidance:g} · {settings.width} px · seeds {req.first_seed}-{req.first_seed + req.n - 1} · CLIP "
+    f"{clip_preset.label}. Defaults are the lab's own choice; the paper's are unknown.")
+if len(images) < req.n:
+    st.warning(f"{len(images)} of {req.n} images are in the cache. Press Generate to make the other "
+               f"{req.n - len(images)} (the cached ones are reused).")
+if not images:
+    st.stop()
+synthetic = synthetic_set(images)
+ckey = clip_key(clip_preset)
+get_clip = lambda: ui.clip(req.clip)  # noqa: E731 - loaded only if an image or text is not cached yet
+try:
+    with st.spinner("Embedding images and the prompt with CLIP..."):
+        syn_emb = embed_set(cache, ckey, synthetic, get_clip)
+        prompt_vector = text_embeddings(cache, ckey, [req.prompt], get_clip)[0]
+except (ModelUnavailableError, ValueError, OSError) as exc:
+    st.error(str(exc))
+    st.stop()
+
+# 2. Natural photos of the class (optional, but the comparison is the point).
+st.subheader("Natural photos of the class")
+sources = reference_sources(config.cache_dir(), config.natural_roots())
+source_ids = ["none", *sources]
+ref_param = st.query_params.get("ref")
+if ref_param is not None and ref_param not in source_ids:
+    st.warning(f"The link's reference '{ref_param}' is not available on this machine: choose one below.")
+    ref_param = None
+if ref_param is None:  # default: the first configured folder, else none
+    ref_param = next((s for s in sources if s.startswith("folder:")), "none")
+ref_id = st.selectbox("Natural photos from", source_ids, index=source_ids.index(ref_param), key="adh_ref",
+                      format_func=lambda k: "no natural photos" if k == "none" else sources[k][0])
+st.query_params["ref"] = ref_id
+natural, nat_emb, ref_classes = None, None, []
+if ref_id == "imagenette" and not sources["imagenette"][1].root.is_dir():
+    st.info("Imagenette (fast.ai's 10-class ImageNet subset, 160 px, about 100 MB) is not downloaded yet.")
+    if st.button("Download Imagenette"):
+        bar = st.progress(0.0)
+        try:
+            download_reference_set(sources["imagenette"][1].root.parent,
+                                   progress=lambda f, msg: bar.progress(f, text=msg))
+            st.rerun()
+        except DownloadError as exc:
+            st.error(str(exc))
+elif ref_id != "none":
+    try:
+        ref_classes = sources[ref_id][1].classes()
+    except (FileNotFoundError, ValueError) as exc:
+        st.info(str(exc))
+    if ref_classes:
+        guess = guess_class(req.prompt, ref_classes) or ref_classes[0]
+        url_class = st.query_params.get("ref_class")
+        if url_class is not None and url_class not in ref_classes:
+            st.warning(f"The link's class '{url_class}' is not in this folder: choose one below.")
+        ref_class = st.selectbox("Class", ref_classes, index=pick(ref_classes, url_class, guess), key="adh_ref_class")
+        st.query_params["ref_class"] = ref_class
+        photos = sources[ref_id][1].images(ref_class)
+        if not photos:
+            st.warning(f"The class '{ref_class}' has no usable images.")
+        else:
+            natural = natural_set(photos, n=len(synthetic))
+            st.caption(f"{len(natural)} of {len(photos)} photos of '{ref_class}' (as many as generated images, drawn "
+                       f"with a fixed seed).")
+            try:
+                with st.spinner("Embedding natural photos..."):
+                    nat_emb = embed_set(cache, ckey, natural, get_clip)
+            except (ModelUnavailableError, ValueError, OSError) as exc:
+                st.error(str(exc))
+                natural = None
+remember_url()
+
+# 3. CLIPScore: two distributions, means with intervals, images from least to most adherent.
+st.subheader("CLIPScore against the prompt")
+st.caption(SCORE_NOTE)
+syn_scores = clip_scores(syn_emb, prompt_vector)
+named = {"synthetic": (synthetic.labels, syn_scores)}
+nat_estimate = None
+if natural is not None:
+    nat_scores = clip_scores(nat_emb, prompt_vector)
+    named["natural"] = (natural.labels, nat_scores)
+    nat_estimate = mean_estimate("mean CLIPScore", nat_scores)
+syn_estimate = mean_estimate("mean CLIPScore", syn_scores)
+st.markdown(f"**{score_reading(syn_estimate, nat_estimate)}**")
+table = score_rows(named)
+st.altair_chart(score_histogram(table), key="score_histogram")
+st.caption("Dashed lines: each source's mean. Intervals: estimate +- 1.96 x the bootstrap standard deviation "
+           "(200 resamples of the images, seed 0).")
+st.markdown("**Generated images, least to most adherent**")
+order = np.argsort(syn_scores, kind="stable")
+previews = thumbnails(cache, synthetic, PREVIEW_SIZE)
+grid([previews[i] for i in order], [f"{synthetic.labels[i]} · {syn_scores[i]:.3f}" for i in order])
+with st.expander("Every image's score (both sources)"):
+    st.dataframe(table, hide_index=True)
+
+# 4. Confusable classes: the rank of the intended class among K class names, by zero-shot.
+st.subheader("Confusable classes: where does the intended class rank?")
+
+
+def fill_classes() -> None:
+    choice = st.session_state["adh_class_set"]
+    if choice in CONFUSABLE_SETS:
+        st.session_state["adh_classes"] = ", ".join(CONFUSABLE_SETS[choice])
+
+
+url_classes = st.query_params.get("classes")
+default_classes = ", ".join(c.replace("_", " ") for c in ref_classes) if len(ref_classes) > 1 else \
+    ", ".join(CONFUSABLE_SETS[DEFAULT_CONFUSABLE])
+st.session_state.setdefault("adh_classes", url_classes or default_classes)
+c1, c2 = st.columns([1, 3])
+c1.selectbox("Fill with", ["(keep)", *CONFUSABLE_SETS], key="adh_class_set", on_change=fill_classes)
+classes_text = c2.text_area("Class names (comma-separated)", key="adh_classes", height=80)
+class_names, class_problems = parse_classes(classes_text)
+for problem in class_problems:
+    st.warning(problem)
+if len(class_names) >= 2:
+    st.query_params["classes"] = ", ".join(class_names)
+    url_intended = st.query_params.get("intended")
+    if url_intended is not None and url_intended not in class_names:
+        st.warning(f"The link's intended class '{url_intended}' is not in the list: choose one below.")
+    guess = (guess_class(req.prompt, class_names)
+             or (guess_class(st.query_params.get("ref_class", ""), class_names) if natural is not None else None)
+             or class_names[0])
+    intended = st.selectbox("Intended class", class_names, index=pick(class_names, url_intended, guess),
+                            key="adh_intended")
+    st.query_params["intended"] = intended
+    remember_url()
+    try:
+        with st.spinner("Embedding the class names..."):
+            class_vecs = class_vectors(cache, ckey, class_names, get_clip)
+    except (ModelUnavailableError, ValueError) as exc:
+        st.error(str(exc))
+        st.stop()
+    target = class_names.index(intended)
+    named_ranks = {"synthetic": ranks(syn_emb, class_vecs, target)}
+    if natural is not None:
+        named_ranks["natural"] = ranks(nat_emb, class_vecs, target)
+    st.altair_chart(rank_chart(rank_rows(named_ranks, len(class_names))), key="rank_chart")
+    st.dataframe([{"source": source, "statistic": e.name, "value": e.value, "95% low": e.low, "95% high": e.high,
+                   "n": e.n} for source, r in named_ranks.items() for e in rank_estimates(r)], hide_index=True)
+    st.caption(f"Zero-shot among {len(class_names)} class names, each embedded in {len(ZERO_SHOT_TEMPLATES)} "
+               f"templates (\"{ZERO_SHOT_TEMPLATES[0]}\", ...), normalised, averaged and re-normalised (CLIP's "
+               f"recipe). Rank 1 = the intended class is CLIP's first choice; ties count in its favour.")
+
+# 5. Sweep one setting: guidance by default. Every point is a normal, cached run.
+st.subheader("Sweep one setting: what does guidance trade?")
+url_sweep, sweep_problems = Sweep.from_params(st.query_params.to_dict())
+for problem in sweep_problems:
+    st.warning(problem)
+settings_keys = list(SWEEP_SETTINGS)
+default_setting = url_sweep.setting if url_sweep else ("guidance" if req_preset.supports_guidance else "steps")
+setting = st.radio("Vary", settings_keys, index=settings_keys.index(default_setting), horizontal=True,
+                   format_func=lambda k: SWEEP_SETTINGS[k].label, key="adh_sweep_setting")
+spec = SWEEP_SETTINGS[setting]
+st.caption(spec.note)
+guidance_ignored = setting == "guidance" and not req_preset.supports_guidance
+if guidance_ignored:
+    st.info(f"{req_preset.label} ignores classifier-free guidance, so a guidance sweep would show the same images at "
+            f"every value. Pick a guidance-capable model above (SD 1.5, SD 2.1 base, tiny-random), or vary steps "
+            f"or the model.")
+with st.form("sweep"):
+    default_values = (url_sweep.to_params()["sweep_values"] if url_sweep and url_sweep.setting == setting
+                      else spec.default_values)
+    if setting == "generator" and not (url_sweep and url_sweep.setting == setting):
+        default_values = ", ".join(dict.fromkeys([req.generator, *spec.default_values.split(", ")]))
+    values_text = st.text_input(f"{spec.label.capitalize()} values (comma-separated)", value=default_values,
+                                key=f"adh_sweep_values-{setting}")
+    sweep_submitted = st.form_submit_button("Run sweep", disabled=guidance_ignored)
+st.caption(f"Same prompt, seeds {req.first_seed}-{req.first_seed + req.n - 1} and N = {req.n} at every value; the "
+           f"other settings as in the run above.")
+
+sweep = url_sweep
+if sweep_submitted:
+    values, value_problems = parse_sweep_values(setting, values_text)
+    for problem in value_problems:
+        st.error(problem)
+    sweep = Sweep(setting, tuple(values)) if values and not value_problems else None
+sweep_reqs = []
+if sweep is not None:
+    sweep_reqs, point_problems = sweep_requests(req, sweep)
+    for problem in point_problems:
+        (st.error if sweep_submitted else st.warning)(problem)
+if sweep_reqs:
+    if sweep_submitted:
+        st.query_params.update(sweep.to_params())
+        remember_url()
+    points = ui.runs(sweep_reqs, generate=sweep_submitted)
+    missing = sum(p.missing for p in points)
+    if missing:
+        st.warning(f"{missing} of {len(points) * req.n} sweep images are not in the cache yet. Press Run sweep to "
+                   f"make them.")
+    try:
+        with st.spinner("Embedding the sweep's images..."):
+            point_sets = [synthetic_set(p.images) for p in points]
+            point_embs = [embed_set(cache, ckey, s, get_clip) if len(s) else np.zeros((0, len(prompt_vector)))
+                          for s in point_sets]
+    except (ModelUnavailableError, ValueError, OSError) as exc:
+        st.error(str(exc))
+        st.stop()
+    estimates = [sweep_point(x, clip_scores(x, prompt_vector) if len(x) else np.zeros(0)) for x in point_embs]
+    rows = sweep_rows(sweep.setting, sweep.values, estimates)
+    st.altair_chart(sweep_chart(rows, sweep.setting), key="sweep_chart")
+    st.caption(" · ".join(f"**{name}**: {meaning}" for name, meaning in SWEEP_METRICS)
+               + ". Bars: 95% bootstrap intervals.")
+    with st.expander("Sweep as a table"):
+        st.dataframe(rows, hide_index=True)
+    label = SWEEP_SETTINGS[sweep.setting].label
+    for value, point, point_set in zip(sweep.values, points, point_sets):
+        strip = thumbnails(cache, point_set, THUMB_SIZE * 2)[:STRIP]
+        shown_value = f"{value:g}" if isinstance(value, float) else str(value)
+        details = (f" · {point.settings.steps} steps · guidance {point.settings.guidance:g}"
+                   if sweep.setting == "generator" else "")
+        st.markdown(f"**{label} {shown_value}**{details} · {len(point_set)} images")
+        grid(strip, point_set.labels[:STRIP], per_row=STRIP)

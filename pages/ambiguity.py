@@ -1,0 +1,316 @@
+"""Ambiguity: which sense of an ambiguous prompt does the generator draw, and how far can CLIP's sense labels be
+trusted? The logic lives in core.ambiguity and core.zeroshot; this page is the form, the URL and the layout."""
+
+import numpy as np
+import streamlit as st
+
+import ui
+from core import config
+from core.ambiguity import (
+    AMBIGUITY_PRESETS,
+    DEFAULT_PRESET,
+    DEFAULT_STYLES,
+    EXEMPLARS,
+    K_RANGE,
+    VARIANT_STYLES,
+    AmbiguityRequest,
+    calibrate,
+    calibration_set,
+    cluster_images,
+    entropy_rows,
+    format_senses,
+    grouped_by_sense,
+    parse_senses,
+    reading,
+    share_rows,
+    validate_ambiguity,
+    variant_shares_chart,
+)
+from core.diversity import PREVIEW_SIZE, embed_set, synthetic_set, thumbnails
+from core.generate import RunRequest, validate_request
+from core.models import ModelUnavailableError, clip_key
+from core.registry import CLIP_MODELS, DEFAULT_TEMPLATE, GENERATORS, PROMPT_TEMPLATES, prompt_for_class
+from core.zeroshot import ZERO_SHOT_TEMPLATES, assign, class_vectors
+
+URL_KEY = "ambiguity_url"
+VIEW_PARAMS = ("show", "k", "cal")  # view choices below the form: kept in the URL, not part of the request
+CUSTOM = "custom"
+PER_ROW = 8
+
+
+def remember_url() -> None:
+    """Keep this session's settings: switching pages clears the URL, coming back restores it."""
+    st.session_state[URL_KEY] = st.query_params.to_dict()
+
+
+def set_view_param(name: str, value: str, default: str) -> None:
+    if value == default:
+        st.query_params.pop(name, None)
+    else:
+        st.query_params[name] = value
+    remember_url()
+
+
+def pick(options: list, value, fallback) -> int:
+    return options.index(value) if value in options else options.index(fallback)
+
+
+def grid(previews: list[bytes], captions: list[str], per_row: int = PER_ROW) -> None:
+    for row in range(0, len(previews), per_row):
+        for col, preview, caption in zip(st.columns(per_row), previews[row : row + per_row],
+                                         captions[row : row + per_row]):
+            col.image(preview, caption=caption, width="stretch")
+
+
+if "prompt" not in st.query_params and st.session_state.get(URL_KEY):
+    st.query_params.from_dict(st.session_state[URL_KEY])
+
+ui.start_page()
+st.title("Ambiguity")
+st.markdown("Many class names have several readings: a *crane* is a bird and a machine. Generate images for an "
+            "ambiguous prompt and for variants that name one sense, and see which sense CLIP finds in each image, "
+            "how often, and how far those labels can be trusted on natural photos.")
+
+# 1. The request: from the URL (a shared link, a reload) or the form.
+url_req, url_problems = AmbiguityRequest.from_params(st.query_params.to_dict())
+for problem in url_problems:
+    st.warning(problem)
+if url_req and url_req.run.generator not in GENERATORS:
+    st.warning(f"The link names an unknown generator '{url_req.run.generator}'; pick one below.")
+    url_req = None
+base = url_req or AmbiguityRequest(RunRequest(prompt_for_class(AMBIGUITY_PRESETS[DEFAULT_PRESET].term)),
+                                   AMBIGUITY_PRESETS[DEFAULT_PRESET].senses, DEFAULT_STYLES, (), DEFAULT_PRESET)
+
+
+def fill_from_preset() -> None:
+    """A preset or template choice refills the prompt and the senses (the form's widgets read session state)."""
+    key, template = st.session_state["amb_preset"], st.session_state["amb_template"]
+    if key != CUSTOM:
+        preset = AMBIGUITY_PRESETS[key]
+        st.session_state["amb_prompt"] = prompt_for_class(preset.term, template)
+        st.session_state["amb_senses"] = format_senses(preset.senses)
+
+
+# The form's text fields start from the URL once per visit, then keep what the user typed.
+for widget, value in (("amb_prompt", base.run.prompt), ("amb_senses", format_senses(base.senses)),
+                      ("amb_custom", "\n".join(base.custom))):
+    st.session_state.setdefault(widget, value)
+
+preset_keys = [CUSTOM, *AMBIGUITY_PRESETS]
+left, right = st.columns(2)
+preset_key = left.selectbox(
+    "Preset", preset_keys, index=pick(preset_keys, base.preset or CUSTOM, CUSTOM), key="amb_preset",
+    on_change=fill_from_preset, help="Fills the prompt and the senses; edit both freely afterwards.",
+    format_func=lambda k: "your own prompt and senses" if k == CUSTOM else
+    f"{AMBIGUITY_PRESETS[k].term}: {' / '.join(s.name for s in AMBIGUITY_PRESETS[k].senses)}")
+templates = list(PROMPT_TEMPLATES)
+right.selectbox("Prompt template (for presets)", templates, index=templates.index(DEFAULT_TEMPLATE),
+                key="amb_template", on_change=fill_from_preset, disabled=preset_key == CUSTOM)
+if preset_key != CUSTOM and AMBIGUITY_PRESETS[preset_key].note:
+    st.caption(AMBIGUITY_PRESETS[preset_key].note)
+
+gen_keys, clip_keys = list(GENERATORS), list(CLIP_MODELS)
+gen_key = st.selectbox("Generator", gen_keys, index=pick(gen_keys, base.run.generator, gen_keys[0]),
+                       format_func=lambda k: GENERATORS[k].label, key="generator")
+preset = GENERATORS[gen_key]
+st.caption(preset.note)
+same_gen = base.run.generator == gen_key
+with st.form("ambiguity"):
+    prompt = st.text_input("Prompt (the ambiguous one)", max_chars=1000, key="amb_prompt")
+    senses_text = st.text_area(
+        "Senses, one per line: name | CLIP text | definition | photo labels", key="amb_senses", height=130,
+        help="Only the name is required. CLIP text: what CLIP compares each image with (blank: the name). "
+             "Definition: used by the definition-style variant. Photo labels: WordNet ids (n02012849) or class "
+             "folder names of natural photos showing this sense, for calibration. Add or delete lines freely.")
+    c1, c2 = st.columns(2)
+    styles = c1.multiselect("Disambiguated variants (one per sense each)", list(VARIANT_STYLES),
+                            default=list(base.styles), format_func=lambda k: VARIANT_STYLES[k].label,
+                            key="amb_styles")
+    custom_text = c2.text_area("Your own variants, one prompt per line", key="amb_custom", height=80)
+    c1, c2, c3, c4, c5 = st.columns(5)
+    n = c1.number_input("Images per variant (N)", 1, 256, int(base.run.n), key="amb_n")
+    steps = c2.number_input("Steps", 1, preset.max_steps, int(base.run.steps if same_gen and base.run.steps
+                                                              else preset.default_steps), key=f"amb_steps-{gen_key}")
+    guidance = c3.number_input(
+        "Guidance", 0.0, 30.0, float(base.run.guidance if same_gen and base.run.guidance is not None
+                                     else preset.default_guidance), step=0.5, key=f"amb_guidance-{gen_key}",
+        disabled=not preset.supports_guidance,
+        help=None if preset.supports_guidance else "This model ignores classifier-free guidance.")
+    size = c4.number_input("Size (px)", 64, 1024, int(base.run.size if same_gen and base.run.size
+                                                      else preset.default_size),
+                           step=preset.size_multiple, key=f"amb_size-{gen_key}")
+    first_seed = c5.number_input("First seed", 0, 2**31 - 1, int(base.run.first_seed), key="amb_seed")
+    clip_choice = st.selectbox("CLIP model", clip_keys, index=pick(clip_keys, base.run.clip, clip_keys[0]),
+                               format_func=lambda k: CLIP_MODELS[k].label, key="clip")
+    submitted = st.form_submit_button("Generate", type="primary")
+ui.remember_selection(gen_key, clip_choice)
+
+req = url_req
+if submitted:
+    senses, sense_problems = parse_senses(senses_text)
+    if sense_problems:
+        for problem in sense_problems:
+            st.error(problem)
+        st.stop()
+    run = RunRequest(prompt, int(n), gen_key, int(steps), float(guidance), int(size), int(first_seed), "",
+                     clip_choice).with_preset_defaults(preset)
+    custom = tuple(line.strip() for line in custom_text.splitlines() if line.strip())
+    req = AmbiguityRequest(run, tuple(senses), tuple(styles), custom, "" if preset_key == CUSTOM else preset_key)
+if req is None:
+    st.info("Pick a preset (or type a prompt and its senses) and press Generate.")
+    st.stop()
+gen_preset = GENERATORS[req.run.generator]
+req = AmbiguityRequest(req.run.with_preset_defaults(gen_preset), req.senses, req.styles, req.custom, req.preset)
+problems = validate_request(req.run, gen_preset) + validate_ambiguity(req)
+if req.run.clip not in CLIP_MODELS:
+    problems.append(f"Unknown CLIP model '{req.run.clip}'. Pick one of: {', '.join(CLIP_MODELS)}.")
+if problems:
+    for problem in problems:
+        st.error(problem)
+    st.stop()
+if submitted:
+    views = {k: st.query_params[k] for k in VIEW_PARAMS if k in st.query_params}
+    st.query_params.from_dict({**req.to_params(), **views})
+remember_url()
+
+# 2. One normal run per variant (same model, same seeds): generated on Generate, else read from the cache.
+variants = req.variants()
+runs = ui.runs(req.run_requests(), generate=submitted)
+settings, cache = runs[0].settings, ui.cache()
+names = [s.name for s in req.senses]
+st.caption(
+    f"**Runs:** {len(variants)} prompt variants x {req.run.n} images · {settings.model_id} @ "
+    f"{settings.revision[:12]} · {settings.steps} steps · guidance {settings.guidance:g} · {settings.width} px · "
+    f"seeds {req.run.first_seed}-{req.run.first_seed + req.run.n - 1} (the same for every variant) · CLIP "
+    f"{CLIP_MODELS[req.run.clip].label}, zero-shot over {len(ZERO_SHOT_TEMPLATES)} templates "
+    f"(\"{ZERO_SHOT_TEMPLATES[0]}\", ...), averaged. Defaults are the lab's own choice; the paper's are unknown.")
+missing = sum(r.missing for r in runs)
+if missing:
+    st.warning(f"{missing} of {len(runs) * req.run.n} images are not in the cache yet. Press Generate to make them "
+               f"(the cached ones are reused).")
+if not any(r.images for r in runs):
+    st.stop()
+
+# 3. Zero-shot sense assignment (text vectors and image embeddings are cached: reopening needs no CLIP model).
+clip_preset = CLIP_MODELS[req.run.clip]
+sets = [synthetic_set(r.images) for r in runs]
+try:
+    with st.spinner("Embedding images and sense texts with CLIP..."):
+        ckey = clip_key(clip_preset)
+        get_clip = lambda: ui.clip(req.run.clip)  # noqa: E731 - loaded only if something is not cached
+        sense_vectors = class_vectors(cache, ckey, [s.text for s in req.senses], get_clip)
+        embeddings = [embed_set(cache, ckey, s, get_clip) if len(s) else np.zeros((0, sense_vectors.shape[1]))
+                      for s in sets]
+except (ModelUnavailableError, ValueError, OSError) as exc:
+    st.error(str(exc))
+    st.stop()
+assignments = [assign(x, sense_vectors) for x in embeddings]
+
+st.subheader("Which sense does the model draw?")
+st.markdown(f"**{reading(variants[0].prompt, assignments[0], names)}**")
+shares = share_rows(variants, assignments, names)
+st.altair_chart(variant_shares_chart(shares), key="shares_chart")
+st.caption("Each image is given the sense whose CLIP text is most similar to it (cosine of the image embedding and "
+           "the sense's text embedding, averaged over the templates). Share: fraction of a variant's images given "
+           "each sense, with a 95% bootstrap interval (200 resamples of the images, seed 0). Entropy of the sense "
+           "distribution in nats (natural log): 0 = always the same sense, ln k = all k senses equally often.")
+with st.expander("Shares and entropy as tables"):
+    st.dataframe(shares, hide_index=True)
+    st.dataframe(entropy_rows(variants, assignments, len(names)), hide_index=True)
+
+# 4. The images of one variant, grouped by sense, least confident first.
+st.subheader("Images by sense")
+labels = [v.prompt for v in variants]
+show_param = st.query_params.get("show", "0")
+if not show_param.isdigit() or int(show_param) >= len(variants):
+    st.warning(f"The link's 'show' is {show_param!r}, not the number of a variant (0 to {len(variants) - 1}): "
+               f"showing the bare prompt.")
+    show_param = "0"
+shown = st.selectbox("Show the images of", range(len(variants)), index=int(show_param),
+                     format_func=lambda i: labels[i], key="amb_show")
+set_view_param("show", str(shown), "0")
+shown_set, shown_assignment = sets[shown], assignments[shown]
+previews = thumbnails(cache, shown_set, PREVIEW_SIZE)
+for sense, members in grouped_by_sense(shown_assignment, names):
+    st.markdown(f"**{sense}**: {len(members)} of {len(shown_set)} images (least confident first)")
+    grid([previews[i] for i in members],
+         [f"{shown_set.labels[i]} · margin {shown_assignment.margins[i]:.3f}" for i in members])
+st.caption("Margin: cosine with the chosen sense minus cosine with the runner-up. A margin near 0 is a near tie: "
+           "check those images by eye.")
+
+# 5. Calibration: the same assignment on labelled natural photos.
+st.subheader("Can the sense labels be trusted? Calibration on natural photos")
+roots = {f"folder:{root.name}": root for root in config.natural_roots()}
+cal_ids = ["none", *roots]
+cal_param = st.query_params.get("cal")
+if cal_param is not None and cal_param not in cal_ids:
+    st.warning(f"The link's calibration folder '{cal_param}' is not configured on this machine: choose one below.")
+    cal_param = None
+if cal_param is None:  # default: the first configured folder that has photos for these senses
+    cal_param = next((cid for cid, root in roots.items()
+                      if root.is_dir() and sum(calibration_set(root, req.senses, 1).counts.values())), "none")
+cal_id = st.selectbox("Labelled photos from", cal_ids, index=cal_ids.index(cal_param), key="amb_cal",
+                      format_func=lambda k: "no calibration" if k == "none" else f"folder {roots[k]}")
+set_view_param("cal", cal_id, "")
+if cal_id == "none":
+    st.info("Add folders of labelled photos with DDL_NATURAL_ROOTS (<folder>/<label>/<image>, or ImageNet-style "
+            "<wnid>_<name>.JPEG files) and put their labels in the senses' 4th field.")
+else:
+    try:
+        cal = calibration_set(roots[cal_id], req.senses)
+    except OSError as exc:
+        st.error(f"Cannot read the photos in {roots[cal_id]}: {exc}")
+        cal = None
+    if cal is not None:
+        for note in cal.notes:
+            st.warning(note)
+        unchecked = [name for name, count in cal.counts.items() if count == 0]
+        if not len(cal.images):
+            st.info(f"No photo in {roots[cal_id]} has a label listed by these senses. Put the photos' labels (WordNet "
+                    f"ids or folder names) in the senses' 4th field.")
+        else:
+            try:
+                with st.spinner("Embedding the natural photos..."):
+                    cal_emb = embed_set(cache, ckey, cal.images, get_clip)
+            except (ModelUnavailableError, ValueError, OSError) as exc:
+                st.error(str(exc))
+                st.stop()
+            result = calibrate(assign(cal_emb, sense_vectors), cal.truth, cal.images.labels, names)
+            st.markdown(f"**Zero-shot sense accuracy on {result.accuracy.n} labelled photos: "
+                        f"{result.accuracy.format(2)}** with {clip_preset.label}."
+                        + (" Far too few photos to trust this number: add more." if result.accuracy.n < 20 else ""))
+            if unchecked:
+                st.caption(f"No labelled photos for: {', '.join(unchecked)}. The accuracy covers the other senses "
+                           f"only.")
+            cal_previews = thumbnails(cache, cal.images, PREVIEW_SIZE)
+            grid(cal_previews, [f"{row['true sense']} → CLIP: {row['assigned sense']} · margin {row['margin']:.3f}"
+                                for _, row in result.per_photo.iterrows()])
+            with st.expander("Every photo"):
+                st.dataframe(result.per_photo, hide_index=True)
+            st.dataframe(result.per_sense, hide_index=True)
+    st.caption("With random-weight CLIP (tiny-random) this accuracy is chance by construction.")
+
+# 6. The unsupervised view: clusters of the shown variant's images, each named by its nearest sense.
+st.subheader("Readings nobody listed: clusters")
+k_options = ["auto", *[str(k) for k in range(1, 9)]]
+k_param = st.query_params.get("k", "auto")
+if k_param not in k_options:
+    st.warning(f"The link's 'k' is {k_param!r}; use 'auto' or 1 to 8. Using auto.")
+    k_param = "auto"
+k_choice = st.selectbox("Number of clusters (k)", k_options, index=k_options.index(k_param), key="amb_k",
+                        format_func=lambda k: f"auto: best silhouette for k = {K_RANGE[0]} to {K_RANGE[1]}"
+                        if k == "auto" else k)
+set_view_param("k", k_choice, "auto")
+clustering = cluster_images(embeddings[shown], sense_vectors, names, None if k_choice == "auto" else int(k_choice))
+how = {"silhouette": "chosen by silhouette", "user": "set by you"}.get(clustering.chosen_by, clustering.chosen_by)
+st.markdown(f"k-means (scikit-learn, random_state 0) on the CLIP embeddings of '{labels[shown]}': "
+            f"**k = {clustering.k}** ({how}).")
+if clustering.silhouettes:
+    st.caption("Silhouette by k: " + ", ".join(f"k={k}: {s:.3f}" for k, s in clustering.silhouettes.items()))
+for number, cluster in enumerate(clustering.clusters, 1):
+    st.markdown(f"**Cluster {number}**: {len(cluster.members)} images, nearest sense **{cluster.nearest_sense}** "
+                f"(cosine of the cluster centre with its text {cluster.sense_similarity:.3f})")
+    exemplars = list(cluster.members[:EXEMPLARS])
+    grid([previews[i] for i in exemplars], [shown_set.labels[i] for i in exemplars])
+st.caption("Exemplars: the images nearest each cluster's centre. A cluster whose nearest sense is only weakly similar "
+           "may be a reading nobody listed: look at its images, then add it as a sense.")

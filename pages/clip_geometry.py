@@ -1,0 +1,213 @@
+"""CLIP geometry: where synthetic images, natural photos and their prompts sit in CLIP space."""
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import ui
+import ui_classes as uc
+from core.geometry import (
+    GEOMETRY_STATS,
+    cached_norms,
+    embedding_norms,
+    norm_cache_key,
+    offsets_reading,
+    per_image_conformity,
+    project,
+    source_geometry,
+    synthetic_offsets,
+    text_norms,
+)
+from core.models import ModelUnavailableError, clip_key
+from core.registry import CLIP_MODELS
+
+PAGE = "clip_geometry"
+CLASS_SELECTION = "geometry_class"
+
+
+@st.cache_data(show_spinner="Measuring the geometry (bootstrap intervals)...", max_entries=32)
+def geometry_of(x, labels, texts):
+    return source_geometry(x, labels, texts)
+
+
+@st.cache_data(show_spinner="Computing the synthetic offsets...", max_entries=16)
+def offsets_of(syn_x, syn_y, nat_x, nat_y, k: int):
+    return synthetic_offsets(syn_x, syn_y, nat_x, nat_y, k)
+
+
+ui.start_page()
+st.title("CLIP geometry")
+st.markdown("Every analysis in this lab happens in CLIP space. Where do synthetic images sit there: nearer their "
+            "prompt than real photos are, off to one side, all in the same direction? Each number has its "
+            "meaning beside it.")
+
+exp = uc.experiment(PAGE)
+names = exp.names
+k = len(names)
+syn_x, syn_y = exp.stacked("synthetic")
+nat_x, nat_y = exp.stacked("natural")
+texts = exp.texts()
+
+# 1. All classes together.
+st.header("All classes")
+overall = {"synthetic": geometry_of(syn_x, syn_y, texts), "natural": geometry_of(nat_x, nat_y, texts)}
+overall_table = pd.DataFrame([{"statistic": name, "synthetic": uc.fmt(overall["synthetic"][i], 3),
+                               "natural": uc.fmt(overall["natural"][i], 3), "meaning": GEOMETRY_STATS[name]}
+                              for i, name in enumerate(GEOMETRY_STATS)])
+st.table(overall_table.set_index("statistic"))  # a static table wraps the explanations instead of cutting them
+st.caption(f"value [95% interval]; n = {len(syn_x)} synthetic images and {len(nat_x)} natural photos.")
+rows = [(src, e) for src, ests in overall.items() for e in ests]
+chart_df = uc.estimate_rows(rows, key="source").rename(columns={"95% low": "low", "95% high": "high"})
+st.altair_chart(uc.interval_chart(chart_df[np.isfinite(chart_df["value"])], "source", colour="source",
+                                  title="All classes (95% intervals)", facet="statistic", width=200), key="overall")
+st.caption(f"{len(syn_x)} synthetic images, {len(nat_x)} natural photos, {k} prompts. 'All classes': the image "
+           f"centroid against the centroid of the prompts; per-image cosines with each image's own prompt; "
+           f"cos(prompt, centroid) averaged over classes; conformity against each image's own class and source. "
+           f"Intervals: normal bootstrap, images resampled within class (200 resamples, seed 0).")
+
+# 2. Per class.
+st.header("Per class")
+per_class_rows = []
+for i, c in enumerate(exp.classes):
+    for src, x in (("synthetic", c.syn_emb), ("natural", c.nat_emb)):
+        for e in geometry_of(x, np.full(len(x), i), texts):
+            per_class_rows.append({"class": c.name, "source": src, "statistic": e.name, "value": e.value,
+                                   "low": e.low, "high": e.high, "n": e.n, "shown": uc.fmt(e, 3)})
+per_class = pd.DataFrame(per_class_rows)
+wide = per_class.pivot_table(index="class", columns=["statistic", "source"], values="shown", aggfunc="first")
+wide = wide.reindex(index=names, columns=[(stat, src) for stat in GEOMETRY_STATS for src in ("synthetic", "natural")])
+wide.columns = [f"{stat} ({src})" for stat, src in wide.columns]
+st.dataframe(wide.reset_index(), hide_index=True)
+st.caption("Each class against its own prompt; value [95% interval]. n per cell: the class's images of that source "
+           "(see 'Images behind every number' above).")
+
+
+@st.fragment
+def prompt_closeness() -> None:
+    cos = per_class[per_class["statistic"] == "cos(prompt, centroid)"].pivot(index="class", columns="source",
+                                                                             values="value").reset_index()
+    pick = alt.selection_point(name=CLASS_SELECTION, fields=["class"], on="click", clear="dblclick")
+    low = float(min(cos["natural"].min(), cos["synthetic"].min()))
+    high = float(max(cos["natural"].max(), cos["synthetic"].max()))
+    pad = max(0.01, 0.05 * (high - low))
+    domain = [low - pad, high + pad]
+    diagonal = alt.Chart(pd.DataFrame({"x": domain, "y": domain})).mark_line(strokeDash=[4, 4], color="gray") \
+        .encode(x="x:Q", y="y:Q")
+    points = alt.Chart(cos).mark_circle(size=180).encode(
+        x=alt.X("natural:Q", title="cos(prompt, natural centroid)", scale=alt.Scale(domain=domain)),
+        y=alt.Y("synthetic:Q", title="cos(prompt, synthetic centroid)", scale=alt.Scale(domain=domain)),
+        color=alt.Color("class:N", legend=None),
+        stroke=alt.condition(pick, alt.value("black"), alt.value(None)),
+        tooltip=["class:N", alt.Tooltip("natural:Q", format=".3f"), alt.Tooltip("synthetic:Q", format=".3f")],
+    ).add_params(pick)
+    text = alt.Chart(cos).mark_text(dx=10, align="left").encode(x="natural:Q", y="synthetic:Q", text="class:N")
+    left, right = st.columns(2)
+    with left:
+        event = st.altair_chart((diagonal + points + text).properties(
+            title="Nearer its prompt: synthetic or natural? (click a class)",
+            height=360), key="prompt_closeness", on_select="rerun")
+    picked = (event or {}).get("selection", {}).get(CLASS_SELECTION) or []
+    chosen = next((p["class"] for p in picked if p.get("class") in names), None)
+    above = int((cos["synthetic"] > cos["natural"]).sum())
+    with right:
+        st.markdown(f"**In {above} of {k} classes the synthetic images' centroid is nearer the prompt than the "
+                    f"natural photos' centroid** (points above the dashed line). The expectation behind the "
+                    f"question: a generator draws what the text says, in CLIP's own terms, while real photos of a "
+                    f"class also show what its prompt leaves out.")
+        if chosen is None:
+            st.info("Click a class in the chart to see where its images fall along the synthetic direction.")
+        else:
+            i = names.index(chosen)
+            st.subheader(f"Selected: {chosen}")
+            st.dataframe(per_class[per_class["class"] == chosen][["statistic", "source", "shown", "n"]]
+                         .rename(columns={"shown": "value [95% interval]"}), hide_index=True)
+            proj = pd.DataFrame({"projection": np.concatenate([project(exp.classes[i].syn_emb, offsets.direction),
+                                                               project(exp.classes[i].nat_emb, offsets.direction)]),
+                                 "source": ["synthetic"] * len(exp.classes[i].syn_emb)
+                                 + ["natural"] * len(exp.classes[i].nat_emb)})
+            st.altair_chart(uc.histogram_by_source(proj, "projection", f"{chosen}: images along the mean offset",
+                                                   "projection on the mean synthetic offset", bins=20),
+                            key="class_projection")
+
+
+# 3. The synthetic offset.
+offsets = offsets_of(syn_x, syn_y, nat_x, nat_y, k)
+prompt_closeness()
+
+st.header("Is there one 'synthetic direction'?")
+st.markdown(f"**{offsets_reading(offsets)}**")
+left, right = st.columns(2)
+with left:
+    norm_df = pd.DataFrame([{"class": c.name, "value": e.value, "low": e.low, "high": e.high, "n": e.n}
+                            for c, e in zip(exp.classes, offsets.norms)])
+    st.altair_chart(uc.interval_chart(norm_df, "class", title="|centroid(synthetic) - centroid(natural)| per class"),
+                    key="offset_norms")
+    st.caption("The length of each class's offset: how far its synthetic centroid sits from its natural one "
+               "(unit vectors: at most 2). Intervals: normal bootstrap, images resampled within class and source.")
+with right:
+    cos_df = pd.DataFrame([{"class A": names[i], "class B": names[j], "cosine": float(offsets.cosines[i, j])}
+                           for i in range(k) for j in range(k)])
+    st.altair_chart(alt.Chart(cos_df).mark_rect().encode(
+        x=alt.X("class A:N", sort=names, title=None, axis=uc.category_axis()),
+        y=alt.Y("class B:N", sort=names, title=None, axis=uc.category_axis()),
+        color=alt.Color("cosine:Q", scale=alt.Scale(scheme="redblue", domain=[-1, 1], reverse=True)),
+        tooltip=["class A:N", "class B:N", alt.Tooltip("cosine:Q", format=".2f")]).properties(
+        title="Cosine between the classes' offsets", width=alt.Step(28), height=alt.Step(28)),
+        key="offset_cosines", width="content")
+    st.caption(f"Two random directions in {syn_x.shape[1]} dimensions have |cosine| below "
+               f"{offsets.random_level:.2f} about 95% of the time.")
+proj_all = pd.DataFrame({"projection": np.concatenate([project(syn_x, offsets.direction),
+                                                       project(nat_x, offsets.direction)]),
+                         "source": ["synthetic"] * len(syn_x) + ["natural"] * len(nat_x)})
+st.altair_chart(uc.histogram_by_source(proj_all, "projection", "Every image projected on the mean offset direction",
+                                       "projection on the mean synthetic-minus-natural offset"), key="projection")
+st.caption("The direction is the mean of the classes' offsets, fitted on these same images, so some separation is "
+           "built in; with one shared direction the two histograms barely overlap, with class-specific offsets "
+           "they do.")
+
+# 4. Conformity.
+st.header("Conformity: how typical is each image of its own set?")
+conf = pd.DataFrame({"conformity": np.concatenate([per_image_conformity(syn_x, syn_y),
+                                                   per_image_conformity(nat_x, nat_y)]),
+                     "source": ["synthetic"] * len(syn_x) + ["natural"] * len(nat_x)})
+st.altair_chart(uc.histogram_by_source(conf, "conformity", "Cosine of each image with its class-and-source centroid",
+                                       "conformity (1 = identical to the set's mean)"), key="conformity")
+st.caption(f"{GEOMETRY_STATS['conformity']} Synthetic sets pushed to the right are sets of variations of one "
+           f"picture (see the Diversity page). Sets of different sizes: conformity rises a little as n falls.")
+
+# 5. Norms before normalisation.
+st.header("Embedding norms before normalisation")
+st.caption("CLIP compares directions only: every embedding here is scaled to length 1. The length the encoder "
+           "returned is thrown away by the cache, so it is measured here by running the image encoder again "
+           "(once; the norms are then kept in the cache).")
+cache = ui.cache()
+ckey = clip_key(CLIP_MODELS[exp.spec.clip])
+shas = [s for c in exp.classes for s in c.synthetic.shas] + [s for c in exp.classes for s in c.natural.shas]
+have = cached_norms(cache, ckey, [norm_cache_key(s) for s in shas])
+if len(have) < len(shas):
+    todo = len(shas) - len(have)
+    if st.button(f"Measure the norms ({todo} images to embed again with CLIP)"):
+        bar = st.progress(0.0, text="Embedding images without normalising...")
+        loaders = [ld for c in exp.classes for ld in c.synthetic.loaders] + [ld for c in exp.classes
+                                                                              for ld in c.natural.loaders]
+        try:
+            embedding_norms(cache, ckey, shas, loaders, lambda: ui.clip(exp.spec.clip),
+                            progress=lambda f: bar.progress(f, text=f"Embedding images without normalising "
+                                                                    f"({100 * f:.0f}%)"))
+            text_norms(cache, ckey, [c.prompt for c in exp.classes], lambda: ui.clip(exp.spec.clip))
+        except (ModelUnavailableError, ValueError, OSError) as exc:
+            st.error(str(exc))
+        bar.empty()
+        have = cached_norms(cache, ckey, [norm_cache_key(s) for s in shas])
+if len(have) == len(shas):
+    norms = np.array([have[norm_cache_key(s)] for s in shas])
+    norm_df = pd.DataFrame({"norm": norms, "source": ["synthetic"] * len(syn_x) + ["natural"] * len(nat_x)})
+    st.altair_chart(uc.histogram_by_source(norm_df, "norm", "Length of the image embedding before normalisation",
+                                           "norm"), key="norms")
+    prompt_norms = text_norms(cache, ckey, [c.prompt for c in exp.classes], lambda: ui.clip(exp.spec.clip))
+    st.markdown(f"Median image norm: synthetic **{np.median(norms[:len(syn_x)]):.2f}**, natural "
+                f"**{np.median(norms[len(syn_x):]):.2f}** ({len(syn_x)} and {len(nat_x)} images); prompt text "
+                f"norms: {', '.join(f'{c.name} {v:.2f}' for c, v in zip(exp.classes, prompt_norms))}.")
+    st.caption("The norm carries no meaning for cosine similarity; a different norm for one source says the "
+               "encoder responds differently to those images (e.g. smoother, more saturated pictures).")
