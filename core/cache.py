@@ -166,7 +166,16 @@ class Cache:
 
     def _create_schema(self) -> None:
         with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")  # persistent in the file: set once, not per connection
+            # WAL is persistent in the file: switch once. Switching needs the database to itself and SQLite does
+            # not wait for that (busy timeout or not), so a second process opening a new cache retries briefly.
+            deadline = time.monotonic() + 30.0
+            while db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                try:
+                    db.execute("PRAGMA journal_mode=WAL")
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
             db.executescript(_SCHEMA)
 
     def _rebuild_corrupt_index(self, exc: Exception) -> str:
