@@ -66,3 +66,43 @@ def tiny_clip(cpu):
     from core.registry import CLIP_MODELS, TINY_RANDOM
 
     return load_clip(CLIP_MODELS[TINY_RANDOM], cpu)
+
+
+# -- the real browser (tests marked e2e; helpers in tests/e2e_support.py) -----------------------------------------
+@pytest.fixture(scope="module")
+def e2e_browser():
+    """The system Chromium driven by Playwright: skipped locally without it, a failure in CI, where it must run."""
+    import shutil
+
+    from e2e_support import CHROMIUM_ARGS
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        message = "Chromium is not on PATH: the e2e test drives the system Chromium (apt-get install chromium)."
+        if os.environ.get("CI"):
+            pytest.fail(message + " In CI this test must run, not be skipped.")
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def e2e_page(e2e_browser):
+    from e2e_support import EXPECT_TIMEOUT_MS
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+    context = e2e_browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    context.set_default_timeout(30_000)
+    pg = context.new_page()
+    try:
+        yield pg
+    finally:
+        context.close()
+        expect.set_options(timeout=5_000)

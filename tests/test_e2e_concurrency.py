@@ -13,12 +13,11 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from test_e2e import (  # noqa: F401 - fixtures used by name
+from e2e_support import failure_report
+from test_e2e import (  # noqa: F401 - app_server is a fixture used by name
     RUN_TIMEOUT_MS,
     app_server,
     assert_grid,
-    e2e_browser,
-    failure_report,
     wait_idle,
 )
 
