@@ -36,24 +36,12 @@ from core.zeroshot import ZERO_SHOT_TEMPLATES, class_vectors, clip_scores, mean_
 
 URL_KEY = "adherence_url"
 EXTRA_PARAMS = ("ref", "ref_class", "classes", "intended", "sweep", "sweep_values")  # kept when the run changes
-PER_ROW = 8
 STRIP = 6  # images per sweep value in the strip
 
 
 def remember_url() -> None:
     """Keep this session's settings: switching pages clears the URL, coming back restores it."""
     st.session_state[URL_KEY] = st.query_params.to_dict()
-
-
-def pick(options: list, value, fallback) -> int:
-    return options.index(value) if value in options else options.index(fallback)
-
-
-def grid(previews: list[bytes], captions: list[str], per_row: int = PER_ROW) -> None:
-    for row in range(0, len(previews), per_row):
-        for col, preview, caption in zip(st.columns(per_row), previews[row : row + per_row],
-                                         captions[row : row + per_row]):
-            col.image(preview, caption=caption, width="stretch")
 
 
 if "prompt" not in st.query_params and st.session_state.get(URL_KEY):
@@ -77,27 +65,16 @@ if base.generator not in GENERATORS:
     base = RunRequest(prompt=base.prompt)
 
 gen_keys, clip_keys = list(GENERATORS), list(CLIP_MODELS)
-gen_key = st.selectbox("Generator", gen_keys, index=pick(gen_keys, base.generator, gen_keys[0]),
+gen_key = st.selectbox("Generator", gen_keys, index=ui.pick(gen_keys, base.generator, gen_keys[0]),
                        format_func=lambda k: GENERATORS[k].label, key="generator")
 preset = GENERATORS[gen_key]
 st.caption(preset.note)
 same_gen = base.generator == gen_key
 with st.form("adherence"):
     prompt = st.text_input("Prompt", value=base.prompt, max_chars=1000, key="adh_prompt")
-    c1, c2, c3, c4, c5 = st.columns(5)
-    n = c1.number_input("Images (N)", 1, 256, int(base.n), key="adh_n")
-    steps = c2.number_input("Steps", 1, preset.max_steps, int(base.steps if same_gen and base.steps
-                                                              else preset.default_steps), key=f"adh_steps-{gen_key}")
-    guidance = c3.number_input(
-        "Guidance", 0.0, 30.0, float(base.guidance if same_gen and base.guidance is not None
-                                     else preset.default_guidance), step=0.5, key=f"adh_guidance-{gen_key}",
-        disabled=not preset.supports_guidance,
-        help=None if preset.supports_guidance else "This model ignores classifier-free guidance.")
-    size = c4.number_input("Size (px)", 64, 1024, int(base.size if same_gen and base.size else preset.default_size),
-                           step=preset.size_multiple, key=f"adh_size-{gen_key}")
-    first_seed = c5.number_input("First seed", 0, 2**31 - 1, int(base.first_seed), key="adh_seed")
+    n, steps, guidance, size, first_seed = ui.run_settings_inputs(base, preset, same_gen, key_prefix="adh_")
     negative = st.text_input("Negative prompt (optional)", value=base.negative_prompt, key="adh_negative")
-    clip_choice = st.selectbox("CLIP model", clip_keys, index=pick(clip_keys, base.clip, clip_keys[0]),
+    clip_choice = st.selectbox("CLIP model", clip_keys, index=ui.pick(clip_keys, base.clip, clip_keys[0]),
                                format_func=lambda k: CLIP_MODELS[k].label, key="clip")
     submitted = st.form_submit_button("Generate", type="primary")
 ui.remember_selection(gen_key, clip_choice)
@@ -180,7 +157,8 @@ elif ref_id != "none":
         url_class = st.query_params.get("ref_class")
         if url_class is not None and url_class not in ref_classes:
             st.warning(f"The link's class '{url_class}' is not in this folder: choose one below.")
-        ref_class = st.selectbox("Class", ref_classes, index=pick(ref_classes, url_class, guess), key="adh_ref_class")
+        ref_class = st.selectbox("Class", ref_classes, index=ui.pick(ref_classes, url_class, guess),
+                                 key="adh_ref_class")
         st.query_params["ref_class"] = ref_class
         photos = sources[ref_id][1].images(ref_class)
         if not photos:
@@ -216,7 +194,7 @@ st.caption("Dashed lines: each source's mean. Intervals: estimate +- 1.96 x the 
 st.markdown("**Generated images, least to most adherent**")
 order = np.argsort(syn_scores, kind="stable")
 previews = thumbnails(cache, synthetic, PREVIEW_SIZE)
-grid([previews[i] for i in order], [f"{synthetic.labels[i]} · {syn_scores[i]:.3f}" for i in order])
+ui.grid([previews[i] for i in order], [f"{synthetic.labels[i]} · {syn_scores[i]:.3f}" for i in order])
 with st.expander("Every image's score (both sources)"):
     st.dataframe(table, hide_index=True)
 
@@ -248,7 +226,7 @@ if len(class_names) >= 2:
     guess = (guess_class(req.prompt, class_names)
              or (guess_class(st.query_params.get("ref_class", ""), class_names) if natural is not None else None)
              or class_names[0])
-    intended = st.selectbox("Intended class", class_names, index=pick(class_names, url_intended, guess),
+    intended = st.selectbox("Intended class", class_names, index=ui.pick(class_names, url_intended, guess),
                             key="adh_intended")
     st.query_params["intended"] = intended
     remember_url()
@@ -338,4 +316,4 @@ if sweep_reqs:
         details = (f" · {point.settings.steps} steps · guidance {point.settings.guidance:g}"
                    if sweep.setting == "generator" else "")
         st.markdown(f"**{label} {shown_value}**{details} · {len(point_set)} images")
-        grid(strip, point_set.labels[:STRIP], per_row=STRIP)
+        ui.grid(strip, point_set.labels[:STRIP], per_row=STRIP)

@@ -35,7 +35,6 @@ from core.zeroshot import ZERO_SHOT_TEMPLATES, assign, class_vectors
 URL_KEY = "ambiguity_url"
 VIEW_PARAMS = ("show", "k", "cal")  # view choices below the form: kept in the URL, not part of the request
 CUSTOM = "custom"
-PER_ROW = 8
 
 
 def remember_url() -> None:
@@ -49,17 +48,6 @@ def set_view_param(name: str, value: str, default: str) -> None:
     else:
         st.query_params[name] = value
     remember_url()
-
-
-def pick(options: list, value, fallback) -> int:
-    return options.index(value) if value in options else options.index(fallback)
-
-
-def grid(previews: list[bytes], captions: list[str], per_row: int = PER_ROW) -> None:
-    for row in range(0, len(previews), per_row):
-        for col, preview, caption in zip(st.columns(per_row), previews[row : row + per_row],
-                                         captions[row : row + per_row]):
-            col.image(preview, caption=caption, width="stretch")
 
 
 if "prompt" not in st.query_params and st.session_state.get(URL_KEY):
@@ -99,7 +87,7 @@ for widget, value in (("amb_prompt", base.run.prompt), ("amb_senses", format_sen
 preset_keys = [CUSTOM, *AMBIGUITY_PRESETS]
 left, right = st.columns(2)
 preset_key = left.selectbox(
-    "Preset", preset_keys, index=pick(preset_keys, base.preset or CUSTOM, CUSTOM), key="amb_preset",
+    "Preset", preset_keys, index=ui.pick(preset_keys, base.preset or CUSTOM, CUSTOM), key="amb_preset",
     on_change=fill_from_preset, help="Fills the prompt and the senses; edit both freely afterwards.",
     format_func=lambda k: "your own prompt and senses" if k == CUSTOM else
     f"{AMBIGUITY_PRESETS[k].term}: {' / '.join(s.name for s in AMBIGUITY_PRESETS[k].senses)}")
@@ -110,7 +98,7 @@ if preset_key != CUSTOM and AMBIGUITY_PRESETS[preset_key].note:
     st.caption(AMBIGUITY_PRESETS[preset_key].note)
 
 gen_keys, clip_keys = list(GENERATORS), list(CLIP_MODELS)
-gen_key = st.selectbox("Generator", gen_keys, index=pick(gen_keys, base.run.generator, gen_keys[0]),
+gen_key = st.selectbox("Generator", gen_keys, index=ui.pick(gen_keys, base.run.generator, gen_keys[0]),
                        format_func=lambda k: GENERATORS[k].label, key="generator")
 preset = GENERATORS[gen_key]
 st.caption(preset.note)
@@ -127,20 +115,9 @@ with st.form("ambiguity"):
                             default=list(base.styles), format_func=lambda k: VARIANT_STYLES[k].label,
                             key="amb_styles")
     custom_text = c2.text_area("Your own variants, one prompt per line", key="amb_custom", height=80)
-    c1, c2, c3, c4, c5 = st.columns(5)
-    n = c1.number_input("Images per variant (N)", 1, 256, int(base.run.n), key="amb_n")
-    steps = c2.number_input("Steps", 1, preset.max_steps, int(base.run.steps if same_gen and base.run.steps
-                                                              else preset.default_steps), key=f"amb_steps-{gen_key}")
-    guidance = c3.number_input(
-        "Guidance", 0.0, 30.0, float(base.run.guidance if same_gen and base.run.guidance is not None
-                                     else preset.default_guidance), step=0.5, key=f"amb_guidance-{gen_key}",
-        disabled=not preset.supports_guidance,
-        help=None if preset.supports_guidance else "This model ignores classifier-free guidance.")
-    size = c4.number_input("Size (px)", 64, 1024, int(base.run.size if same_gen and base.run.size
-                                                      else preset.default_size),
-                           step=preset.size_multiple, key=f"amb_size-{gen_key}")
-    first_seed = c5.number_input("First seed", 0, 2**31 - 1, int(base.run.first_seed), key="amb_seed")
-    clip_choice = st.selectbox("CLIP model", clip_keys, index=pick(clip_keys, base.run.clip, clip_keys[0]),
+    n, steps, guidance, size, first_seed = ui.run_settings_inputs(base.run, preset, same_gen, key_prefix="amb_",
+                                                                  n_label="Images per variant (N)")
+    clip_choice = st.selectbox("CLIP model", clip_keys, index=ui.pick(clip_keys, base.run.clip, clip_keys[0]),
                                format_func=lambda k: CLIP_MODELS[k].label, key="clip")
     submitted = st.form_submit_button("Generate", type="primary")
 ui.remember_selection(gen_key, clip_choice)
@@ -233,7 +210,7 @@ shown_set, shown_assignment = sets[shown], assignments[shown]
 previews = thumbnails(cache, shown_set, PREVIEW_SIZE)
 for sense, members in grouped_by_sense(shown_assignment, names):
     st.markdown(f"**{sense}**: {len(members)} of {len(shown_set)} images (least confident first)")
-    grid([previews[i] for i in members],
+    ui.grid([previews[i] for i in members],
          [f"{shown_set.labels[i]} · margin {shown_assignment.margins[i]:.3f}" for i in members])
 st.caption("Margin: cosine with the chosen sense minus cosine with the runner-up. A margin near 0 is a near tie: "
            "check those images by eye.")
@@ -283,7 +260,7 @@ else:
                 st.caption(f"No labelled photos for: {', '.join(unchecked)}. The accuracy covers the other senses "
                            f"only.")
             cal_previews = thumbnails(cache, cal.images, PREVIEW_SIZE)
-            grid(cal_previews, [f"{row['true sense']} → CLIP: {row['assigned sense']} · margin {row['margin']:.3f}"
+            ui.grid(cal_previews, [f"{row['true sense']} → CLIP: {row['assigned sense']} · margin {row['margin']:.3f}"
                                 for _, row in result.per_photo.iterrows()])
             with st.expander("Every photo"):
                 st.dataframe(result.per_photo, hide_index=True)
@@ -311,6 +288,6 @@ for number, cluster in enumerate(clustering.clusters, 1):
     st.markdown(f"**Cluster {number}**: {len(cluster.members)} images, nearest sense **{cluster.nearest_sense}** "
                 f"(cosine of the cluster centre with its text {cluster.sense_similarity:.3f})")
     exemplars = list(cluster.members[:EXEMPLARS])
-    grid([previews[i] for i in exemplars], [shown_set.labels[i] for i in exemplars])
+    ui.grid([previews[i] for i in exemplars], [shown_set.labels[i] for i in exemplars])
 st.caption("Exemplars: the images nearest each cluster's centre. A cluster whose nearest sense is only weakly similar "
            "may be a reading nobody listed: look at its images, then add it as a sense.")

@@ -21,10 +21,7 @@ from core.diversity import (
     thumbnails,
 )
 from core.generate import (
-    MAX_IMAGES,
     MAX_PROMPT_CHARS,
-    MAX_SIZE,
-    MIN_SIZE,
     RunRequest,
     request_warnings,
     validate_request,
@@ -61,18 +58,6 @@ if "prompt" not in st.query_params and st.session_state.get("diversity_url"):
     st.query_params.from_dict(st.session_state["diversity_url"])
 
 
-def in_range(value, low, high, fallback):
-    """`value` if it is a finite number within [low, high], else `fallback`."""
-    try:
-        return value if low <= value <= high else fallback
-    except TypeError:
-        return fallback
-
-
-def pick(options: list, value, fallback):
-    return options.index(value) if value in options else options.index(fallback)
-
-
 ui.start_page()
 st.title("Lack of diversity")
 st.markdown("Generate a set for one prompt and see how far its images spread in CLIP space, and how that "
@@ -92,7 +77,7 @@ if url_req and url_req.generator not in GENERATORS:
 base = url_req or RunRequest(prompt="a photo of a tench")
 
 gen_keys, clip_keys = list(GENERATORS), list(CLIP_MODELS)
-gen_key = st.selectbox("Generator", gen_keys, index=pick(gen_keys, base.generator, gen_keys[0]),
+gen_key = st.selectbox("Generator", gen_keys, index=ui.pick(gen_keys, base.generator, gen_keys[0]),
                        format_func=lambda k: GENERATORS[k].label, key="generator")
 preset = GENERATORS[gen_key]
 st.caption(preset.note)
@@ -101,23 +86,9 @@ with st.form("run"):
     # Widget defaults come from the URL: clamp them into each widget's range (a tampered link must not crash the
     # form); the request itself is validated below and its problems shown.
     prompt = st.text_input("Prompt", value=base.prompt[:MAX_PROMPT_CHARS], max_chars=MAX_PROMPT_CHARS)
-    c1, c2, c3, c4, c5 = st.columns(5)
-    n = c1.number_input("Images (N)", 1, MAX_IMAGES, in_range(base.n, 1, MAX_IMAGES, 16))
-    steps = c2.number_input("Steps", 1, preset.max_steps,
-                            in_range(base.steps if same_preset and base.steps else preset.default_steps, 1,
-                                     preset.max_steps, preset.default_steps), key=f"steps-{gen_key}")
-    guidance = c3.number_input(
-        "Guidance", 0.0, 30.0, float(in_range(base.guidance if same_preset and base.guidance is not None
-                                              else preset.default_guidance, 0.0, 30.0, preset.default_guidance)),
-        step=0.5, key=f"guidance-{gen_key}", disabled=not preset.supports_guidance,
-        help=None if preset.supports_guidance else "This model ignores classifier-free guidance.")
-    size = c4.number_input("Size (px)", MIN_SIZE, MAX_SIZE,
-                           in_range(base.size if same_preset and base.size else preset.default_size, MIN_SIZE,
-                                    MAX_SIZE, preset.default_size),
-                           step=preset.size_multiple, key=f"size-{gen_key}")
-    first_seed = c5.number_input("First seed", 0, 2**31 - 1, in_range(base.first_seed, 0, 2**31 - 1, 0))
+    n, steps, guidance, size, first_seed = ui.run_settings_inputs(base, preset, same_preset)
     negative = st.text_input("Negative prompt (optional)", value=base.negative_prompt)
-    clip_choice = st.selectbox("CLIP model", clip_keys, index=pick(clip_keys, base.clip, clip_keys[0]),
+    clip_choice = st.selectbox("CLIP model", clip_keys, index=ui.pick(clip_keys, base.clip, clip_keys[0]),
                                format_func=lambda k: CLIP_MODELS[k].label, key="clip")
     submitted = st.form_submit_button("Generate", type="primary")
 ui.remember_selection(gen_key, clip_choice)
@@ -162,11 +133,7 @@ synthetic = synthetic_set(images)
 
 st.subheader(f"{len(synthetic)} images")
 previews = thumbnails(cache, synthetic, PREVIEW_SIZE)
-per_row = 8
-for row in range(0, len(previews), per_row):
-    for col, preview, label in zip(st.columns(per_row), previews[row : row + per_row],
-                                   synthetic.labels[row : row + per_row]):
-        col.image(preview, caption=label, width="stretch")
+ui.grid(previews, synthetic.labels)
 
 # 4. Embeddings (only uncached images are embedded; CLIP loads only then).
 clip_preset = CLIP_MODELS[req.clip]
@@ -183,7 +150,7 @@ st.subheader("Natural reference")
 sources = reference_sources(config.cache_dir(), config.natural_roots())
 source_ids = ["none", *sources]
 ref_id = st.selectbox("Compare with natural photos from", source_ids,
-                      index=pick(source_ids, st.query_params.get("ref", "none"), "none"),
+                      index=ui.pick(source_ids, st.query_params.get("ref", "none"), "none"),
                       format_func=lambda k: "no reference" if k == "none" else sources[k][0])
 if ref_id == "none":
     st.query_params.pop("ref", None)
@@ -220,7 +187,7 @@ elif ref_id != "none":
         st.info(str(exc))
     if classes:
         guess = next((c for c in classes if c.replace("_", " ") in req.prompt.lower()), classes[0])
-        ref_class = st.selectbox("Class", classes, index=pick(classes, st.query_params.get("ref_class"), guess))
+        ref_class = st.selectbox("Class", classes, index=ui.pick(classes, st.query_params.get("ref_class"), guess))
         st.query_params["ref_class"] = ref_class
         photos, skipped = folder_obj.scan(ref_class)
         if skipped:
@@ -273,7 +240,7 @@ def similarity_and_map() -> None:
     with right:
         methods = {"pca": "PCA", "tsne": "t-SNE"}
         method = st.radio("Projection", list(methods), format_func=methods.get, horizontal=True,
-                          index=pick(list(methods), st.query_params.get("map", "pca"), "pca"))
+                          index=ui.pick(list(methods), st.query_params.get("map", "pca"), "pca"))
         st.query_params["map"] = method
         remember_url()
         sets = [synthetic] + ([natural] if natural is not None else [])

@@ -146,3 +146,17 @@ def test_a_corrupt_index_is_rebuilt_and_the_user_told(cache_root):
     assert len(at.get("image")) == 4 and "Press Generate" not in messages(at)  # served from the rebuilt index
     at.sidebar.button(key="cache_verify").click().run()
     assert "4 indexed images, index ok" in at.sidebar.success[0].value
+
+
+@pytest.mark.parametrize("page_file", ["pages/adherence.py", "pages/ambiguity.py"])
+@pytest.mark.parametrize("params", [{"n": "0"}, {"steps": "1000"}, {"guidance": "-2"}, {"first_seed": "-3"}])
+def test_the_other_run_forms_survive_out_of_range_links_too(page_file, params):
+    """The run inputs are shared (ui.run_settings_inputs): a bad value in a link is clamped in the form and the
+    page explains the problem instead of crashing."""
+    at = AppTest.from_file("../Home.py", default_timeout=TIMEOUT)
+    at.switch_page(page_file)
+    for k, v in {**RUN, "prompt": "crane", **params}.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, at.exception
+    assert at.error or at.warning, "the bad value was not reported"
