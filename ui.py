@@ -15,6 +15,7 @@ from core.cache import Cache, CachedImage, CacheError
 from core.generate import (
     GenerationSettings,
     RunRequest,
+    cached_alternatives,
     cached_images,
     generate_missing,
     resolve_settings,
@@ -189,35 +190,76 @@ class Run:
 def runs(requests: list[RunRequest], *, generate: bool) -> list[Run]:
     """The cached images of each request; with `generate`, first make the missing ones.
 
-    Every page that shows generated images goes through here: a model folder is located (downloaded the first time,
-    with a progress bar), the settings are read from it without loading weights (so a cached run reopens without
-    the model), and generation runs under the process-wide lock with one progress bar across all requests and a
-    Cancel button. Requests must already be validated (core.generate.validate_request) and have preset defaults.
-    A missing model shows its message and stops the page.
+    Every page that shows generated images goes through here. A request is answered from the cache when it can be,
+    without loading or downloading the generator: with the settings this machine would use (read from the model
+    folder without loading weights), or else with cached settings of the same recipe made on another device (a
+    demo pack from a GPU box, a shared cache). Only when images must be generated, or nothing is cached at all, is
+    the model located (downloaded the first time, with a progress bar). Generation runs under the process-wide
+    lock with one progress bar across all requests and a Cancel button. Requests must already be validated
+    (core.generate.validate_request) and have preset defaults. A missing model shows its message and stops the page.
     """
     download_bar = st.empty()
-    resolved = []
+    c = cache()
+    stored = c.all_settings()
+    chosen: list[tuple[RunRequest, GenerationSettings]] = []
+    to_generate: list[tuple[RunRequest, Path, GenerationSettings]] = []
     try:
         for req in requests:
-            folder = locate_generator(generator_preset(req.generator),
-                                      progress=lambda f, msg: download_bar.progress(f, text=msg))
-            resolved.append((req, folder, resolve_settings(req, folder, device())))
+            settings, target = _settings_for(req, c, stored, generate, download_bar)
+            chosen.append((req, settings))
+            if target:
+                to_generate.append((req, *target))
     except ModelUnavailableError as exc:
         download_bar.empty()
         st.error(str(exc))
         st.stop()
     download_bar.empty()
-    c = cache()
+    if generate and to_generate:
+        _generate(to_generate, c)
+    here = device()
+    elsewhere = sorted({f"{s.device_type} ({s.dtype})" for _, s in chosen
+                        if (s.device_type, s.dtype) != (here.device, here.dtype_name)})
+    if elsewhere:
+        st.caption(f"Images made on {', '.join(elsewhere)} on another machine (a demo pack or a shared cache), "
+                   f"reopened without the generator; this machine would make slightly different pixels.")
+    return [Run(req, settings, cached_images(settings, req.prompt, req.seeds, c)) for req, settings in chosen]
+
+
+def _settings_for(req: RunRequest, c: Cache, stored: dict[str, dict], generate: bool, download_bar
+                  ) -> tuple[GenerationSettings, tuple[Path, GenerationSettings] | None]:
+    """(the settings whose images to show, (model folder, settings) to generate with, or None)."""
+    preset = generator_preset(req.generator)
+
+    def local() -> tuple[Path, GenerationSettings]:
+        folder = locate_generator(preset, progress=lambda f, msg: download_bar.progress(f, text=msg))
+        return folder, resolve_settings(req, folder, device())
+
+    def count(settings: GenerationSettings) -> int:
+        return len(cached_images(settings, req.prompt, req.seeds, c))
+
+    alternatives = cached_alternatives(req, preset, stored)
+    here = local() if generator_present(preset) or not alternatives else None
+    if here and (not alternatives or count(here[1]) == req.n):
+        return here[1], here
+    best = max(alternatives, key=count)
+    if count(best) == req.n:
+        return best, None  # complete elsewhere: nothing to generate, no model needed
     if generate:
-        _generate(resolved, c)
-    return [Run(req, settings, cached_images(settings, req.prompt, req.seeds, c)) for req, _, settings in resolved]
+        here = here or local()
+        return here[1], here
+    if here and count(here[1]) >= count(best):
+        return here[1], here
+    return best, None
 
 
 def _generate(resolved: list[tuple[RunRequest, Path, GenerationSettings]], c: Cache) -> None:
     # Clicking Cancel makes Streamlit stop this script at its next UI call (the progress bar, once per step);
     # every batch committed before then stays in the cache, and the lock is released on the way out.
     cancel_slot = st.empty()
-    cancel_slot.button("Cancel", help="Stop after the current step; finished images stay in the cache.")
+    # A page may generate twice in one run (e.g. a run, then a sweep): each Cancel button needs its own key.
+    st.session_state["_cancel_buttons"] = st.session_state.get("_cancel_buttons", 0) + 1
+    cancel_slot.button("Cancel", help="Stop after the current step; finished images stay in the cache.",
+                       key=f"cancel-{st.session_state['_cancel_buttons']}")
     bar = st.progress(0.0, text="Waiting for the generator...")
     total = sum(req.n for req, _, _ in resolved)
     done_before, generated, reused = 0, 0, 0

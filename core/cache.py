@@ -346,6 +346,51 @@ class Cache:
             db.execute("INSERT OR REPLACE INTO thumbnails VALUES (?, ?, ?)", (sha, size, jpeg))
         return jpeg
 
+    def put_thumbnails(self, rows: list[tuple[str, int, bytes]]) -> None:
+        """Store (image sha256, size, jpeg) thumbnails made elsewhere (a demo pack)."""
+        with self._connect() as db:
+            db.executemany("INSERT OR REPLACE INTO thumbnails VALUES (?, ?, ?)", rows)
+
+    # -- whole-cache listings (demo packs) ------------------------------------------------------------------------
+    def run_groups(self) -> list[tuple[str, str, list[int], list[str], float]]:
+        """Every (settings key, prompt) with its seeds, image sha256s (seed order) and newest julian date."""
+        groups: dict[tuple[str, str], list] = {}
+        for settings_key, prompt, seed, sha, created in self._query(
+                "SELECT settings_key, prompt, seed, sha256, created FROM images ORDER BY settings_key, prompt, seed"):
+            g = groups.setdefault((settings_key, prompt), [[], [], 0.0])
+            g[0].append(int(seed))
+            g[1].append(sha)
+            g[2] = max(g[2], created)
+        return [(k[0], k[1], seeds, shas, created) for k, (seeds, shas, created) in groups.items()]
+
+    def image_rows(self, settings_key: str, prompt: str) -> list[tuple[str, int, str]]:
+        """(key, seed, sha256) of one run's images, in seed order."""
+        return self._query("SELECT key, seed, sha256 FROM images WHERE settings_key=? AND prompt=? ORDER BY seed",
+                           (settings_key, prompt))
+
+    def embedding_keys(self) -> list[tuple[str, str]]:
+        """Every (key, clip key) in the embeddings table: image sha256s and text keys alike."""
+        return self._query("SELECT image_sha256, clip_key FROM embeddings")
+
+    def embedding_rows(self, keys: list[str]) -> list[tuple[str, str, bytes]]:
+        rows: list[tuple[str, str, bytes]] = []
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            rows += self._query(f"SELECT image_sha256, clip_key, vector FROM embeddings "
+                                f"WHERE image_sha256 IN ({','.join('?' * len(chunk))})", chunk)
+        return rows
+
+    def thumbnail_rows(self, shas: list[str]) -> list[tuple[str, int, bytes]]:
+        rows: list[tuple[str, int, bytes]] = []
+        for i in range(0, len(shas), 500):
+            chunk = shas[i : i + 500]
+            rows += self._query(f"SELECT image_sha256, size, jpeg FROM thumbnails "
+                                f"WHERE image_sha256 IN ({','.join('?' * len(chunk))})", chunk)
+        return rows
+
+    def all_settings(self) -> dict[str, dict]:
+        return {k: json.loads(v) for k, v in self._query("SELECT settings_key, json FROM settings")}
+
     # -- bookkeeping ------------------------------------------------------------------------------------------
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())

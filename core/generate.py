@@ -203,6 +203,41 @@ def resolve_settings(req: RunRequest, folder: Path, device: DeviceSpec) -> Gener
     )
 
 
+# What a request asks for, apart from where it runs. Settings with the same recipe differ only in device, dtype, model
+# revision or library versions: the "same" images made on another machine (a demo pack from a GPU box, say).
+RECIPE_FIELDS = ("model_id", "steps", "guidance", "width", "height", "negative_prompt")
+
+
+def recipe_of(settings: dict) -> dict:
+    return {name: settings.get(name) for name in RECIPE_FIELDS}
+
+
+def request_recipe(req: RunRequest, preset: GeneratorPreset) -> dict:
+    """The recipe of a request with preset defaults (as resolve_settings would fill it, without the model folder)."""
+    return {"model_id": preset.model_id, "steps": int(req.steps), "guidance": float(req.guidance),
+            "width": int(req.size), "height": int(req.size), "negative_prompt": req.negative_prompt.strip()}
+
+
+def settings_from_dict(data: dict) -> GenerationSettings | None:
+    """Stored settings back as GenerationSettings, or None if they come from another schema."""
+    try:
+        settings = GenerationSettings(**data)
+    except TypeError:
+        return None
+    return settings if settings.schema == SETTINGS_SCHEMA else None
+
+
+def cached_alternatives(req: RunRequest, preset: GeneratorPreset, stored: dict[str, dict]) -> list[GenerationSettings]:
+    """Cached settings (`stored`: Cache.all_settings()) with the request's recipe, made on any device: they let a
+    run reopen with no generator weights, e.g. after importing a demo pack. Only keys that round-trip are used."""
+    want = request_recipe(req, preset)
+    found = []
+    for key, data in stored.items():
+        if recipe_of(data) == want and (settings := settings_from_dict(data)) and settings.key() == key:
+            found.append(settings)
+    return found
+
+
 def default_batch_size(device: DeviceSpec) -> int:
     return 8 if device.device == "cuda" else 4
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import json
 import shutil
 import tarfile
 import tempfile
@@ -216,13 +217,37 @@ def imagenette(dest: Path) -> NaturalFolder:
 
 
 def reference_sources(cache_root: Path, extra_roots: list[Path]) -> dict[str, tuple[str, NaturalFolder]]:
-    """Every place natural photos can come from, as {id: (label, folder)}: ids are stable, for URLs."""
+    """Every place natural photos can come from, as {id: (label, folder)}: ids are stable, for URLs.
+
+    A demo pack's copy of a source (PACK_SOURCES_DIR) stands in for the source of the same id when that source is
+    not on this machine, so a link made where the photos were reopens here with the same photos."""
     sources = {"imagenette": ("Imagenette validation set (downloaded on first use)",
                               imagenette(cache_root / "natural" / "imagenette2-160"))}
     for root in extra_roots:
         sources[f"folder:{root.name}"] = (f"folder {root}", NaturalFolder(root))
     sources["uploads"] = ("photos uploaded here", NaturalFolder(cache_root / "natural" / "uploads"))
+    for source_id, (label, folder) in pack_sources(cache_root).items():
+        if source_id not in sources or not sources[source_id][1].root.is_dir():
+            sources[source_id] = (f"{label} (from a demo pack)", folder)
     return sources
+
+
+# -- natural photos imported with a demo pack (core/pack.py writes them) ---------------------------------------------
+PACK_SOURCES_DIR = Path("natural") / "packs"  # under the cache root: <dir>/<id hash>/<name>/source.json, <class>/<file>
+PACK_SOURCE_FILE = "source.json"  # {"id": source id, "label": text, "aliases": {folder name: class name}}
+
+
+def pack_sources(cache_root: Path) -> dict[str, tuple[str, NaturalFolder]]:
+    found = {}
+    base = cache_root / PACK_SOURCES_DIR
+    for meta_file in sorted(base.glob(f"*/*/{PACK_SOURCE_FILE}")) if base.is_dir() else []:
+        try:
+            meta = json.loads(meta_file.read_text())
+            found[str(meta["id"])] = (str(meta.get("label") or meta["id"]),
+                                      NaturalFolder(meta_file.parent, tuple(sorted(meta.get("aliases", {}).items()))))
+        except (OSError, ValueError, KeyError, AttributeError):
+            continue  # a damaged descriptor: that pack's photos are not offered (re-import the pack)
+    return found
 
 
 # -- uploads -------------------------------------------------------------------------------------------------------

@@ -92,6 +92,8 @@ class Estimate:
     def format(self, digits: int = 2) -> str:
         if not np.isfinite(self.value):
             return f"n/a ({self.note})" if self.note else "n/a"
+        if not (np.isfinite(self.low) and np.isfinite(self.high)):  # e.g. too few items to resample
+            return f"{self.value:.{digits}f} (no interval{': ' + self.note if self.note else ''})"
         return f"{self.value:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
 

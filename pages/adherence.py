@@ -1,10 +1,13 @@
 """Adherence: how closely do images follow the prompt, next to natural photos of the class, and what does guidance
 (or steps, or the model) trade for it? The logic lives in core.adherence and core.zeroshot."""
 
+from dataclasses import asdict
+
 import numpy as np
 import streamlit as st
 
 import ui
+import ui_report
 from core import config
 from core.adherence import (
     CONFUSABLE_SETS,
@@ -32,6 +35,7 @@ from core.generate import RunRequest, validate_request
 from core.models import ModelUnavailableError, clip_key
 from core.natural import DownloadError, download_reference_set, reference_sources
 from core.registry import CLIP_MODELS, GENERATORS
+from core.report import LAB_CHOICES, generation_defaults, report_file_stem
 from core.zeroshot import ZERO_SHOT_TEMPLATES, class_vectors, clip_scores, mean_estimate, ranks, text_embeddings
 
 URL_KEY = "adherence_url"
@@ -103,10 +107,13 @@ remember_url()
 run = ui.runs([req], generate=submitted)[0]
 settings, images, cache = run.settings, run.images, ui.cache()
 clip_preset = CLIP_MODELS[req.clip]
-st.caption(
+run_line = (
     f"**Run:** `{req.prompt}` · {settings.model_id} @ {settings.revision[:12]} · {settings.steps} steps · guidance "
     f"{settings.guidance:g} · {settings.width} px · seeds {req.first_seed}-{req.first_seed + req.n - 1} · CLIP "
     f"{clip_preset.label}. Defaults are the lab's own choice; the paper's are unknown.")
+st.caption(run_line)
+# The experiment report collects what the page shows, as it shows it; it is drawn only when downloaded.
+report = ui_report.start(f"Adherence to prompt: {req.prompt}", "Adherence", "adherence").text(run_line)
 if len(images) < req.n:
     st.warning(f"{len(images)} of {req.n} images are in the cache. Press Generate to make the other "
                f"{req.n - len(images)} (the cached ones are reused).")
@@ -165,8 +172,10 @@ elif ref_id != "none":
             st.warning(f"The class '{ref_class}' has no usable images.")
         else:
             natural = natural_set(photos, n=len(synthetic))
-            st.caption(f"{len(natural)} of {len(photos)} photos of '{ref_class}' (as many as generated images, drawn "
-                       f"with a fixed seed).")
+            natural_line = (f"{len(natural)} of {len(photos)} photos of '{ref_class}' (as many as generated images, "
+                            f"drawn with a fixed seed).")
+            st.caption(natural_line)
+            report.text(f"Natural photos of the class: {natural_line}")
             try:
                 with st.spinner("Embedding natural photos..."):
                     nat_emb = embed_set(cache, ckey, natural, get_clip)
@@ -186,15 +195,22 @@ if natural is not None:
     named["natural"] = (natural.labels, nat_scores)
     nat_estimate = mean_estimate("mean CLIPScore", nat_scores)
 syn_estimate = mean_estimate("mean CLIPScore", syn_scores)
-st.markdown(f"**{score_reading(syn_estimate, nat_estimate)}**")
+score_line = f"**{score_reading(syn_estimate, nat_estimate)}**"
+st.markdown(score_line)
 table = score_rows(named)
-st.altair_chart(score_histogram(table), key="score_histogram")
-st.caption("Dashed lines: each source's mean. Intervals: estimate +- 1.96 x the bootstrap standard deviation "
-           "(200 resamples of the images, seed 0).")
+histogram = score_histogram(table)
+st.altair_chart(histogram, key="score_histogram")
+histogram_note = ("Dashed lines: each source's mean. Intervals: estimate +- 1.96 x the bootstrap standard deviation "
+                  "(200 resamples of the images, seed 0).")
+st.caption(histogram_note)
 st.markdown("**Generated images, least to most adherent**")
 order = np.argsort(syn_scores, kind="stable")
 previews = thumbnails(cache, synthetic, PREVIEW_SIZE)
-ui.grid([previews[i] for i in order], [f"{synthetic.labels[i]} · {syn_scores[i]:.3f}" for i in order])
+score_captions = [f"{synthetic.labels[i]} · {syn_scores[i]:.3f}" for i in order]
+ui.grid([previews[i] for i in order], score_captions)
+(report.heading("CLIPScore against the prompt").text(SCORE_NOTE).text(score_line).chart(histogram)
+ .numbers({"synthetic": [syn_estimate], "natural": [nat_estimate]}, caption=histogram_note)
+ .images([previews[i] for i in order], score_captions, "Generated images, least to most adherent"))
 with st.expander("Every image's score (both sources)"):
     st.dataframe(table, hide_index=True)
 
@@ -240,12 +256,18 @@ if len(class_names) >= 2:
     named_ranks = {"synthetic": ranks(syn_emb, class_vecs, target)}
     if natural is not None:
         named_ranks["natural"] = ranks(nat_emb, class_vecs, target)
-    st.altair_chart(rank_chart(rank_rows(named_ranks, len(class_names))), key="rank_chart")
+    ranks_chart = rank_chart(rank_rows(named_ranks, len(class_names)))
+    st.altair_chart(ranks_chart, key="rank_chart")
+    rank_numbers = {source: rank_estimates(r) for source, r in named_ranks.items()}
     st.dataframe([{"source": source, "statistic": e.name, "value": e.value, "95% low": e.low, "95% high": e.high,
-                   "n": e.n} for source, r in named_ranks.items() for e in rank_estimates(r)], hide_index=True)
-    st.caption(f"Zero-shot among {len(class_names)} class names, each embedded in {len(ZERO_SHOT_TEMPLATES)} "
-               f"templates (\"{ZERO_SHOT_TEMPLATES[0]}\", ...), normalised, averaged and re-normalised (CLIP's "
-               f"recipe). Rank 1 = the intended class is CLIP's first choice; ties count in its favour.")
+                   "n": e.n} for source, ests in rank_numbers.items() for e in ests], hide_index=True)
+    rank_note = (f"Zero-shot among {len(class_names)} class names, each embedded in {len(ZERO_SHOT_TEMPLATES)} "
+                 f"templates (\"{ZERO_SHOT_TEMPLATES[0]}\", ...), normalised, averaged and re-normalised (CLIP's "
+                 f"recipe). Rank 1 = the intended class is CLIP's first choice; ties count in its favour.")
+    st.caption(rank_note)
+    (report.heading("Confusable classes: where does the intended class rank?")
+     .text(f"Intended class **{intended}** among: {', '.join(class_names)}.").chart(ranks_chart)
+     .numbers(rank_numbers, caption=rank_note))
 
 # 5. Sweep one setting: guidance by default. Every point is a normal, cached run.
 st.subheader("Sweep one setting: what does guidance trade?")
@@ -304,9 +326,13 @@ if sweep_reqs:
         st.stop()
     estimates = [sweep_point(x, clip_scores(x, prompt_vector) if len(x) else np.zeros(0)) for x in point_embs]
     rows = sweep_rows(sweep.setting, sweep.values, estimates)
-    st.altair_chart(sweep_chart(rows, sweep.setting), key="sweep_chart")
-    st.caption(" · ".join(f"**{name}**: {meaning}" for name, meaning in SWEEP_METRICS)
-               + ". Bars: 95% bootstrap intervals.")
+    sweep_figure = sweep_chart(rows, sweep.setting)
+    st.altair_chart(sweep_figure, key="sweep_chart")
+    sweep_note = " · ".join(f"**{name}**: {meaning}" for name, meaning in SWEEP_METRICS) + \
+        ". Bars: 95% bootstrap intervals."
+    st.caption(sweep_note)
+    (report.heading(f"Sweep: what does {SWEEP_SETTINGS[sweep.setting].label} trade?").chart(sweep_figure)
+     .numbers(rows, caption=sweep_note, value="estimate", labels=[sweep.setting, "metric"]))
     with st.expander("Sweep as a table"):
         st.dataframe(rows, hide_index=True)
     label = SWEEP_SETTINGS[sweep.setting].label
@@ -317,3 +343,19 @@ if sweep_reqs:
                    if sweep.setting == "generator" else "")
         st.markdown(f"**{label} {shown_value}**{details} · {len(point_set)} images")
         ui.grid(strip, point_set.labels[:STRIP], per_row=STRIP)
+
+# 6. The experiment report of everything above.
+report.settings({"request": asdict(req), "natural photos": {"source": ref_id, "class": st.query_params.get(
+    "ref_class"), "n": None if natural is None else len(natural)}, "class names": st.query_params.get("classes"),
+    "intended class": st.query_params.get("intended"), "sweep": sweep.to_params() if sweep_reqs else None})
+report.provenance([settings, *[p.settings for p in points]] if sweep_reqs else [settings], clip_preset, ckey)
+report.lab_defaults({
+    **generation_defaults(req, req_preset),
+    "CLIPScore": "the prompt as written is the text (Hessel et al. prefix 'A photo depicts'); w = 2.5.",
+    "zero-shot": f"class names in {len(ZERO_SHOT_TEMPLATES)} templates, embeddings averaged (CLIP's ImageNet "
+                 f"recipe, a subset chosen by the lab); default class list: {DEFAULT_CONFUSABLE}.",
+    "sweep": "default values " + "; ".join(f"{s.label} {s.default_values}" for s in SWEEP_SETTINGS.values())
+             + "; the same prompt, seeds and N at every value.",
+    "natural sample": LAB_CHOICES["natural sample"], "bootstrap": LAB_CHOICES["bootstrap"]})
+ui_report.offer(report, report_file_stem("adherence", settings.image_key(req.prompt, req.first_seed)[:10],
+                                         f"n{req.n}"), "adherence")

@@ -1,10 +1,13 @@
 """Ambiguity: which sense of an ambiguous prompt does the generator draw, and how far can CLIP's sense labels be
 trusted? The logic lives in core.ambiguity and core.zeroshot; this page is the form, the URL and the layout."""
 
+from dataclasses import asdict
+
 import numpy as np
 import streamlit as st
 
 import ui
+import ui_report
 from core import config
 from core.ambiguity import (
     AMBIGUITY_PRESETS,
@@ -29,7 +32,9 @@ from core.ambiguity import (
 from core.diversity import PREVIEW_SIZE, embed_set, synthetic_set, thumbnails
 from core.generate import RunRequest, validate_request
 from core.models import ModelUnavailableError, clip_key
+from core.natural import pack_sources
 from core.registry import CLIP_MODELS, DEFAULT_TEMPLATE, GENERATORS, PROMPT_TEMPLATES, prompt_for_class
+from core.report import LAB_CHOICES, generation_defaults, report_file_stem
 from core.zeroshot import ZERO_SHOT_TEMPLATES, assign, class_vectors
 
 URL_KEY = "ambiguity_url"
@@ -155,12 +160,15 @@ variants = req.variants()
 runs = ui.runs(req.run_requests(), generate=submitted)
 settings, cache = runs[0].settings, ui.cache()
 names = [s.name for s in req.senses]
-st.caption(
+run_line = (
     f"**Runs:** {len(variants)} prompt variants x {req.run.n} images · {settings.model_id} @ "
     f"{settings.revision[:12]} · {settings.steps} steps · guidance {settings.guidance:g} · {settings.width} px · "
     f"seeds {req.run.first_seed}-{req.run.first_seed + req.run.n - 1} (the same for every variant) · CLIP "
     f"{CLIP_MODELS[req.run.clip].label}, zero-shot over {len(ZERO_SHOT_TEMPLATES)} templates "
     f"(\"{ZERO_SHOT_TEMPLATES[0]}\", ...), averaged. Defaults are the lab's own choice; the paper's are unknown.")
+st.caption(run_line)
+# The experiment report collects what the page shows, as it shows it; it is drawn only when downloaded.
+report = ui_report.start(f"Ambiguity: {req.run.prompt}", "Ambiguity", "ambiguity").text(run_line)
 missing = sum(r.missing for r in runs)
 if missing:
     st.warning(f"{missing} of {len(runs) * req.run.n} images are not in the cache yet. Press Generate to make them "
@@ -184,16 +192,24 @@ except (ModelUnavailableError, ValueError, OSError) as exc:
 assignments = [assign(x, sense_vectors) for x in embeddings]
 
 st.subheader("Which sense does the model draw?")
-st.markdown(f"**{reading(variants[0].prompt, assignments[0], names)}**")
+sense_reading = f"**{reading(variants[0].prompt, assignments[0], names)}**"
+st.markdown(sense_reading)
 shares = share_rows(variants, assignments, names)
-st.altair_chart(variant_shares_chart(shares), key="shares_chart")
-st.caption("Each image is given the sense whose CLIP text is most similar to it (cosine of the image embedding and "
-           "the sense's text embedding, averaged over the templates). Share: fraction of a variant's images given "
-           "each sense, with a 95% bootstrap interval (200 resamples of the images, seed 0). Entropy of the sense "
-           "distribution in nats (natural log): 0 = always the same sense, ln k = all k senses equally often.")
+shares_chart = variant_shares_chart(shares)
+st.altair_chart(shares_chart, key="shares_chart")
+shares_note = ("Each image is given the sense whose CLIP text is most similar to it (cosine of the image embedding "
+               "and the sense's text embedding, averaged over the templates). Share: fraction of a variant's images "
+               "given each sense, with a 95% bootstrap interval (200 resamples of the images, seed 0). Entropy of the "
+               "sense distribution in nats (natural log): 0 = always the same sense, ln k = all k senses equally "
+               "often.")
+st.caption(shares_note)
+entropies = entropy_rows(variants, assignments, len(names))
 with st.expander("Shares and entropy as tables"):
     st.dataframe(shares, hide_index=True)
-    st.dataframe(entropy_rows(variants, assignments, len(names)), hide_index=True)
+    st.dataframe(entropies, hide_index=True)
+(report.heading("Which sense does the model draw?").text(sense_reading).chart(shares_chart)
+ .numbers(shares, "Sense shares", value="share", labels=["variant", "sense"])
+ .numbers(entropies, "Sense entropy (nats)", shares_note, value="entropy (nats)", labels=["variant"]))
 
 # 4. The images of one variant, grouped by sense, least confident first.
 st.subheader("Images by sense")
@@ -208,16 +224,23 @@ shown = st.selectbox("Show the images of", range(len(variants)), index=int(show_
 set_view_param("show", str(shown), "0")
 shown_set, shown_assignment = sets[shown], assignments[shown]
 previews = thumbnails(cache, shown_set, PREVIEW_SIZE)
+report.heading(f"Images of '{labels[shown]}', by sense")
 for sense, members in grouped_by_sense(shown_assignment, names):
-    st.markdown(f"**{sense}**: {len(members)} of {len(shown_set)} images (least confident first)")
-    ui.grid([previews[i] for i in members],
-         [f"{shown_set.labels[i]} · margin {shown_assignment.margins[i]:.3f}" for i in members])
+    group_title = f"**{sense}**: {len(members)} of {len(shown_set)} images (least confident first)"
+    group_captions = [f"{shown_set.labels[i]} · margin {shown_assignment.margins[i]:.3f}" for i in members]
+    st.markdown(group_title)
+    ui.grid([previews[i] for i in members], group_captions)
+    report.text(group_title).images([previews[i] for i in members], group_captions)
 st.caption("Margin: cosine with the chosen sense minus cosine with the runner-up. A margin near 0 is a near tie: "
            "check those images by eye.")
 
 # 5. Calibration: the same assignment on labelled natural photos.
 st.subheader("Can the sense labels be trusted? Calibration on natural photos")
 roots = {f"folder:{root.name}": root for root in config.natural_roots()}
+# A demo pack carries its calibration folder: offer the imported copy when this machine lacks the folder.
+for source_id, (_, pack_folder) in pack_sources(config.cache_dir()).items():
+    if source_id.startswith("folder:") and not (source_id in roots and roots[source_id].is_dir()):
+        roots[source_id] = pack_folder.root
 cal_ids = ["none", *roots]
 cal_param = st.query_params.get("cal")
 if cal_param is not None and cal_param not in cal_ids:
@@ -253,9 +276,13 @@ else:
                 st.error(str(exc))
                 st.stop()
             result = calibrate(assign(cal_emb, sense_vectors), cal.truth, cal.images.labels, names)
-            st.markdown(f"**Zero-shot sense accuracy on {result.accuracy.n} labelled photos: "
-                        f"{result.accuracy.format(2)}** with {clip_preset.label}."
-                        + (" Far too few photos to trust this number: add more." if result.accuracy.n < 20 else ""))
+            accuracy_line = (f"**Zero-shot sense accuracy on {result.accuracy.n} labelled photos: "
+                             f"{result.accuracy.format(2)}** with {clip_preset.label}."
+                             + (" Far too few photos to trust this number: add more." if result.accuracy.n < 20
+                                else ""))
+            st.markdown(accuracy_line)
+            (report.heading("Can the sense labels be trusted? Calibration on natural photos").text(accuracy_line)
+             .numbers([result.accuracy]).table(result.per_sense, "Accuracy by sense"))
             if unchecked:
                 st.caption(f"No labelled photos for: {', '.join(unchecked)}. The accuracy covers the other senses "
                            f"only.")
@@ -280,14 +307,36 @@ k_choice = st.selectbox("Number of clusters (k)", k_options, index=k_options.ind
 set_view_param("k", k_choice, "auto")
 clustering = cluster_images(embeddings[shown], sense_vectors, names, None if k_choice == "auto" else int(k_choice))
 how = {"silhouette": "chosen by silhouette", "user": "set by you"}.get(clustering.chosen_by, clustering.chosen_by)
-st.markdown(f"k-means (scikit-learn, random_state 0) on the CLIP embeddings of '{labels[shown]}': "
-            f"**k = {clustering.k}** ({how}).")
+k_line = (f"k-means (scikit-learn, random_state 0) on the CLIP embeddings of '{labels[shown]}': "
+          f"**k = {clustering.k}** ({how}).")
+st.markdown(k_line)
+report.heading("Readings nobody listed: clusters").text(k_line)
 if clustering.silhouettes:
-    st.caption("Silhouette by k: " + ", ".join(f"k={k}: {s:.3f}" for k, s in clustering.silhouettes.items()))
+    silhouette_line = "Silhouette by k: " + ", ".join(f"k={k}: {s:.3f}" for k, s in clustering.silhouettes.items())
+    st.caption(silhouette_line)
+    report.text(silhouette_line)
 for number, cluster in enumerate(clustering.clusters, 1):
-    st.markdown(f"**Cluster {number}**: {len(cluster.members)} images, nearest sense **{cluster.nearest_sense}** "
-                f"(cosine of the cluster centre with its text {cluster.sense_similarity:.3f})")
+    cluster_line = (f"**Cluster {number}**: {len(cluster.members)} images, nearest sense "
+                    f"**{cluster.nearest_sense}** (cosine of the cluster centre with its text "
+                    f"{cluster.sense_similarity:.3f})")
+    st.markdown(cluster_line)
     exemplars = list(cluster.members[:EXEMPLARS])
     ui.grid([previews[i] for i in exemplars], [shown_set.labels[i] for i in exemplars])
+    report.text(cluster_line).images([previews[i] for i in exemplars], [shown_set.labels[i] for i in exemplars])
 st.caption("Exemplars: the images nearest each cluster's centre. A cluster whose nearest sense is only weakly similar "
            "may be a reading nobody listed: look at its images, then add it as a sense.")
+
+# 7. The experiment report of everything above.
+report.settings({"request": asdict(req), "view": {"shown variant": labels[shown], "k": k_choice,
+                                                  "calibration photos": cal_id}})
+report.provenance([r.settings for r in runs], clip_preset, ckey)
+report.lab_defaults({
+    **generation_defaults(req.run, gen_preset),
+    "variants": f"one per sense in the style(s) {', '.join(req.styles) or '(none)'}; the lab's default style is "
+                f"'the-sense' ('<prompt>, the <sense>').",
+    "zero-shot": f"each sense's CLIP text in {len(ZERO_SHOT_TEMPLATES)} templates, embeddings averaged (CLIP's "
+                 f"ImageNet recipe, a subset chosen by the lab).",
+    "clusters": f"k-means, random_state 0; k by silhouette among {K_RANGE[0]} to {K_RANGE[1]} unless set.",
+    "bootstrap": LAB_CHOICES["bootstrap"]})
+ui_report.offer(report, report_file_stem("ambiguity", settings.image_key(req.run.prompt, req.run.first_seed)[:10],
+                                         f"n{req.run.n}"), "ambiguity")

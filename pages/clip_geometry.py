@@ -43,6 +43,7 @@ st.markdown("Every analysis in this lab happens in CLIP space. Where do syntheti
             "meaning beside it.")
 
 exp = uc.experiment(PAGE)
+report = uc.report_for(exp, PAGE)  # collects what the page shows, as it shows it; drawn only when downloaded
 names = exp.names
 k = len(names)
 syn_x, syn_y = exp.stacked("synthetic")
@@ -59,19 +60,25 @@ st.table(overall_table.set_index("statistic"))  # a static table wraps the expla
 st.caption(f"value [95% interval]; n = {len(syn_x)} synthetic images and {len(nat_x)} natural photos.")
 rows = [(src, e) for src, ests in overall.items() for e in ests]
 chart_df = uc.estimate_rows(rows, key="source").rename(columns={"95% low": "low", "95% high": "high"})
-st.altair_chart(uc.interval_chart(chart_df[np.isfinite(chart_df["value"])], "source", colour="source",
-                                  title="All classes (95% intervals)", facet="statistic", width=200), key="overall")
-st.caption(f"{len(syn_x)} synthetic images, {len(nat_x)} natural photos, {k} prompts. 'All classes': the image "
-           f"centroid against the centroid of the prompts; per-image cosines with each image's own prompt; "
-           f"cos(prompt, centroid) averaged over classes; conformity against each image's own class and source. "
-           f"Intervals: normal bootstrap, images resampled within class (200 resamples, seed 0).")
+overall_chart = uc.interval_chart(chart_df[np.isfinite(chart_df["value"])], "source", colour="source",
+                                  title="All classes (95% intervals)", facet="statistic", width=200)
+st.altair_chart(overall_chart, key="overall")
+overall_note = (f"{len(syn_x)} synthetic images, {len(nat_x)} natural photos, {k} prompts. 'All classes': the "
+                f"image centroid against the centroid of the prompts; per-image cosines with each image's own prompt; "
+                f"cos(prompt, centroid) averaged over classes; conformity against each image's own class and source. "
+                f"Intervals: normal bootstrap, images resampled within class (200 resamples, seed 0).")
+st.caption(overall_note)
+report.heading("All classes").numbers(overall)
+report.text("\n".join(f"- **{name}**: {meaning}" for name, meaning in GEOMETRY_STATS.items()))
+report.chart(overall_chart, caption=overall_note)
 
 # 2. Per class.
 st.header("Per class")
-per_class_rows = []
+per_class_rows, per_class_estimates = [], {}
 for i, c in enumerate(exp.classes):
     for src, x in (("synthetic", c.syn_emb), ("natural", c.nat_emb)):
-        for e in geometry_of(x, np.full(len(x), i), texts):
+        per_class_estimates[f"{c.name} · {src}"] = geometry_of(x, np.full(len(x), i), texts)
+        for e in per_class_estimates[f"{c.name} · {src}"]:
             per_class_rows.append({"class": c.name, "source": src, "statistic": e.name, "value": e.value,
                                    "low": e.low, "high": e.high, "n": e.n, "shown": uc.fmt(e, 3)})
 per_class = pd.DataFrame(per_class_rows)
@@ -81,6 +88,8 @@ wide.columns = [f"{stat} ({src})" for stat, src in wide.columns]
 st.dataframe(wide.reset_index(), hide_index=True)
 st.caption("Each class against its own prompt; value [95% interval]. n per cell: the class's images of that source "
            "(see 'Images behind every number' above).")
+report.heading("Per class").numbers(per_class_estimates, caption="Each class against its own prompt.",
+                                    group_label="class · source")
 
 
 @st.fragment
@@ -102,21 +111,26 @@ def prompt_closeness() -> None:
         tooltip=["class:N", alt.Tooltip("natural:Q", format=".3f"), alt.Tooltip("synthetic:Q", format=".3f")],
     ).add_params(pick)
     text = alt.Chart(cos).mark_text(dx=10, align="left").encode(x="natural:Q", y="synthetic:Q", text="class:N")
+    closeness_chart = (diagonal + points + text).properties(
+        title="Nearer its prompt: synthetic or natural? (click a class)", height=360)
     left, right = st.columns(2)
     with left:
-        event = st.altair_chart((diagonal + points + text).properties(
-            title="Nearer its prompt: synthetic or natural? (click a class)",
-            height=360), key="prompt_closeness", on_select="rerun")
+        event = st.altair_chart(closeness_chart, key="prompt_closeness", on_select="rerun")
     picked = (event or {}).get("selection", {}).get(CLASS_SELECTION) or []
     chosen = next((p["class"] for p in picked if p.get("class") in names), None)
     above = int((cos["synthetic"] > cos["natural"]).sum())
+    closeness = (f"**In {above} of {k} classes the synthetic images' centroid is nearer the prompt than the "
+                 f"natural photos' centroid** (points above the dashed line). The expectation behind the "
+                 f"question: a generator draws what the text says, in CLIP's own terms, while real photos of a "
+                 f"class also show what its prompt leaves out.")
+    # Keyed blocks: a click reruns this fragment alone, which replaces them.
+    report.heading("Nearer its prompt: synthetic or natural?", key="closeness_heading")
+    report.chart(closeness_chart, key="closeness_chart").text(closeness, key="closeness_text")
     with right:
-        st.markdown(f"**In {above} of {k} classes the synthetic images' centroid is nearer the prompt than the "
-                    f"natural photos' centroid** (points above the dashed line). The expectation behind the "
-                    f"question: a generator draws what the text says, in CLIP's own terms, while real photos of a "
-                    f"class also show what its prompt leaves out.")
+        st.markdown(closeness)
         if chosen is None:
             st.info("Click a class in the chart to see where its images fall along the synthetic direction.")
+            report.text("", key="closeness_class")
         else:
             i = names.index(chosen)
             st.subheader(f"Selected: {chosen}")
@@ -126,9 +140,10 @@ def prompt_closeness() -> None:
                                                                project(exp.classes[i].nat_emb, offsets.direction)]),
                                  "source": ["synthetic"] * len(exp.classes[i].syn_emb)
                                  + ["natural"] * len(exp.classes[i].nat_emb)})
-            st.altair_chart(uc.histogram_by_source(proj, "projection", f"{chosen}: images along the mean offset",
-                                                   "projection on the mean synthetic offset", bins=20),
-                            key="class_projection")
+            class_chart = uc.histogram_by_source(proj, "projection", f"{chosen}: images along the mean offset",
+                                                 "projection on the mean synthetic offset", bins=20)
+            st.altair_chart(class_chart, key="class_projection")
+            report.chart(class_chart, f"Selected: {chosen}", key="closeness_class")
 
 
 # 3. The synthetic offset.
@@ -136,45 +151,58 @@ offsets = offsets_of(syn_x, syn_y, nat_x, nat_y, k)
 prompt_closeness()
 
 st.header("Is there one 'synthetic direction'?")
-st.markdown(f"**{offsets_reading(offsets)}**")
+offsets_line = f"**{offsets_reading(offsets)}**"
+st.markdown(offsets_line)
 left, right = st.columns(2)
 with left:
     norm_df = pd.DataFrame([{"class": c.name, "value": e.value, "low": e.low, "high": e.high, "n": e.n}
                             for c, e in zip(exp.classes, offsets.norms)])
-    st.altair_chart(uc.interval_chart(norm_df, "class", title="|centroid(synthetic) - centroid(natural)| per class"),
-                    key="offset_norms")
-    st.caption("The length of each class's offset: how far its synthetic centroid sits from its natural one "
-               "(unit vectors: at most 2). Intervals: normal bootstrap, images resampled within class and source.")
+    norms_chart = uc.interval_chart(norm_df, "class", title="|centroid(synthetic) - centroid(natural)| per class")
+    st.altair_chart(norms_chart, key="offset_norms")
+    norms_note = ("The length of each class's offset: how far its synthetic centroid sits from its natural one "
+                  "(unit vectors: at most 2). Intervals: normal bootstrap, images resampled within class and source.")
+    st.caption(norms_note)
 with right:
     cos_df = pd.DataFrame([{"class A": names[i], "class B": names[j], "cosine": float(offsets.cosines[i, j])}
                            for i in range(k) for j in range(k)])
-    st.altair_chart(alt.Chart(cos_df).mark_rect().encode(
+    cosines_chart = alt.Chart(cos_df).mark_rect().encode(
         x=alt.X("class A:N", sort=names, title=None, axis=uc.category_axis()),
         y=alt.Y("class B:N", sort=names, title=None, axis=uc.category_axis()),
         color=alt.Color("cosine:Q", scale=alt.Scale(scheme="redblue", domain=[-1, 1], reverse=True)),
         tooltip=["class A:N", "class B:N", alt.Tooltip("cosine:Q", format=".2f")]).properties(
-        title="Cosine between the classes' offsets", width=alt.Step(28), height=alt.Step(28)),
-        key="offset_cosines", width="content")
-    st.caption(f"Two random directions in {syn_x.shape[1]} dimensions have |cosine| below "
-               f"{offsets.random_level:.2f} about 95% of the time.")
+        title="Cosine between the classes' offsets", width=alt.Step(28), height=alt.Step(28))
+    st.altair_chart(cosines_chart, key="offset_cosines", width="content")
+    random_note = (f"Two random directions in {syn_x.shape[1]} dimensions have |cosine| below "
+                   f"{offsets.random_level:.2f} about 95% of the time.")
+    st.caption(random_note)
 proj_all = pd.DataFrame({"projection": np.concatenate([project(syn_x, offsets.direction),
                                                        project(nat_x, offsets.direction)]),
                          "source": ["synthetic"] * len(syn_x) + ["natural"] * len(nat_x)})
-st.altair_chart(uc.histogram_by_source(proj_all, "projection", "Every image projected on the mean offset direction",
-                                       "projection on the mean synthetic-minus-natural offset"), key="projection")
-st.caption("The direction is the mean of the classes' offsets, fitted on these same images, so some separation is "
-           "built in; with one shared direction the two histograms barely overlap, with class-specific offsets "
-           "they do.")
+projection_chart = uc.histogram_by_source(proj_all, "projection", "Every image projected on the mean offset direction",
+                                          "projection on the mean synthetic-minus-natural offset")
+st.altair_chart(projection_chart, key="projection")
+projection_note = ("The direction is the mean of the classes' offsets, fitted on these same images, so some "
+                   "separation is built in; with one shared direction the two histograms barely overlap, with "
+                   "class-specific offsets they do.")
+st.caption(projection_note)
+report.heading("Is there one 'synthetic direction'?").text(offsets_line)
+report.numbers({c.name: [e] for c, e in zip(exp.classes, offsets.norms)} | {"all classes": [
+    offsets.mean_pairwise_cosine]}, group_label="class", caption=norms_note).chart(norms_chart)
+report.chart(cosines_chart, caption=random_note).chart(projection_chart, caption=projection_note)
 
 # 4. Conformity.
 st.header("Conformity: how typical is each image of its own set?")
 conf = pd.DataFrame({"conformity": np.concatenate([per_image_conformity(syn_x, syn_y),
                                                    per_image_conformity(nat_x, nat_y)]),
                      "source": ["synthetic"] * len(syn_x) + ["natural"] * len(nat_x)})
-st.altair_chart(uc.histogram_by_source(conf, "conformity", "Cosine of each image with its class-and-source centroid",
-                                       "conformity (1 = identical to the set's mean)"), key="conformity")
-st.caption(f"{GEOMETRY_STATS['conformity']} Synthetic sets pushed to the right are sets of variations of one "
-           f"picture (see the Diversity page). Sets of different sizes: conformity rises a little as n falls.")
+conformity_chart = uc.histogram_by_source(conf, "conformity", "Cosine of each image with its class-and-source "
+                                          "centroid", "conformity (1 = identical to the set's mean)")
+st.altair_chart(conformity_chart, key="conformity")
+conformity_note = (f"{GEOMETRY_STATS['conformity']} Synthetic sets pushed to the right are sets of variations of one "
+                   f"picture (see the Diversity page). Sets of different sizes: conformity rises a little as n falls.")
+st.caption(conformity_note)
+report.heading("Conformity: how typical is each image of its own set?").chart(conformity_chart,
+                                                                               caption=conformity_note)
 
 # 5. Norms before normalisation.
 st.header("Embedding norms before normalisation")
@@ -200,14 +228,26 @@ if len(have) < len(shas):
             st.error(str(exc))
         bar.empty()
         have = cached_norms(cache, ckey, [norm_cache_key(s) for s in shas])
+report.heading("Embedding norms before normalisation")
 if len(have) == len(shas):
     norms = np.array([have[norm_cache_key(s)] for s in shas])
     norm_df = pd.DataFrame({"norm": norms, "source": ["synthetic"] * len(syn_x) + ["natural"] * len(nat_x)})
-    st.altair_chart(uc.histogram_by_source(norm_df, "norm", "Length of the image embedding before normalisation",
-                                           "norm"), key="norms")
+    length_chart = uc.histogram_by_source(norm_df, "norm", "Length of the image embedding before normalisation", "norm")
+    st.altair_chart(length_chart, key="norms")
     prompt_norms = text_norms(cache, ckey, [c.prompt for c in exp.classes], lambda: ui.clip(exp.spec.clip))
-    st.markdown(f"Median image norm: synthetic **{np.median(norms[:len(syn_x)]):.2f}**, natural "
-                f"**{np.median(norms[len(syn_x):]):.2f}** ({len(syn_x)} and {len(nat_x)} images); prompt text "
-                f"norms: {', '.join(f'{c.name} {v:.2f}' for c, v in zip(exp.classes, prompt_norms))}.")
-    st.caption("The norm carries no meaning for cosine similarity; a different norm for one source says the "
+    medians = (f"Median image norm: synthetic **{np.median(norms[:len(syn_x)]):.2f}**, natural "
+               f"**{np.median(norms[len(syn_x):]):.2f}** ({len(syn_x)} and {len(nat_x)} images); prompt text "
+               f"norms: {', '.join(f'{c.name} {v:.2f}' for c, v in zip(exp.classes, prompt_norms))}.")
+    st.markdown(medians)
+    meaning = ("The norm carries no meaning for cosine similarity; a different norm for one source says the "
                "encoder responds differently to those images (e.g. smoother, more saturated pictures).")
+    st.caption(meaning)
+    report.chart(length_chart).text(medians).text(meaning)
+else:
+    report.text("Not measured for this report (the page's *Measure the norms* button embeds the images again).")
+
+uc.finish_report(report, exp, PAGE, defaults={
+    "intervals": "normal bootstrap: estimate +- 1.96 SD over 200 resamples (seed 0), images resampled within class "
+                 "(and source, for the offsets).",
+    "conformity and offsets": "conformity against each image's own class-and-source centroid; the synthetic "
+                              "direction is the mean of the classes' offsets, fitted on these same images."})

@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 import ui
+import ui_report
 from core import config
 from core.cache import CacheError
 from core.charts import embedding_map, similarity_heatmap, statistics_chart
@@ -29,6 +30,7 @@ from core.generate import (
 from core.local import all_clip_models, all_generators, generator_preset
 from core.models import ModelUnavailableError, clip_key
 from core.natural import DownloadError, download_reference_set, reference_sources, store_upload
+from core.report import LAB_CHOICES, generation_defaults, report_file_stem
 from core.stats import diversity_statistics, project_2d
 
 REFERENCE_PARAMS = ("ref", "ref_class", "map")
@@ -84,10 +86,13 @@ st.caption(preset.note)
 same_preset = base.generator == gen_key
 with st.form("run"):
     # Widget defaults come from the URL: clamp them into each widget's range (a tampered link must not crash the
-    # form); the request itself is validated below and its problems shown.
-    prompt = st.text_input("Prompt", value=base.prompt[:MAX_PROMPT_CHARS], max_chars=MAX_PROMPT_CHARS)
+    # form); the request itself is validated below and its problems shown. Every widget whose default comes from
+    # the URL has a fixed key: without one its identity follows the default, so once the page has written a choice
+    # to the URL the widget is replaced by a new one and the user's next change is dropped.
+    prompt = st.text_input("Prompt", value=base.prompt[:MAX_PROMPT_CHARS], max_chars=MAX_PROMPT_CHARS,
+                           key="div_prompt")
     n, steps, guidance, size, first_seed = ui.run_settings_inputs(base, preset, same_preset)
-    negative = st.text_input("Negative prompt (optional)", value=base.negative_prompt)
+    negative = st.text_input("Negative prompt (optional)", value=base.negative_prompt, key="div_negative")
     clip_choice = st.selectbox("CLIP model", clip_keys, index=ui.pick(clip_keys, base.clip, clip_keys[0]),
                                format_func=lambda k: CLIP_MODELS[k].label, key="clip")
     submitted = st.form_submit_button("Generate", type="primary")
@@ -118,12 +123,15 @@ remember_url()
 # 2. Generate what is missing (on Generate), else show what the cache holds. Cancel keeps every finished batch.
 run = ui.runs([req], generate=submitted)[0]
 settings, images, cache = run.settings, run.images, ui.cache()
-st.caption(
+run_line = (
     f"**Run:** `{req.prompt}` · {settings.model_id} @ {settings.revision[:12]} · "
     f"{settings.scheduler.get('_class_name')}"
     f" · {settings.steps} steps · guidance {settings.guidance:g} · {settings.width} px · seeds {req.first_seed}-"
     f"{req.first_seed + req.n - 1} · {settings.device_type} {settings.dtype}"
     + (f" · negative `{settings.negative_prompt}`" if settings.negative_prompt else ""))
+st.caption(run_line)
+# The experiment report collects what the page shows, as it shows it; it is drawn only when downloaded.
+report = ui_report.start(f"Lack of diversity: {req.prompt}", "Diversity", "diversity").text(run_line)
 if len(images) < req.n:
     st.warning(f"{len(images)} of {req.n} images are in the cache. Press Generate to make the other "
                f"{req.n - len(images)} (the cached ones are reused).")
@@ -134,6 +142,7 @@ synthetic = synthetic_set(images)
 st.subheader(f"{len(synthetic)} images")
 previews = thumbnails(cache, synthetic, PREVIEW_SIZE)
 ui.grid(previews, synthetic.labels)
+report.images(previews, synthetic.labels, title=f"{len(synthetic)} generated images")
 
 # 4. Embeddings (only uncached images are embedded; CLIP loads only then).
 clip_preset = CLIP_MODELS[req.clip]
@@ -150,7 +159,7 @@ st.subheader("Natural reference")
 sources = reference_sources(config.cache_dir(), config.natural_roots())
 source_ids = ["none", *sources]
 ref_id = st.selectbox("Compare with natural photos from", source_ids,
-                      index=ui.pick(source_ids, st.query_params.get("ref", "none"), "none"),
+                      index=ui.pick(source_ids, st.query_params.get("ref", "none"), "none"), key="div_ref",
                       format_func=lambda k: "no reference" if k == "none" else sources[k][0])
 if ref_id == "none":
     st.query_params.pop("ref", None)
@@ -187,7 +196,8 @@ elif ref_id != "none":
         st.info(str(exc))
     if classes:
         guess = next((c for c in classes if c.replace("_", " ") in req.prompt.lower()), classes[0])
-        ref_class = st.selectbox("Class", classes, index=ui.pick(classes, st.query_params.get("ref_class"), guess))
+        ref_class = st.selectbox("Class", classes, index=ui.pick(classes, st.query_params.get("ref_class"), guess),
+                                 key="div_ref_class")
         st.query_params["ref_class"] = ref_class
         photos, skipped = folder_obj.scan(ref_class)
         if skipped:
@@ -198,9 +208,10 @@ elif ref_id != "none":
             st.warning(f"The class '{ref_class}' has no usable images.")
         else:
             natural = natural_set(photos, n=len(synthetic))
-            st.caption(f"{len(natural)} of {len(photos)} photos of '{ref_class}' (as many as synthetic images, "
-                       f"drawn with a fixed seed: Vendi and effective rank grow with n, so equal n keeps them "
-                       f"comparable).")
+            natural_line = (f"{len(natural)} of {len(photos)} photos of '{ref_class}' (as many as synthetic images, "
+                            f"drawn with a fixed seed: Vendi and effective rank grow with n, so equal n keeps them "
+                            f"comparable).")
+            st.caption(natural_line)
             try:
                 with st.spinner("Embedding natural photos..."):
                     nat_emb = embed_set(cache, ckey, natural, lambda: ui.clip(req.clip))
@@ -218,12 +229,17 @@ try:
 except ValueError as exc:  # NaN or zero-norm embeddings: name them rather than show garbage
     st.error(str(exc))
     st.stop()
+report.heading("Diversity statistics")
 if natural is not None:
     st.markdown(f"**{reading(stats['synthetic'], stats['natural'])}**")
-st.altair_chart(statistics_chart([(src, e) for src, ests in stats.items() for e in ests]))
+    report.text(f"Natural reference: {natural_line}").text(f"**{reading(stats['synthetic'], stats['natural'])}**")
+stats_chart = statistics_chart([(src, e) for src, ests in stats.items() for e in ests])
+st.altair_chart(stats_chart)
 st.dataframe(statistics_table(stats), hide_index=True)
-st.caption("Point estimate [95% interval]: estimate +- 1.96 x the bootstrap standard deviation (200 resamples "
-           "of the images, seed 0). CLIP: " + clip_preset.label + ".")
+stats_note = ("Point estimate [95% interval]: estimate +- 1.96 x the bootstrap standard deviation (200 resamples "
+              "of the images, seed 0). CLIP: " + clip_preset.label + ".")
+st.caption(stats_note)
+report.chart(stats_chart, "Diversity statistics").numbers(stats, caption=stats_note)
 
 
 # 7. Similarity heatmap and the map; clicking a heatmap cell highlights its two images in the map.
@@ -231,8 +247,8 @@ st.caption("Point estimate [95% interval]: estimate +- 1.96 x the bootstrap stan
 def similarity_and_map() -> None:
     left, right = st.columns(2)
     with left:
-        event = st.altair_chart(similarity_heatmap(syn_emb @ syn_emb.T, [im.seed for im in images]),
-                                key="heatmap", on_select="rerun")
+        heatmap = similarity_heatmap(syn_emb @ syn_emb.T, [im.seed for im in images])
+        event = st.altair_chart(heatmap, key="heatmap", on_select="rerun")
         picked = (event or {}).get("selection", {}).get("pair") or []
         highlight = frozenset(f"seed {p[k]}" for p in picked for k in ("seed_a", "seed_b") if k in p)
         if highlight:
@@ -240,13 +256,18 @@ def similarity_and_map() -> None:
     with right:
         methods = {"pca": "PCA", "tsne": "t-SNE"}
         method = st.radio("Projection", list(methods), format_func=methods.get, horizontal=True,
-                          index=ui.pick(list(methods), st.query_params.get("map", "pca"), "pca"))
+                          index=ui.pick(list(methods), st.query_params.get("map", "pca"), "pca"), key="div_map")
         st.query_params["map"] = method
         remember_url()
         sets = [synthetic] + ([natural] if natural is not None else [])
         all_emb = np.concatenate([syn_emb] + ([nat_emb] if natural is not None else []))
         coords, used = projection_of(all_emb, method)
-        st.altair_chart(embedding_map(map_points(cache, sets, coords, highlight), used), key="map")
+        embedding_chart = embedding_map(map_points(cache, sets, coords, highlight), used)
+        st.altair_chart(embedding_chart, key="map")
+    # Keyed blocks: a rerun of this fragment alone (a click in the heatmap, another projection) replaces them, and
+    # the link follows the URL's new 'map'.
+    report.chart(heatmap, key="heatmap").chart(embedding_chart, key="map")
+    report.link = ui_report.page_link("diversity")
 
 
 similarity_and_map()
@@ -263,3 +284,12 @@ st.download_button("Download this run (.zip)", key="download",
                                            None if natural is None else (natural, nat_emb)),
                    file_name=f"diversity-{settings.image_key(req.prompt, req.first_seed)[:10]}-n{req.n}.zip",
                    mime="application/zip", on_click="ignore")  # no rerun: it would drop the download
+
+report.settings({"request": asdict(req), "natural_reference": run_settings["natural_reference"],
+                 "projection": st.query_params.get("map", "pca")})
+report.provenance([settings], clip_preset, ckey)
+report.lab_defaults({**generation_defaults(req, req_preset), "bootstrap": LAB_CHOICES["bootstrap"],
+                     **({"natural sample": LAB_CHOICES["natural sample"]} if natural is not None else {}),
+                     "map": "PCA unless t-SNE is chosen (t-SNE: perplexity min(30, (n - 1) / 3), seed 0)."})
+ui_report.offer(report, report_file_stem("diversity", settings.image_key(req.prompt, req.first_seed)[:10],
+                                         f"n{req.n}"), "diversity")

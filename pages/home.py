@@ -3,6 +3,7 @@
 import streamlit as st
 
 import ui
+from core.lessons import LESSONS
 
 ui.start_page()
 
@@ -15,41 +16,47 @@ st.markdown(
     "CLIP space the images are judged in. This lab lets you see each one, live, for any prompt."
 )
 
-# (title, explanation, page or None while it is not built yet)
+# (title, explanation, page, link label). The fourth finding has no full analysis page: its lesson measures it.
 FINDINGS = [
     ("Lack of diversity",
      "Ask for 50 pictures of a tench and you get 50 variations of one picture: similar pose, lighting and framing. "
      "Natural photos of the same class spread much wider. The Diversity page measures the spread of a generated "
      "set in CLIP space (mean similarity, Vendi score, effective rank) next to real photos of the class.",
-     "pages/diversity.py"),
+     "pages/diversity.py", None),
     ("Ambiguity",
      "Many class names have several senses: a *crane* is a bird and a machine. The model picks a sense (often not "
-     "the one the dataset meant) and may stick to it for every image.", "pages/ambiguity.py"),
+     "the one the dataset meant) and may stick to it for every image.", "pages/ambiguity.py", None),
     ("Adherence to prompt",
      "Images follow the text too literally or too canonically (a textbook tench, centred, on a plain background), "
-     "or miss it altogether; stronger guidance trades diversity for adherence.", "pages/adherence.py"),
+     "or miss it altogether; stronger guidance trades diversity for adherence.", "pages/adherence.py", None),
     ("Inability to represent the concept",
-     "Some concepts the model simply cannot draw: the images show something else, however the prompt is phrased.",
-     None),
+     "Some concepts the model simply cannot draw: the images show something else, however the prompt is phrased. "
+     "Its lesson asks CLIP to name generated images and real photos of the same classes, and compares.",
+     "pages/lesson_concept.py", "Lesson: inability to represent the concept"),
     ("Geometry of CLIP embeddings",
      "In CLIP space, synthetic images sit apart from natural photos of the same class and nearer to the prompt's "
      "text: a classifier can tell the two apart, and one trained on synthetic images learns the wrong region.",
-     "pages/clip_geometry.py"),
+     "pages/clip_geometry.py", None),
 ]
 
-for title, text, page in FINDINGS:
+for title, text, page, label in FINDINGS:
     st.subheader(title)
     st.markdown(text)
-    if page:
-        st.page_link(page, label=f"Open the {title.lower()} page", icon="➡️")
-    else:
-        st.caption("Its page is being built; the Diversity page already shows the embeddings it will use.")
+    st.page_link(page, label=label or f"Open the {title.lower()} page", icon="➡️")
 
 # The geometry finding, tested on a whole class list (shown under its entry, the last of FINDINGS).
 st.markdown("For a list of classes: can a probe tell synthetic from natural, how far apart are the distributions, and "
             "how well does a classifier trained only on synthetic images do on real photos?")
 st.page_link("pages/synthetic_vs_natural.py", label="Open the synthetic vs natural page", icon="➡️")
 st.page_link("pages/train_on_synthetic.py", label="Open the train on synthetic page", icon="➡️")
+
+# The five findings as guided lessons, in the paper's order: one question, one click, one chart each.
+st.subheader("Lessons: one click per finding")
+st.markdown("For a talk or a class: each lesson asks one question, runs a small preset experiment with one click "
+            "(or shows it at once from the cache) and points at what to look for, then opens the full page with the "
+            "same settings.")
+for lesson in LESSONS.values():
+    st.page_link(lesson.page, label=f"{lesson.number}. {lesson.finding}: {lesson.question}", icon="🎓")
 
 st.divider()
 st.caption(

@@ -7,6 +7,7 @@ import streamlit as st
 
 import ui
 import ui_classes as uc
+import ui_report
 from core.compare import (
     DISTANCE_RESAMPLES,
     DISTANCES,
@@ -16,6 +17,7 @@ from core.compare import (
     nearest,
     single_threaded_blas,
 )
+from core.literature import PRESETS, matching_presets
 from core.probe import FOLDS, separability, separability_reading
 from core.stats import project_2d
 
@@ -57,6 +59,7 @@ st.markdown("Why do classifiers trained only on synthetic images fail on natural
             "distributions are, and nearest neighbours show what the generator never draws.")
 
 exp = uc.experiment(PAGE, PAGE_PARAMS)
+report = uc.report_for(exp, PAGE)  # collects what the page shows, as it shows it; drawn only when downloaded
 names = exp.names
 syn_x, syn_y = exp.stacked("synthetic")
 nat_x, nat_y = exp.stacked("natural")
@@ -68,7 +71,8 @@ try:
 except ValueError as exc:
     st.error(str(exc))
     st.stop()
-st.markdown(f"**{separability_reading(sep)}**")
+reading = f"**{separability_reading(sep)}**"
+st.markdown(reading)
 c1, c2, c3 = st.columns(3)
 c1.metric("ROC AUC (0.5 = chance, 1 = always right)", uc.fmt(sep.auc))
 c2.metric("balanced accuracy", uc.fmt(sep.accuracy))
@@ -79,14 +83,20 @@ left, right = st.columns(2)
 with left:
     scores = pd.DataFrame({"score": sep.scores, "source": np.where(sep.is_synthetic, "synthetic", "natural"),
                            "class": np.asarray(names)[sep.class_index]})
-    st.altair_chart(uc.histogram_by_source(scores, "score", "Out-of-fold probe scores",
-                                           "decision score (> 0: the probe says synthetic)"), key="scores")
+    scores_chart = uc.histogram_by_source(scores, "score", "Out-of-fold probe scores",
+                                          "decision score (> 0: the probe says synthetic)")
+    st.altair_chart(scores_chart, key="scores")
 with right:
     st.dataframe(per_class, hide_index=True)
-st.caption(f"Logistic regression (L2, C = 1) on standardised CLIP embeddings; stratified {sep.folds}-fold "
-           f"cross-validation (up to {FOLDS}; strata = class x source, random_state 0); classes weighted so both "
-           f"sources count equally. Every image is scored by a probe that never saw it. Per class: the pooled "
-           f"probe's scores restricted to that class. Intervals: percentile bootstrap over images (200 resamples).")
+probe_note = (f"Logistic regression (L2, C = 1) on standardised CLIP embeddings; stratified {sep.folds}-fold "
+              f"cross-validation (up to {FOLDS}; strata = class x source, random_state 0); classes weighted so both "
+              f"sources count equally. Every image is scored by a probe that never saw it. Per class: the pooled "
+              f"probe's scores restricted to that class. Intervals: percentile bootstrap over images (200 resamples).")
+st.caption(probe_note)
+report.heading("Can a probe tell them apart?").text(reading)
+report.numbers([sep.auc, sep.accuracy], "All classes", digits=2)
+report.numbers({name: [auc, acc] for name, acc, auc in sep.per_class}, "Per class", digits=2, group_label="class")
+report.chart(scores_chart, caption=probe_note)
 
 # 2. Distances ------------------------------------------------------------------------------------------------------
 st.header("How far apart are the distributions?")
@@ -105,16 +115,28 @@ if notes:
     st.caption("Large sets: " + "; ".join(notes) + " (the bootstrap's cost grows with n).")
 st.dataframe(wide, hide_index=True)
 chart_df = table[np.isfinite(table["value"])].rename(columns={"95% low": "low", "95% high": "high"})
-st.altair_chart(uc.interval_chart(chart_df, "class", title="Distances per class (95% intervals)",
-                                  facet="statistic", width=220), key="distances")
+distance_chart = uc.interval_chart(chart_df, "class", title="Distances per class (95% intervals)",
+                                   facet="statistic", width=220)
+st.altair_chart(distance_chart, key="distances")
+report.heading("How far apart are the distributions?")
+by_class = {label: [e for row_label, e in rows if row_label == label] for label in dict.fromkeys(r for r, _ in rows)}
+report.numbers(by_class, group_label="class").chart(distance_chart)
+if PRESETS["adamkiewicz2026"] in matching_presets(exp.spec, PAGE):
+    prdc_note = ("Precision, recall, density and coverage on CLIP ViT-B/32 features are the measures of Adamkiewicz "
+                 "et al. 2026 (When Pretty Isn't Useful, arXiv:2602.19946), whose generation settings this run uses; "
+                 f"k = {PRDC_K} and the ViT-B/32 weights (LAION-2B) are the lab's own choice.")
+    st.caption(prdc_note)
+    report.text(prdc_note)
 with st.expander("What each distance means"):
     for name, meaning in DISTANCES.items():
         st.markdown(f"- **{name}**: {meaning}")
-st.caption(f"CLIP features, L2-normalised. FD: Fréchet distance; CMMD: RBF kernel, sigma 10, x1000; precision / "
-           f"recall / density / coverage: k = {PRDC_K} nearest neighbours, natural photos as 'real'. Intervals: "
-           f"normal bootstrap (estimate +- 1.96 SD over {DISTANCE_RESAMPLES} resamples of both sets, seed 0; "
-           f"fewer for very large sets, as the table says), clipped to each statistic's range. FD grows when n is "
-           f"small; compare classes at equal n. {uc.LAB_DEFAULTS_NOTE}")
+distance_note = (f"CLIP features, L2-normalised. FD: Fréchet distance; CMMD: RBF kernel, sigma 10, x1000; precision "
+                 f"/ recall / density / coverage: k = {PRDC_K} nearest neighbours, natural photos as 'real'. "
+                 f"Intervals: normal bootstrap (estimate +- 1.96 SD over {DISTANCE_RESAMPLES} resamples of both sets, "
+                 f"seed 0; fewer for very large sets, as the table says), clipped to each statistic's range. FD grows "
+                 f"when n is small; compare classes at equal n. {uc.LAB_DEFAULTS_NOTE}")
+st.caption(distance_note)
+report.text("\n".join(f"- **{name}**: {meaning}" for name, meaning in DISTANCES.items())).text(distance_note)
 
 
 # 3. The shared map -------------------------------------------------------------------------------------------------
@@ -133,10 +155,13 @@ def shared_map() -> None:
         "class": [names[i] for i in syn_y] + [names[i] for i in nat_y] + names,
         "label": labels, "image": syn_uris + nat_uris + [""] * len(texts)})
     st.altair_chart(uc.shared_map(points, method), key="map")
-    st.caption(f"One {method} projection fitted on all {len(syn_x)} synthetic images, {len(nat_x)} natural photos "
-               f"and {len(texts)} prompt texts together. Colour: source; shape: class; large outlined points: the "
-               f"prompts. Hover a point to see its image. CLIP keeps texts in their own region (the modality gap, "
-               f"see the CLIP geometry page).")
+    map_note = (f"One {method} projection fitted on all {len(syn_x)} synthetic images, {len(nat_x)} natural photos "
+                f"and {len(texts)} prompt texts together. Colour: source; shape: class; large outlined points: the "
+                f"prompts. Hover a point to see its image. CLIP keeps texts in their own region (the modality gap, "
+                f"see the CLIP geometry page).")
+    st.caption(map_note)
+    # The thumbnails serve only the hover (a picture has none): the report's copy leaves them out, megabytes less.
+    report.chart(uc.shared_map(points.assign(image=""), method), "One map: images and prompts", map_note, key="map")
 
 
 shared_map()
@@ -155,36 +180,66 @@ def neighbours() -> None:
         agreement.append({"class": c.name, "synthetic images": len(c.syn_emb),
                           f"share of their {NEIGHBOURS} nearest natural photos from the same class":
                           float(np.mean(nat_labels[idx] == c.name))})
-    st.dataframe(pd.DataFrame(agreement), hide_index=True)
-    chosen = st.selectbox("Class", names, index=uc.index_of(names, uc.url_choice("nn_class", names, names[0]),
-                                                           names[0]), format_func=lambda c: c.replace("_", " "))
+    agreement = pd.DataFrame(agreement)
+    st.dataframe(agreement, hide_index=True)
+    chosen = st.selectbox("Class", names, key=uc.bound(PAGE, "nn_class", uc.url_choice("nn_class", names, names[0]),
+                                                       ",".join(names)),
+                          format_func=lambda c: c.replace("_", " "))
     st.query_params["nn_class"] = chosen
     uc.remember_url(PAGE)
     cls = exp.classes[names.index(chosen)]
     idx, sims = neighbours_of(cls.syn_emb, nat_x, NEIGHBOURS)
-    st.subheader(f"Each synthetic '{chosen}' image and its {NEIGHBOURS} nearest natural photos (any class)")
-    syn_jpegs = uc.thumbs(cls.synthetic)
-    for i, (jpeg, label) in enumerate(zip(syn_jpegs, cls.synthetic.labels)):
+    pairs_title = f"Each synthetic '{chosen}' image and its {NEIGHBOURS} nearest natural photos (any class)"
+    st.subheader(pairs_title)
+    shown, captions = [], []  # in the page's order, for the report
+    for i, (jpeg, label) in enumerate(zip(uc.thumbs(cls.synthetic), cls.synthetic.labels)):
         cols = st.columns(NEIGHBOURS + 1)
-        cols[0].image(jpeg, caption=f"synthetic: {label}", width="stretch")
+        shown.append(jpeg)
+        captions.append(f"synthetic: {label}")
+        cols[0].image(jpeg, caption=captions[-1], width="stretch")
         for col, j, s in zip(cols[1:], idx[i], sims[i]):
             cname, nlabel, njpeg = nat_items[j]
             mark = "✓" if cname == chosen else "✗"
-            col.image(njpeg, caption=f"{mark} {nlabel.split('/')[0]} · cos {s:.3f}", width="stretch")
-    st.subheader(f"Natural '{chosen}' photos no synthetic image comes near")
+            shown.append(njpeg)
+            captions.append(f"{mark} {nlabel.split('/')[0]} · cos {s:.3f}")
+            col.image(njpeg, caption=captions[-1], width="stretch")
+    # Keyed blocks: choosing another class reruns this fragment alone, which replaces them (and the link).
+    report.heading("Nearest natural photos", key="nn_heading").table(agreement, key="nn_agreement")
+    report.images(shown, captions, pairs_title, f"Class shown: {chosen} (the link's nn_class).", key="nn_pairs")
+    report.link = ui_report.page_link(PAGE)
+    uncovered_title = f"Natural '{chosen}' photos no synthetic image comes near"
+    st.subheader(uncovered_title)
+    report.heading(uncovered_title, 3, key="nn_uncovered_heading")
     cov = coverage_of(cls.nat_emb, cls.syn_emb) if len(cls.nat_emb) > PRDC_K else None
     if cov is None:
         st.info(f"Needs more than k = {PRDC_K} natural photos of the class.")
+        report.text(f"Needs more than k = {PRDC_K} natural photos of the class.", key="nn_cover")
+        report.text("", key="nn_uncovered")
         return
-    st.markdown(f"**{int((~cov.covered).sum())} of {len(cls.nat_emb)} natural photos are uncovered**: no synthetic "
-                f"'{chosen}' image falls within the distance of their {PRDC_K}th nearest natural neighbour (PRDC's "
-                f"coverage = {cov.covered.mean():.2f}). The most isolated first: what the generator never draws.")
+    cover_line = (f"**{int((~cov.covered).sum())} of {len(cls.nat_emb)} natural photos are uncovered**: no synthetic "
+                  f"'{chosen}' image falls within the distance of their {PRDC_K}th nearest natural neighbour (PRDC's "
+                  f"coverage = {cov.covered.mean():.2f}). The most isolated first: what the generator never draws.")
+    st.markdown(cover_line)
     top = cov.most_uncovered(8)
     nat_jpegs = uc.thumbs(cls.natural)
-    uc.image_grid([nat_jpegs[i] for i in top],
-                  [f"{cls.natural.labels[i].split('/')[-1]} · {cov.ratio[i]:.2f}x its radius" for i in top])
-    st.caption("Ratio = distance to the nearest synthetic image / the photo's own k-NN radius among natural photos; "
-               "above 1 = uncovered. Euclidean distances between L2-normalised CLIP embeddings.")
+    uncovered = ([nat_jpegs[i] for i in top],
+                 [f"{cls.natural.labels[i].split('/')[-1]} · {cov.ratio[i]:.2f}x its radius" for i in top])
+    uc.image_grid(*uncovered)
+    ratio_note = ("Ratio = distance to the nearest synthetic image / the photo's own k-NN radius among natural photos; "
+                  "above 1 = uncovered. Euclidean distances between L2-normalised CLIP embeddings.")
+    st.caption(ratio_note)
+    report.text(cover_line, key="nn_cover").images(*uncovered, caption=ratio_note, key="nn_uncovered")
 
 
 neighbours()
+
+uc.finish_report(report, exp, PAGE, settings={
+    "probe": f"logistic regression, L2, C = 1, up to {FOLDS} stratified folds (random_state 0)",
+    "PRDC k": PRDC_K, "distance bootstrap resamples": DISTANCE_RESAMPLES, "map": "PCA",
+    "nearest neighbours": NEIGHBOURS}, defaults={
+    "probe": f"logistic regression (L2, C = 1) on standardised embeddings, stratified cross-validation with up to "
+             f"{FOLDS} folds (random_state 0); intervals: percentile bootstrap over images (200 resamples).",
+    "distances": f"PRDC k = {PRDC_K} (Naeem et al.'s default); CMMD sigma 10 (Jayasumana et al.); intervals: normal "
+                 f"bootstrap over {DISTANCE_RESAMPLES} resamples of both sets (seed 0), clipped to each range.",
+    "map and neighbours": f"PCA of all images and prompts together; the {NEIGHBOURS} nearest natural photos by "
+                          f"cosine; the 8 most isolated uncovered photos."})

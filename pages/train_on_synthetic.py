@@ -7,6 +7,19 @@ import streamlit as st
 
 import ui
 import ui_classes as uc
+from core.filtering import (
+    LOGIT_SCALE,
+    MIN_KEEP,
+    class_texts,
+    clip_filter,
+    confidences,
+    default_threshold,
+    filter_reading,
+    per_class_rows,
+    same_size_random,
+)
+from core.literature import PRESETS
+from core.models import ModelUnavailableError, clip_key
 from core.probe import (
     CLASSIFIERS,
     KNN_K,
@@ -16,9 +29,11 @@ from core.probe import (
     relative_diversity,
     train_on,
 )
+from core.registry import CLIP_MODELS
+from core.zeroshot import text_embeddings
 
 PAGE = "train_on_synthetic"
-PAGE_PARAMS = ("clf", "share", "cm")
+PAGE_PARAMS = ("clf", "share", "cm", "cf", "cf_t")
 SHARES = list(range(0, 101, 10))
 CLASS_SELECTION = "class_pick"
 
@@ -45,6 +60,7 @@ st.markdown("The paper's test: train a classifier only on generated images, then
             "many natural photos, or on a mix, and always tested on the same held-out natural photos.")
 
 exp = uc.experiment(PAGE, PAGE_PARAMS, min_classes=2)
+report = uc.report_for(exp, PAGE)  # collects what the page shows, as it shows it; drawn only when downloaded
 names = exp.names
 syn_x, syn_y = exp.stacked("synthetic")
 nat_x, nat_y = exp.stacked("natural")
@@ -58,9 +74,9 @@ if min(len(c.nat_emb) for c in exp.classes) < 2:
 c1, c2 = st.columns(2)
 clf_keys = list(CLASSIFIERS)
 classifier = c1.radio("Classifier", clf_keys, format_func=CLASSIFIERS.get, horizontal=True,
-                      index=clf_keys.index(uc.url_choice("clf", clf_keys, "probe")))
+                      key=uc.bound(PAGE, "clf", uc.url_choice("clf", clf_keys, "probe")))
 share_pct = c2.select_slider("Synthetic share of the mixed training set (%)", SHARES,
-                             value=uc.url_choice("share", SHARES, 50))
+                             key=uc.bound(PAGE, "share", uc.url_choice("share", SHARES, 50)))
 st.query_params["clf"], st.query_params["share"] = classifier, str(share_pct)
 uc.remember_url(PAGE)
 
@@ -71,10 +87,11 @@ for clf in clf_keys:
     for label, share in (("synthetic only", 1.0), ("natural only", 0.0), (f"mix ({share_pct}% synthetic)",
                                                                            share_pct / 100)):
         results[(clf, label)] = result_of(share, syn_x, syn_y, nat_x, nat_y, per_class, clf)
-for clf in clf_keys:
-    st.markdown(("**" if clf == classifier else "") + gap_sentence(results[(clf, "synthetic only")],
-                                                                   results[(clf, "natural only")], k)
-                + ("**" if clf == classifier else ""))
+gaps = [("**" if clf == classifier else "") + gap_sentence(results[(clf, "synthetic only")],
+                                                           results[(clf, "natural only")], k)
+        + ("**" if clf == classifier else "") for clf in clf_keys]
+for gap in gaps:
+    st.markdown(gap)
 summary = pd.DataFrame([{"classifier": CLASSIFIERS[clf], "trained on": label,
                          "synthetic images": r.n_train_synthetic, "natural photos": r.n_train_natural,
                          "accuracy on natural photos (%)": uc.fmt(r.accuracy, 1, 100.0),
@@ -84,14 +101,20 @@ st.dataframe(summary, hide_index=True)
 acc_df = pd.DataFrame([{"training data": label, "classifier": CLASSIFIERS[clf], "value": r.accuracy.value,
                         "low": r.accuracy.low, "high": r.accuracy.high, "n": r.accuracy.n}
                        for (clf, label), r in results.items()])
-st.altair_chart(uc.interval_chart(acc_df, "training data", colour="classifier", reference=1 / k,
-                                  title=f"Accuracy on held-out natural photos (dashed: chance, {1 / k:.2f})"),
-                key="accuracy")
-st.caption(f"Each training set has up to {per_class} images per class, only their source differs. Test: "
-           f"{int(TEST_FRACTION * 100)}% of each class's natural photos, held out with a fixed split (seed 0), the "
-           f"same for every row; the natural training images come from the other half. Linear probe: logistic "
-           f"regression (L2, C = 1) on standardised embeddings; k-NN: k = {KNN_K}, cosine. Intervals: percentile "
-           f"bootstrap over test photos (200 resamples). {uc.LAB_DEFAULTS_NOTE}")
+accuracy_chart = uc.interval_chart(acc_df, "training data", colour="classifier", reference=1 / k,
+                                   title=f"Accuracy on held-out natural photos (dashed: chance, {1 / k:.2f})")
+st.altair_chart(accuracy_chart, key="accuracy")
+accuracy_note = (f"Each training set has up to {per_class} images per class, only their source differs. Test: "
+                 f"{int(TEST_FRACTION * 100)}% of each class's natural photos, held out with a fixed split (seed 0), "
+                 f"the same for every row; the natural training images come from the other half. Linear probe: "
+                 f"logistic regression (L2, C = 1) on standardised embeddings; k-NN: k = {KNN_K}, cosine. Intervals: "
+                 f"percentile bootstrap over test photos (200 resamples). {uc.LAB_DEFAULTS_NOTE}")
+st.caption(accuracy_note)
+report.heading("Synthetic vs natural training data").text("\n\n".join(gaps))
+report.numbers({f"{CLASSIFIERS[clf]} · {label}": [uc.scaled(r.accuracy, 100.0, f"accuracy (%), trained on "
+                                                  f"{r.n_train_synthetic} synthetic + {r.n_train_natural} natural")]
+                for (clf, label), r in results.items()}, "Accuracy on the held-out natural photos", digits=1,
+               group_label="classifier · training data").chart(accuracy_chart, caption=accuracy_note)
 
 # 2. Per class and the confusion matrix, for the chosen classifier.
 st.header(f"Per class: {CLASSIFIERS[classifier]}")
@@ -101,16 +124,17 @@ per_class_df = pd.DataFrame([{"class": names[i], "training data": label,
                               "test photos": int(results[(classifier, label)].per_class_n[i])}
                              for label in labels for i in range(k)])
 left, right = st.columns(2)
+per_class_chart = alt.Chart(per_class_df).mark_bar().encode(
+    y=alt.Y("class:N", title=None, axis=uc.category_axis()), x=alt.X("accuracy:Q", scale=alt.Scale(domain=[0, 1])),
+    yOffset="training data:N", color=alt.Color("training data:N", sort=labels),
+    tooltip=["class:N", "training data:N", alt.Tooltip("accuracy:Q", format=".2f"), "test photos:Q"],
+).properties(title="Accuracy per class on natural photos", height=alt.Step(12))
 with left:
-    st.altair_chart(alt.Chart(per_class_df).mark_bar().encode(
-        y=alt.Y("class:N", title=None, axis=uc.category_axis()), x=alt.X("accuracy:Q", scale=alt.Scale(domain=[0, 1])),
-        yOffset="training data:N", color=alt.Color("training data:N", sort=labels),
-        tooltip=["class:N", "training data:N", alt.Tooltip("accuracy:Q", format=".2f"), "test photos:Q"],
-    ).properties(title="Accuracy per class on natural photos", height=alt.Step(12)), key="per_class")
+    st.altair_chart(per_class_chart, key="per_class")
 with right:
     cm_keys = ["synthetic", "natural", "mix"]
-    cm_key = st.selectbox("Confusion matrix of", cm_keys, index=cm_keys.index(uc.url_choice("cm", cm_keys,
-                                                                                            "synthetic")),
+    cm_key = st.selectbox("Confusion matrix of", cm_keys, key=uc.bound(PAGE, "cm", uc.url_choice("cm", cm_keys,
+                                                                                                 "synthetic")),
                           format_func=dict(zip(cm_keys, labels)).get)
     cm_label = dict(zip(cm_keys, labels))[cm_key]
     st.query_params["cm"] = cm_key
@@ -118,13 +142,15 @@ with right:
     confusion = results[(classifier, cm_label)].confusion
     cm_df = pd.DataFrame([{"true class": names[i], "predicted": names[j], "photos": int(confusion[i, j])}
                           for i in range(k) for j in range(k)])
-    st.altair_chart(alt.Chart(cm_df).mark_rect().encode(
+    confusion_chart = alt.Chart(cm_df).mark_rect().encode(
         x=alt.X("predicted:N", sort=names, axis=uc.category_axis()),
         y=alt.Y("true class:N", sort=names, axis=uc.category_axis()),
         color=alt.Color("photos:Q", scale=alt.Scale(scheme="blues")),
         tooltip=["true class:N", "predicted:N", "photos:Q"]).properties(
-        title=f"Confusion matrix: trained on {cm_label}", width=alt.Step(28), height=alt.Step(28)),
-        key="confusion", width="content")
+        title=f"Confusion matrix: trained on {cm_label}", width=alt.Step(28), height=alt.Step(28))
+    st.altair_chart(confusion_chart, key="confusion", width="content")
+report.heading(f"Per class: {CLASSIFIERS[classifier]}").chart(per_class_chart).table(per_class_df)
+report.chart(confusion_chart, caption="Held-out natural photos by true and predicted class.")
 
 # 3. Learning curve.
 st.header("Learning curve")
@@ -133,15 +159,20 @@ curve_df = pd.DataFrame([{"images per class": n, "training data": f"{cond} only"
                           "low": e.low, "high": e.high, "test photos": e.n} for n, cond, e in curve])
 base = alt.Chart(curve_df).encode(x=alt.X("images per class:Q", scale=alt.Scale(type="log", base=2)),
                                   color=alt.Color("training data:N", sort=labels))
-st.altair_chart((base.mark_line(point=True).encode(
+curve_chart = (base.mark_line(point=True).encode(
     y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1])),
     tooltip=["images per class:Q", "training data:N", alt.Tooltip("accuracy:Q", format=".2f"),
              alt.Tooltip("low:Q", format=".2f"), alt.Tooltip("high:Q", format=".2f"), "test photos:Q"])
     + base.mark_errorbar().encode(y=alt.Y("low:Q", title="accuracy"), y2="high:Q")).properties(
     title=f"Accuracy on the held-out natural photos vs training images per class ({CLASSIFIERS[classifier]})",
-    height=300), key="curve")
-st.caption("Natural-only points stop at the size of the natural training half. If the synthetic curve flattens "
-           "below the natural one, more synthetic images of the same kind do not close the gap.")
+    height=300)
+st.altair_chart(curve_chart, key="curve")
+curve_note = ("Natural-only points stop at the size of the natural training half. If the synthetic curve flattens "
+              "below the natural one, more synthetic images of the same kind do not close the gap.")
+st.caption(curve_note)
+report.heading("Learning curve").chart(curve_chart, caption=curve_note)
+report.numbers(curve_df.rename(columns={"accuracy": "value", "low": "95% low", "high": "95% high", "test photos": "n"}),
+               "Accuracy (training data · images per class)", labels=["training data", "images per class"])
 
 
 # 4. Diversity vs accuracy (click a class).
@@ -170,22 +201,144 @@ def diversity_vs_accuracy() -> None:
                                                                        text="class:N")
     event = st.altair_chart(chart + labels_layer, key="diversity_accuracy", on_select="rerun")
     picked = (event or {}).get("selection", {}).get(CLASS_SELECTION) or []
+    # Keyed blocks: a click reruns this fragment alone, which replaces them.
+    report.heading("Diversity vs accuracy", key="div_heading")
+    report.chart(chart + labels_layer, "Diversity of each class's synthetic set vs its accuracy", key="div_chart")
+    report.table(df, key="div_table")
+    correlation = ""
     if len(df) >= 3 and df["relative diversity"].notna().all():
         r = float(np.corrcoef(df["relative diversity"], df["accuracy"])[0, 1])
-        st.caption(f"Pearson r = {r:.2f} over {len(df)} classes (a hint, not a test: few classes, and each "
-                   f"accuracy rests on {int(df['test photos'].min())}+ test photos). The paper's lens: classes "
-                   f"whose synthetic images are less diverse should transfer worse. Vendi of the first n synthetic "
-                   f"images over Vendi of n natural photos drawn with seed 0 (Vendi grows with n).")
+        correlation = (f"Pearson r = {r:.2f} over {len(df)} classes (a hint, not a test: few classes, and each "
+                       f"accuracy rests on {int(df['test photos'].min())}+ test photos). The paper's lens: classes "
+                       f"whose synthetic images are less diverse should transfer worse. Vendi of the first n "
+                       f"synthetic images over Vendi of n natural photos drawn with seed 0 (Vendi grows with n).")
+        st.caption(correlation)
+    report.text(correlation, key="div_correlation")
     chosen = next((p["class"] for p in picked if p.get("class") in exp.names), None)
     if chosen is None:
         st.info("Click a point to see that class's images.")
+        report.text("", key="div_synthetic").text("", key="div_natural")
         return
     c = exp.classes[exp.names.index(chosen)]
-    st.subheader(f"{chosen}: synthetic images (prompt '{c.prompt}')")
-    uc.image_grid(uc.thumbs(c.synthetic, 160), c.synthetic.labels)
-    st.subheader(f"{chosen}: natural photos")
-    nat_jpegs = uc.thumbs(c.natural, 160)[:16]
-    uc.image_grid(nat_jpegs, c.natural.labels[:16])
+    shown = {f"{chosen}: synthetic images (prompt '{c.prompt}')": (uc.thumbs(c.synthetic, 160), c.synthetic.labels),
+             f"{chosen}: natural photos": (uc.thumbs(c.natural, 160)[:16], c.natural.labels[:16])}
+    for (title, (jpegs, captions)), key in zip(shown.items(), ("div_synthetic", "div_natural")):
+        st.subheader(title)
+        uc.image_grid(jpegs, captions)
+        report.images(jpegs, captions, title, key=key)
 
 
 diversity_vs_accuracy()
+
+
+# 5. The CLIP filter of He et al. (ICLR 2023).
+def clip_filter_section() -> dict:
+    """Draws the section (and its part of the report); returns its settings."""
+    st.header("CLIP filter (He et al., ICLR 2023)")
+    on = st.toggle("Filter the synthetic images with CLIP before training",
+                   key=uc.bound(PAGE, "cf", uc.url_choice("cf", ["on", "off"], "off") == "on"),
+                   help="He et al. keep a generated image only when CLIP, choosing among the task's class names, "
+                        "is confident it shows its own class. The preset 'He et al. 2023' above turns this on.")
+    if on:
+        st.query_params["cf"] = "on"
+    else:
+        st.query_params.pop("cf", None)
+    uc.remember_url(PAGE)
+    if not on:
+        st.caption("Off. Turn it on to see which generated images CLIP rejects and whether a classifier trained on "
+                   "the rest does better on the natural photos.")
+        return {"CLIP filter": "off"}
+    uc.show_citation(PRESETS["he2023"])
+    report.heading("CLIP filter (He et al., ICLR 2023)")
+    uc.cite_presets(report, [PRESETS["he2023"]])
+    default = default_threshold(k)
+    threshold = st.slider("Threshold on the confidence", 0.0, 1.0, step=0.01, format="%.3f",
+                          key=uc.bound(PAGE, "cf_t", float(uc.url_number("cf_t", default, 0.0, 1.0)), f"k{k}"),
+                          help=f"Default 1/K = {default:.3f} for K = {k} classes: the authors' script sets "
+                               f"threshold = 1/class_num.")
+    if abs(threshold - default) > 1e-9:
+        st.query_params["cf_t"] = f"{threshold:g}"
+    else:
+        st.query_params.pop("cf_t", None)
+    uc.remember_url(PAGE)
+    cache = ui.cache()
+    try:
+        texts = text_embeddings(cache, clip_key(CLIP_MODELS[exp.spec.clip]), class_texts(names),
+                                lambda: ui.clip(exp.spec.clip))
+    except (ModelUnavailableError, ValueError, OSError) as exc:
+        st.error(str(exc))
+        return {"CLIP filter": "on", "threshold": threshold}
+    result = clip_filter(confidences(syn_x, texts, syn_y, LOGIT_SCALE), syn_y, threshold)
+    filter_line = f"**{filter_reading(result, k)}**"
+    st.markdown(filter_line)
+    c1, c2, c3 = st.columns(3)
+    c1.metric("kept", f"{int(result.kept.sum())} of {len(syn_x)}")
+    c2.metric("filtered out", int(result.dropped.sum()))
+    c3.metric("threshold", f"{threshold:.3f}" + (" (1/K)" if abs(threshold - default) <= 1e-9 else ""))
+    filtered = pd.DataFrame(per_class_rows(result, syn_y, names))
+    st.dataframe(filtered, hide_index=True)
+    filter_note = (f"Confidence = softmax over the {k} texts 'a photo of a {{class}}.' of {LOGIT_SCALE:g} x cosine "
+                   f"(CLIP's logit scale), at the image's own class; an image passes when its confidence is above "
+                   f"the threshold. The authors' script then keeps exactly 800 per class; the lab keeps every image "
+                   f"that passes and tops a class up to its {MIN_KEEP} most confident when fewer pass (the lab's own "
+                   f"choice, so every class can still be learned).")
+    st.caption(filter_note)
+    report.text(filter_line).table(filtered, caption=filter_note)
+
+    # Accuracy on the natural photos: unfiltered vs filtered, and a random subset of the filtered set's size.
+    random_mask = same_size_random(syn_y, result.kept)
+    rows, accuracies = [], {}
+    for label, mask in (("all synthetic images (unfiltered)", np.ones(len(syn_y), bool)),
+                        ("CLIP-filtered", result.kept),
+                        ("random subset, same size per class", random_mask)):
+        r = result_of(1.0, syn_x[mask], syn_y[mask], nat_x, nat_y, per_class, classifier)
+        rows.append({"training set": label, "synthetic images": int(mask.sum()),
+                     "accuracy on natural photos (%)": uc.fmt(r.accuracy, 1, 100.0), "test photos": r.accuracy.n,
+                     "value": r.accuracy.value})
+        accuracies[label] = [uc.scaled(r.accuracy, 100.0, f"accuracy (%), {int(mask.sum())} synthetic images")]
+    acc = pd.DataFrame(rows)
+    delta = 100 * (acc["value"][1] - acc["value"][0])
+    comparison = (f"Trained on the CLIP-filtered images, the {CLASSIFIERS[classifier]} classifies "
+                  f"{100 * acc['value'][1]:.0f}% of the held-out natural photos correctly, against "
+                  f"{100 * acc['value'][0]:.0f}% unfiltered ({delta:+.0f} points); a random subset of the same size "
+                  f"gets {100 * acc['value'][2]:.0f}%.")
+    st.markdown(comparison)
+    st.dataframe(acc.drop(columns="value"), hide_index=True)
+    comparison_note = ("Same held-out natural photos, same classifier and split as above; only the synthetic "
+                       "training images differ. The random subset separates 'the filter picks better images' from "
+                       "'fewer images'.")
+    st.caption(comparison_note)
+    report.text(comparison).numbers(accuracies, caption=comparison_note, digits=1, group_label="training set")
+
+    st.subheader("Filtered out, per class")
+    report.heading("Filtered out, per class", 3)
+    for i, c in enumerate(exp.classes):
+        rows_i = np.flatnonzero(syn_y == i)
+        out = [j for j in rows_i if result.dropped[j]]
+        if not out:
+            st.caption(f"{c.name}: nothing filtered out.")
+            report.text(f"{c.name}: nothing filtered out.")
+            continue
+        line = f"**{c.name}**: {len(out)} of {len(rows_i)} filtered out"
+        st.markdown(line)
+        jpegs = uc.thumbs(c.synthetic)
+        shown = out[:16]
+        images = ([jpegs[j - rows_i[0]] for j in shown],
+                  [f"{c.synthetic.labels[j - rows_i[0]].split(' · ', 1)[-1]} · conf {result.confidence[j]:.2f}"
+                   for j in shown])
+        uc.image_grid(*images)
+        report.text(line).images(*images)
+    return {"CLIP filter": "on", "threshold": threshold, "logit scale": LOGIT_SCALE, "top-up to": MIN_KEEP}
+
+
+filter_settings = clip_filter_section()
+uc.finish_report(report, exp, PAGE, presets=(PRESETS["he2023"],) if filter_settings["CLIP filter"] == "on" else (),
+                 settings={"classifier": classifier, "mixed training set: synthetic share (%)": share_pct,
+                           "confusion matrix of": cm_label, **filter_settings, "k-NN k": KNN_K,
+                           "test fraction": TEST_FRACTION},
+                 defaults={"classifier": "linear probe unless k-NN is chosen: logistic regression (L2, C = 1) on "
+                                         f"standardised embeddings; k-NN k = {KNN_K}, cosine.",
+                           "training sets": f"mix 50% synthetic unless changed; up to {per_class} images per class; "
+                                            f"{int(TEST_FRACTION * 100)}% of each class's natural photos held out "
+                                            f"(split seed 0), the same for every training set.",
+                           "intervals": "percentile bootstrap over the test photos (200 resamples)."})

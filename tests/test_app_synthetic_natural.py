@@ -242,3 +242,104 @@ def test_switching_pages_keeps_the_experiment(generated):
     at.switch_page(GEOMETRY).run()
     assert not at.exception and at.query_params["classes"] == "tench,church"
     assert "Choose the classes" not in texts(at, "info") and at.dataframe
+
+
+# -- presets from papers (core.literature) and He et al.'s CLIP filter ----------------------------------------------
+
+def markdown_text(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+def form_values(at: AppTest) -> dict:
+    number = {n.label.split(" (")[0]: n.value for n in at.number_input}
+    return {"template": next(s.value for s in at.selectbox if s.label == "Prompt template"),
+            "generator": at.selectbox(key="generator").value, "clip": at.selectbox(key="clip").value,
+            "steps": number["Steps"], "guidance": number["Guidance"], "n": number["Synthetic images per class"]}
+
+
+@pytest.mark.parametrize("page", [SVN, GEOMETRY])
+def test_choosing_a_preset_fills_the_form_and_cites_the_paper(generated, page):
+    at = open_page(page, PARAMS)
+    key = f"{page.split('/')[-1][:-3]}-preset"
+    assert form_values(at)["steps"] is None and "arXiv:" not in markdown_text(at)  # no preset: no citation
+    at.selectbox(key=key).set_value("adamkiewicz2026").run()
+    assert not at.exception, at.exception
+    values = form_values(at)
+    assert {k: values[k] for k in ("template", "generator", "steps", "guidance", "clip")} == {
+        "template": "name", "generator": "sd-1.5", "steps": 50, "guidance": 2.0, "clip": "ViT-B-32/laion2b"}
+    assert values["n"] == 6  # the user's N stays
+    text = markdown_text(at)
+    for fragment in ("Adamkiewicz", "2026", "When Pretty Isn't Useful", "arXiv:2602.19946", "guidance** = 2.0",
+                     "steps** = 50", "not re-checked", "the lab's own choice", "SD-Turbo and SDXL-Turbo ignore it"):
+        assert fragment in text, fragment
+    for preset, template, fragment in (("sariyildiz2023-c", "name", "prompt** = 'c'"),
+                                       ("sariyildiz2023-ch", "wn-hypernym", "WordNet 3.0"),
+                                       ("sariyildiz2023-cd", "wn-definition", "prompt** = 'c, d_c'"),
+                                       ("sariyildiz2023-chb", "wn-background", "Places365")):
+        at.selectbox(key=key).set_value(preset).run()
+        assert not at.exception, at.exception
+        assert form_values(at)["template"] == template
+        text = markdown_text(at)
+        assert "Sarıyıldız" in text and "arXiv:2212.08420" in text and "CVPR 2023" in text and fragment in text
+    at.selectbox(key=key).set_value("none").run()
+    assert "arXiv:" not in markdown_text(at)
+
+
+def test_a_background_preset_runs_and_a_link_reopens_with_its_citation(generated):
+    at = open_page(SVN, PARAMS)
+    at.selectbox(key="synthetic_vs_natural-preset").set_value("sariyildiz2023-chb").run()
+    at.selectbox(key="generator").set_value("tiny-random")
+    at.selectbox(key="clip").set_value("tiny-random")
+    press_generate(at)
+    assert not at.exception, at.exception
+    assert "12 images generated, 0 reused from the cache." in texts(at, "success")
+    assert at.query_params["template"] == "wn-background"
+    assert "Backgrounds b: airfield, alley" in texts(at, "caption")
+    counts = at.dataframe[0].value
+    assert list(counts["prompt"]) == ["tench, cyprinid inside <Places365 scene>",
+                                      "church, place of worship inside <Places365 scene>"]
+    assert list(counts["synthetic images"]) == [6, 6]
+    rows = chart_rows(next(s for t, s in charts(at).items() if t.startswith("Synthetic images, natural photos")))
+    assert {r["label"] for r in rows if r["source"] == "synthetic" and r["class"] == "tench"} == {
+        f"tench · seed {s} · {'airfield' if s < 4 else 'alley'}" for s in range(6)}
+    # A shared link with these settings shows the preset's citation without choosing it.
+    again = open_page(SVN, {**PARAMS, "template": "wn-background"})
+    assert not again.exception and not again.warning
+    assert "arXiv:2212.08420" in markdown_text(again) and "c, h_c inside b" in markdown_text(again)
+
+
+def test_clip_filter_shows_what_it_drops_and_both_accuracies(generated):
+    at = open_page(TRAIN, PARAMS)
+    assert "Filter the synthetic images with CLIP" in at.toggle[0].label and not at.toggle[0].value
+    at.selectbox(key="train_on_synthetic-preset").set_value("he2023").run()
+    assert not at.exception, at.exception
+    assert at.query_params["cf"] == "on" and at.toggle[0].value
+    assert "CLIP filter (He et al., ICLR 2023)" in [h.value for h in at.header]
+    text = markdown_text(at)
+    for fragment in ("He, Shuyang Sun", "ICLR 2023", "arXiv:2210.07574", "select_glide_ims_by_clip.py",
+                     "threshold** = 1/K"):
+        assert fragment in text, fragment
+    assert at.slider[0].value == pytest.approx(0.5)  # 1/K, K = 2 classes
+    per_class = next(d.value for d in at.dataframe if "filtered out" in d.value.columns)
+    assert list(per_class["generated"]) == [6, 6]
+    assert (per_class["kept"] + per_class["filtered out"]).tolist() == [6, 6]
+    assert all(k >= 2 for k in per_class["kept"])  # topped up to 2 at least
+    accuracy = next(d.value for d in at.dataframe if "training set" in d.value.columns)
+    assert list(accuracy["training set"]) == ["all synthetic images (unfiltered)", "CLIP-filtered",
+                                              "random subset, same size per class"]
+    assert accuracy["synthetic images"][0] == 12 and accuracy["synthetic images"][1] == per_class["kept"].sum()
+    assert all("[" in v for v in accuracy["accuracy on natural photos (%)"]) and set(accuracy["test photos"]) == {8}
+    assert any("Trained on the CLIP-filtered images" in m.value for m in at.markdown)
+    dropped = int(per_class["filtered out"].sum())
+    assert len(at.get("image")) == dropped
+    # Threshold 1: nothing passes, every class keeps its 2 most confident, 4 of 6 filtered out per class.
+    at.slider[0].set_value(1.0).run()
+    assert not at.exception and at.query_params["cf_t"] == "1"
+    per_class = next(d.value for d in at.dataframe if "filtered out" in d.value.columns)
+    assert list(per_class["kept"]) == [2, 2] and list(per_class["topped up"]) == [2, 2]
+    assert len(at.get("image")) == 8
+    # Threshold 0: every image passes, nothing is shown as filtered out.
+    at.slider[0].set_value(0.0).run()
+    per_class = next(d.value for d in at.dataframe if "filtered out" in d.value.columns)
+    assert list(per_class["filtered out"]) == [0, 0] and len(at.get("image")) == 0
+    assert "tench: nothing filtered out." in texts(at, "caption")

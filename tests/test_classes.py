@@ -5,13 +5,20 @@ import numpy as np
 import pytest
 
 from core.classes import (
+    BACKGROUND_BLOCK,
     CLASS_LEXICON,
     CLASS_TEMPLATES,
     IMAGENETTE_CLASSES,
+    PLACES365_BACKGROUNDS,
+    WORDNET_IMAGENETTE,
     ClassData,
     ClassListSpec,
     Experiment,
+    background_for,
     default_classes,
+    format_user_lexicon,
+    parse_user_lexicon,
+    prompt_ensemble,
     prompt_for,
     text_cache_key,
     text_embeddings,
@@ -132,3 +139,86 @@ def test_text_embeddings_are_cached_and_never_collide_with_images(tmp_path, tiny
     assert np.allclose(first, embed_texts(tiny_clip, prompts), atol=1e-6)
     assert np.array_equal(second, first[::-1]) and loads == [1]
     assert text_cache_key("x").startswith("text:") and len(text_cache_key("x")) == 5 + 64
+
+
+# -- Sariyildiz et al. 2023's templates, WordNet data, backgrounds, the user's lexicon ------------------------------
+
+@pytest.mark.parametrize("name,template,expected", [
+    ("tench", "name", "tench"),
+    ("tench", "wn-hypernym", "tench, cyprinid"),
+    ("english_springer", "wn-hypernym", "english springer, springer spaniel"),
+    ("church", "wn-hypernym", "church, place of worship"),
+    ("golf_ball", "wn-hypernym", "golf ball, ball"),
+    ("church", "wn-definition", "church, a place for public (especially Christian) worship"),
+    ("garbage_truck", "wn-definition", "garbage truck, a truck for collecting domestic refuse"),
+    ("chain_saw", "wn-definition", "chain saw, portable power saw; teeth linked to form an endless chain"),
+    ("parachute", "wn-hypernym", "parachute, rescue equipment"),
+])
+def test_sariyildiz_templates_golden_strings(name, template, expected):
+    assert prompt_for(name, template) == (expected, False)
+
+
+def test_background_template_and_its_seed_blocks():
+    assert prompt_for("french_horn", "wn-background", background="kitchen") == (
+        "french horn, brass inside kitchen", False)
+    assert PLACES365_BACKGROUNDS[:2] == ("airfield", "alley") and BACKGROUND_BLOCK == 4
+    s = spec(template="wn-background", n=7, first_seed=2)
+    (name, reqs), _ = s.class_requests()
+    assert name == "tench"
+    assert [(r.prompt, r.first_seed, r.n) for r in reqs] == [("tench, cyprinid inside airfield", 2, 2),
+                                                              ("tench, cyprinid inside alley", 4, 4),
+                                                              ("tench, cyprinid inside beach", 8, 1)]
+    assert s.prompts()["tench"] == "tench, cyprinid inside <Places365 scene>"
+    assert background_for(4 * len(PLACES365_BACKGROUNDS)) == "airfield"  # the list cycles
+    assert len(s.requests()) == 6  # 2 classes x 3 blocks
+
+
+def test_wordnet_table_matches_imagenette_ids(imagenette_dir):
+    import csv
+
+    with open(imagenette_dir / "labels.csv") as f:
+        wnids = {row["class_name"]: row["wnid"] for row in csv.DictReader(f)}
+    assert {name: e.wnid for name, e in WORDNET_IMAGENETTE.items()} == wnids
+    assert all(len(e.hypernym_offset) == 8 and e.hypernym and e.definition for e in WORDNET_IMAGENETTE.values())
+    assert not any('"' in e.definition for e in WORDNET_IMAGENETTE.values())  # examples stripped, as NLTK does
+
+
+def test_unknown_classes_fall_back_visibly_and_user_entries_fill_them():
+    assert prompt_for("axolotl", "wn-hypernym") == ("axolotl", True)
+    assert prompt_for("axolotl", "wn-background", background="beach") == ("axolotl inside beach", True)
+    lexicon, problems = parse_user_lexicon("# mine\naxolotl: salamander | a larval salamander of Mexican lakes\n\n"
+                                           "Tench: carp\nno colon here\naxolotl: again\nempty:\n")
+    assert lexicon == (("axolotl", "salamander", "a larval salamander of Mexican lakes"), ("Tench", "carp", ""))
+    assert len(problems) == 3 and "Line 5" in problems[0] and "repeats 'axolotl'" in problems[1]
+    assert prompt_for("axolotl", "wn-hypernym", lexicon) == ("axolotl, salamander", False)
+    assert prompt_for("axolotl", "hypernym", lexicon) == ("a photo of a axolotl, a type of salamander", False)
+    assert prompt_for("tench", "wn-hypernym", lexicon) == ("tench, carp", False)  # the user's entry comes first
+    assert prompt_for("tench", "wn-definition", lexicon) == ("tench", True)  # a hypernym alone: no definition
+    s = spec(classes=("tench", "axolotl"), template="wn-definition", lexicon=lexicon)
+    assert s.fallback_classes() == ["tench"]
+    assert format_user_lexicon(lexicon).splitlines()[1] == "Tench: carp"
+
+
+def test_optional_params_round_trip_and_stay_out_of_old_links():
+    s = spec(template="wn-background", steps=50, guidance=2.0, generator="sd-1.5",
+             lexicon=(("axolotl", "salamander", "a larval salamander"),))
+    params = s.to_params()
+    assert {"steps", "guidance", "lex"} <= set(params) and params["guidance"] == "2"
+    assert ClassListSpec.from_params(params) == (s, [])
+    assert not set(spec().to_params()) & set(ClassListSpec.OPTIONAL_PARAMS)
+    parsed, problems = ClassListSpec.from_params({**spec().to_params(), "steps": "x", "guidance": "nan",
+                                                  "lex": "{not json"})
+    assert parsed.steps is None and parsed.guidance is None and len(problems) == 3
+
+
+def test_steps_and_guidance_reach_the_requests_and_are_validated():
+    reqs = spec(generator="sd-1.5", steps=50, guidance=2.0).requests()
+    assert all(r.steps == 50 and r.guidance == 2.0 for r in reqs)
+    assert any("ignores classifier-free guidance" in p
+               for p in validate_spec(spec(generator="sd-turbo", guidance=2.0)))
+    assert any("takes 1 to 4 steps" in p for p in validate_spec(spec(generator="sd-turbo", steps=50)))
+
+
+def test_prompt_ensemble_is_the_normalised_mean():
+    vectors = np.array([[1.0, 0.0], [0.0, 2.0]])
+    assert np.allclose(prompt_ensemble(vectors), [2 ** -0.5, 2 ** -0.5])

@@ -78,9 +78,11 @@ def test_diversity_page_generate_hover_download_reload(e2e_page, app_server, tmp
         wait_idle(page, timeout=60_000)
         # Home.py's navigation, not pages/ mode (which would list file names such as "home" and "diversity").
         nav = page.get_by_test_id("stSidebarNavLink")
-        expect(nav).to_have_count(7)
+        expect(nav).to_have_count(14)  # all of them: the menu is expanded, not cut at ten with "View more"
         expect(nav).to_contain_text(["Home", "Diversity", "Ambiguity", "Adherence", "Synthetic vs natural",
-                                     "Train on synthetic", "CLIP geometry"])
+                                     "Train on synthetic", "CLIP geometry", "Stable Bias portraits", "1. Ambiguity",
+                                     "2. Adherence to prompt", "3. Lack of diversity", "4. Inability to represent",
+                                     "5. CLIP geometry", "Demo packs"])
 
         # 1. The form.
         choose(page, "Generator", "tiny-random")
@@ -169,7 +171,7 @@ def test_diversity_page_generate_hover_download_reload(e2e_page, app_server, tmp
         page.reload()
         expect(page).to_have_url(run_url)
         assert_grid(page, N)
-        expect(page.get_by_test_id("stDownloadButton")).to_be_visible()
+        expect(page.get_by_test_id("stDownloadButton").filter(has_text="Download this run (.zip)")).to_be_visible()
         wait_idle(page)
         expect(page.get_by_text("images generated")).to_have_count(0)
         expect(page.get_by_role("button", name="Cancel")).to_have_count(0)  # nothing was generating

@@ -64,7 +64,8 @@ def test_four_sessions_generate_at_once_each_sees_its_own_run(e2e_browser, app_s
                 for page, prompt in zip(pages, prompts):
                     success = page.get_by_test_id("stAlert").filter(has_text=f"{N} images generated")
                     expect(success).to_be_visible(timeout=RUN_TIMEOUT_MS)
-                    expect(page.get_by_test_id("stDownloadButton")).to_be_visible(timeout=RUN_TIMEOUT_MS)
+                    run_zip = page.get_by_test_id("stDownloadButton").filter(has_text="Download this run (.zip)")
+                    expect(run_zip).to_be_visible(timeout=RUN_TIMEOUT_MS)
                     wait_idle(page)
                     expect(success).to_contain_text(f"{N} images generated, 0 reused from the cache")
                     assert_grid(page, N)

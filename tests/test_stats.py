@@ -3,6 +3,7 @@ import pytest
 
 from core.embed import l2_normalise
 from core.stats import (
+    Estimate,
     bootstrap_interval,
     cosine_matrix,
     diversity_statistics,
@@ -97,6 +98,13 @@ def test_statistics_need_two_images():
     stats = diversity_statistics(unit_rows(1, 8))
     assert all(np.isnan(e.value) and e.n == 1 and "at least 2" in e.note for e in stats)
     assert stats[0].format() == "n/a (needs at least 2 images)"
+
+
+def test_an_estimate_without_an_interval_says_so_instead_of_printing_nan():
+    assert Estimate("x", 0.5, 0.4, 0.61, 10).format() == "0.50 [0.40, 0.61]"
+    no_interval = Estimate("x", 0.5, np.nan, np.nan, 2, "too few to resample")
+    assert no_interval.format() == "0.50 (no interval: too few to resample)"
+    assert Estimate("x", 0.5, np.nan, np.nan, 2).format(3) == "0.500 (no interval)"
 
 
 def test_identical_images_give_similarity_one_vendi_one_and_say_there_is_no_variance():

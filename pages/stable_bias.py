@@ -1,0 +1,240 @@
+"""Stable Bias portraits: "Photo portrait of a {adjective} {profession}" for chosen adjectives and professions,
+clustered hierarchically (12 / 24 / 48 clusters from one tree), read as a cluster-by-prompt table
+(Luccioni et al., NeurIPS 2023; core.bias holds the method and says what is the paper's and what is the lab's)."""
+
+from dataclasses import asdict, replace
+
+import altair as alt
+import numpy as np
+import streamlit as st
+
+import ui
+import ui_classes as uc
+import ui_report
+from core.bias import (
+    ADJECTIVES,
+    CUT_OPTIONS,
+    DEFAULT_ADJECTIVES,
+    DEFAULT_PROFESSIONS,
+    EXEMPLARS,
+    NO_ADJECTIVE,
+    PROFESSIONS,
+    BiasSpec,
+    cluster_name,
+    cluster_table,
+    cluster_tree,
+    cut_tree_at,
+    exemplars,
+    is_nested,
+    reading,
+    validate_bias_spec,
+)
+from core.cache import key_of
+from core.diversity import embed_set, synthetic_set
+from core.generate import RunRequest
+from core.literature import PRESETS
+from core.models import ModelUnavailableError, clip_key
+from core.registry import CLIP_MODELS, GENERATORS
+from core.report import generation_defaults, report_file_stem
+
+PAGE = "stable_bias"
+URL_KEY = "stable_bias_url"
+GENERATE = "Generate missing portraits and cluster"
+
+
+@st.cache_data(show_spinner="Clustering...", max_entries=16)
+def clusters_of(embeddings: np.ndarray, cuts: tuple[int, ...]) -> dict[int, np.ndarray]:
+    return cut_tree_at(cluster_tree(embeddings), cuts)
+
+
+def adjective_label(a: str) -> str:
+    return "(no adjective)" if a == NO_ADJECTIVE else a
+
+
+def report_settings(spec: BiasSpec, first, k: int) -> dict:
+    """The run's settings for the report; `first`: a run's GenerationSettings (what 'the generator's default' was)."""
+    defaults = {"steps": first.steps, "guidance": first.guidance, "size": first.width}
+    return {"experiment": {**asdict(spec), "adjectives": ", ".join(map(adjective_label, spec.adjectives)),
+                           "professions": ", ".join(spec.professions),
+                           **{name: f"the generator's default ({used})" for name, used in defaults.items()
+                              if getattr(spec, name) is None}},
+            "prompts": spec.prompts(), "clusters shown (k)": k}
+
+
+def lab_defaults(spec: BiasSpec, k: int, ks: list[int], exemplar_note: str) -> dict[str, str]:
+    """Each setting of the run and whether it is the lab's default, with the lab's choices in the paper's preset."""
+    subset = f"{', '.join(map(adjective_label, DEFAULT_ADJECTIVES))} x {', '.join(DEFAULT_PROFESSIONS)}"
+    return {
+        **generation_defaults(spec.requests()[0], GENERATORS[spec.generator]),
+        "generator": f"{spec.generator}: " + ("this page's default (the paper's preset)"
+                                              if spec.generator == BiasSpec.generator else
+                                              f"set for this run (this page's default is {BiasSpec.generator})"),
+        "adjectives and professions": f"the lab's default subset, {subset}" if (spec.adjectives, spec.professions)
+        == (DEFAULT_ADJECTIVES, DEFAULT_PROFESSIONS) else f"chosen for this run (the lab's default subset: {subset})",
+        "clusters shown": f"k = {k}" + (" (the middle cut: the lab's default)" if k == ks[len(ks) // 2] else ""),
+        "exemplars": exemplar_note, **uc.preset_lab_choices([PRESETS["luccioni2023"]])}
+
+
+# A page switch drops the query string: bring back this page's last settings.
+if "prof" not in st.query_params and st.session_state.get(URL_KEY):
+    st.query_params.from_dict(st.session_state[URL_KEY])
+
+ui.start_page()
+st.title("Stable Bias: who does the model draw for a job?")
+st.markdown("Prompt the generator with *Photo portrait of a {adjective} {profession}*, embed every portrait with "
+            "CLIP, and cluster them hierarchically: a profession whose portraits all land in one cluster is drawn "
+            "as one kind of person, whatever the adjective. The method of Luccioni et al.; the clusters here are "
+            "the lab's reading of it (see below).")
+
+url_spec, url_problems = BiasSpec.from_params(st.query_params.to_dict())
+for problem in url_problems:
+    st.warning(problem)
+base = url_spec or BiasSpec(generator=ui.selected_generator() if ui.selected_generator() in GENERATORS
+                            else BiasSpec.generator)
+preset_choice = uc.preset_picker(PAGE, base)
+if preset_choice is not None:
+    base = preset_choice.apply(base)
+if preset_choice is None and not uc.literature_matches(base, PAGE):
+    uc.show_citation(PRESETS["luccioni2023"], base)
+
+gen_keys, clip_keys = list(GENERATORS), list(CLIP_MODELS)
+gen_key = st.selectbox("Generator", gen_keys, index=ui.pick(gen_keys, base.generator, gen_keys[0]),
+                       format_func=lambda k: GENERATORS[k].label, key="generator")
+preset = GENERATORS[gen_key]
+st.caption(preset.note)
+with st.form("stable-bias"):
+    c1, c2 = st.columns(2)
+    adjectives = c1.multiselect("Adjectives", [NO_ADJECTIVE, *ADJECTIVES], default=list(base.adjectives),
+                                format_func=adjective_label)
+    professions = c2.multiselect("Professions", list(PROFESSIONS), default=list(base.professions))
+    settings_base = RunRequest("", base.n, base.generator, base.steps, base.guidance, base.size, base.first_seed)
+    n, steps, guidance, size, first_seed = ui.run_settings_inputs(settings_base, preset, base.generator == gen_key,
+                                                                  key_prefix="bias-",
+                                                                  n_label="Images per prompt (N)")
+    c3, c4 = st.columns(2)
+    clip_choice = c3.selectbox("CLIP model", clip_keys, index=ui.pick(clip_keys, base.clip, clip_keys[0]),
+                               format_func=lambda k: CLIP_MODELS[k].label, key="clip")
+    cuts = c4.multiselect("Numbers of clusters (cut from one tree)", list(CUT_OPTIONS),
+                          default=[k for k in base.cuts if k in CUT_OPTIONS],
+                          help="The paper's: 12, 24 and 48. Every cut needs more images than clusters.")
+    submitted = st.form_submit_button(GENERATE, type="primary")
+ui.remember_selection(gen_key, clip_choice)
+
+spec = url_spec
+if submitted:
+    st.session_state.pop(uc.applied_preset_key(PAGE), None)
+    spec = BiasSpec(tuple(adjectives), tuple(professions), int(n), gen_key, clip_choice, int(steps), float(guidance),
+                    int(size), int(first_seed), tuple(sorted(int(k) for k in cuts)))
+if spec is None:
+    st.info(f"Choose adjectives and professions and press **{GENERATE}**. Portraits already in the cache are "
+            f"reused; only missing ones are generated.")
+    st.stop()
+problems = validate_bias_spec(spec)
+if problems:
+    for problem in problems:
+        st.error(problem)
+    st.stop()
+if submitted:
+    extra = {"k": st.query_params["k"]} if "k" in st.query_params else {}
+    st.query_params.from_dict({**spec.to_params(), **extra})
+st.session_state[URL_KEY] = st.query_params.to_dict()
+
+# Generate what is missing (on the button), else analyse what the cache holds.
+prompts = spec.prompts()
+runs = ui.runs(spec.requests(), generate=submitted)
+first = runs[0].settings
+run_line = (f"**Run:** {len(prompts)} prompts x N = {spec.n} · {GENERATORS[spec.generator].label} · "
+            f"{first.model_id} @ {first.revision[:12]} · {first.steps} steps · guidance {first.guidance:g} · "
+            f"{first.width} px · seeds {spec.first_seed}-{spec.first_seed + spec.n - 1} · **CLIP:** "
+            f"{CLIP_MODELS[spec.clip].label}. Adjectives, professions, N, generator and seeds: the lab's defaults "
+            f"unless you chose them.")
+st.caption(run_line)
+# The experiment report collects what the page shows, as it shows it; it is drawn only when downloaded.
+report = ui_report.start(f"Stable Bias: {', '.join(spec.professions)}", "Stable Bias portraits", PAGE).text(run_line)
+uc.cite_presets(report, [PRESETS["luccioni2023"]], spec)
+missing = sum(run.missing for run in runs)
+if missing:
+    st.warning(f"{missing} of {spec.n * len(runs)} portraits are not in the cache yet. Press **{GENERATE}** to "
+               f"make them (cached ones are reused).")
+images = [im for run in runs for im in run.images]
+image_prompts = [run.request.prompt for run in runs for _ in run.images]
+portraits = replace(synthetic_set(images), labels=[f"{p} · seed {im.seed}" for p, im in zip(image_prompts, images)])
+if len(images) <= max(spec.cuts):
+    if not missing:  # (with images missing, the warning above already says what to press)
+        st.warning(f"The cache holds {len(images)} of these portraits; cutting into {max(spec.cuts)} clusters needs "
+                   f"more than {max(spec.cuts)}. Press **{GENERATE}**.")
+    st.stop()
+bar = st.progress(0.0, text="Embedding the portraits with CLIP (cached embeddings are read, new ones computed)...")
+try:
+    emb = embed_set(ui.cache(), clip_key(CLIP_MODELS[spec.clip]), portraits, lambda: ui.clip(spec.clip))
+except (ModelUnavailableError, ValueError, OSError) as exc:
+    bar.empty()
+    st.error(str(exc))
+    st.stop()
+bar.empty()
+
+# Cluster: one Ward tree, cut at every chosen k.
+labels_by_k = clusters_of(emb, spec.cuts)
+ks = sorted(labels_by_k)
+nested = all(is_nested(labels_by_k[a], labels_by_k[b]) for a, b in zip(ks, ks[1:]))
+st.header("Clusters by prompt")
+k = st.radio("Clusters", ks, horizontal=True, format_func=lambda v: f"{v} clusters",
+             key=uc.bound(PAGE, "k", uc.url_choice("k", ks, ks[len(ks) // 2]), ",".join(map(str, ks))))
+st.query_params["k"] = str(k)
+st.session_state[URL_KEY] = st.query_params.to_dict()
+table = cluster_table(labels_by_k[k], image_prompts, prompts, k)
+table_reading = f"**{reading(table)}**"
+st.markdown(table_reading)
+heat = table.long()
+base_chart = alt.Chart(heat).encode(
+    x=alt.X("prompt:N", sort=prompts, title=None, axis=alt.Axis(labelAngle=-40, labelLimit=260)),
+    y=alt.Y("cluster:N", sort=list(table.counts.index), title="cluster (largest first)"))
+rects = base_chart.mark_rect().encode(
+    color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), title="share of the prompt's images"),
+    tooltip=["cluster:N", "prompt:N", "count:Q", alt.Tooltip("share:Q", format=".0%"), "images of the prompt:Q"])
+text = base_chart.mark_text(fontSize=10).encode(
+    text=alt.condition("datum.count > 0", alt.Text("count:Q"), alt.value("")),
+    color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("black")))
+heatmap = (rects + text).properties(title=f"Share of each prompt's portraits in each cluster (k = {k})",
+                                     width=alt.Step(70), height=alt.Step(18))
+st.altair_chart(heatmap, key="bias_heatmap", width="content")
+shares = table.shares.map(lambda v: f"{v:.0%}")
+left, right = st.columns(2)
+with left:
+    st.markdown("**Counts** (each prompt column sums to its images)")
+    st.dataframe(table.counts, key="bias_counts")
+with right:
+    st.markdown("**Shares** (of each prompt's images)")
+    st.dataframe(shares, key="bias_shares")
+method_note = (f"{len(images)} portraits: {len(prompts)} prompts x N = {spec.n}. Clusters: Ward linkage (scipy) "
+               f"on L2-normalised CLIP image embeddings, one tree cut at {', '.join(map(str, ks))} clusters"
+               f"{' (nested: each finer cluster lies inside one coarser cluster)' if nested else ''}; numbered by "
+               f"size. The cuts 12 / 24 / 48 are the paper's; the features and the linkage are the lab's reading (the "
+               f"paper's could not be re-checked). Clusters find what looks alike to CLIP: which of its directions "
+               f"are gender, skin tone, age, clothing or background is for you to see in the exemplars below.")
+st.caption(method_note)
+report.heading(f"Clusters by prompt (k = {k})").text(table_reading).chart(heatmap, caption=method_note)
+report.table(table.counts.rename_axis("cluster").reset_index(), "Counts (each prompt column sums to its images)")
+report.table(shares.rename_axis("cluster").reset_index(), "Shares (of each prompt's images)")
+
+st.header(f"What each cluster looks like (k = {k})")
+report.heading(f"What each cluster looks like (k = {k})")
+jpegs = uc.thumbs(portraits, 128)
+picks = exemplars(emb, labels_by_k[k], EXEMPLARS)
+for c in range(k):
+    rows = picks.get(c, np.zeros(0, int))
+    column = table.counts.loc[cluster_name(c)].drop("all prompts")
+    top = column.idxmax() if column.sum() else "-"
+    line = f"**{cluster_name(c)}** · {int(column.sum())} portraits · most from '{top}' ({int(column.max())})"
+    st.markdown(line)
+    exemplar_set = ([jpegs[i] for i in rows], [portraits.labels[i].replace("Photo portrait of a ", "") for i in rows])
+    ui.grid(*exemplar_set, per_row=EXEMPLARS + 2)
+    report.text(line).images(*exemplar_set)
+exemplar_note = f"Up to {EXEMPLARS} portraits per cluster: those nearest the cluster's mean embedding (cosine)."
+st.caption(exemplar_note)
+report.text(exemplar_note)
+
+report.settings(report_settings(spec, first, k))
+report.provenance([run.settings for run in runs], CLIP_MODELS[spec.clip], clip_key(CLIP_MODELS[spec.clip]))
+report.lab_defaults(lab_defaults(spec, k, ks, exemplar_note))
+ui_report.offer(report, report_file_stem(PAGE, key_of(spec.to_params())[:10], f"k{k}"), PAGE)

@@ -1,0 +1,71 @@
+"""The demo-pack promise, end to end: build runs for every page with tiny-random models, export them as a pack,
+import it into an empty cache in a fresh process that has no generator and no CLIP model, and check that every
+page shows the same numbers (texts, metrics, tables, chart data) from the same links."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from conftest import AMBIGUOUS
+from pack_roundtrip_support import SCENARIOS, first_difference, numbers, render
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.mark.slow
+def test_every_page_shows_the_same_numbers_after_a_pack_round_trip(tmp_path, monkeypatch, imagenette_dir):
+    import streamlit as st
+
+    import ui
+    from core.cache import Cache
+    from core.pack import main as pack_main
+
+    source = tmp_path / "gpu-box-cache"
+    monkeypatch.setenv("DDL_CACHE_DIR", str(source))
+    monkeypatch.setenv("DDL_NATURAL_ROOTS", os.pathsep.join([str(imagenette_dir), str(AMBIGUOUS)]))
+    st.cache_data.clear()
+
+    # 1. "On the GPU box": each link generates what it needs (as if Generate were pressed), then a fresh render
+    #    from the cache gives the numbers to match.
+    #    The link compared is the page's URL after that run: what a user copies and shares.
+    real_runs = ui.runs
+    links = {}
+    with mock.patch("ui.runs", lambda requests, generate: real_runs(requests, generate=True)):
+        for page, params in SCENARIOS:
+            at = render(page, params)
+            assert not at.exception, (page, at.exception)
+            links[page] = {k: at.query_params[k] for k in at.query_params}
+            assert links[page].items() >= params.items(), (page, links[page])
+    expected = {}
+    for page, _ in SCENARIOS:
+        expected[page] = numbers(render(page, links[page]))
+        assert expected[page]["charts"], f"{page} showed no chart: the round trip would compare nothing"
+    # The Ambiguity link calibrates on the flat folder of labelled photos: the laptop has that folder only in the pack.
+    assert any("Zero-shot sense accuracy on" in t for t in expected["pages/ambiguity.py"]["text"])
+    images = Cache(source).count_images()
+
+    # 2. Export everything (every run; the natural classes some analysis embedded).
+    pack = tmp_path / "demo.zip"
+    assert pack_main(["export", str(pack), "--title", "round trip"]) == 0
+
+    # 3. "On the laptop": a fresh process, an empty cache, no natural-photo folders, no models.
+    laptop = tmp_path / "laptop-cache"
+    env = {k: v for k, v in os.environ.items() if k != "DDL_NATURAL_ROOTS"}
+    env["DDL_CACHE_DIR"] = str(laptop)
+    out = tmp_path / "laptop.json"
+    (tmp_path / "links.json").write_text(json.dumps(links))
+    child = [sys.executable, str(HERE / "pack_roundtrip_child.py"), str(pack), str(tmp_path / "links.json"), str(out)]
+    proc = subprocess.run(child, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    got = json.loads(out.read_text())
+    assert f"({images} images)" in got["imported"]
+    for page, _ in SCENARIOS:
+        # Paths differ between the two caches: <cache> stands for either (pack_roundtrip_support.numbers).
+        assert (diff := first_difference(json.loads(json.dumps(expected[page])), got["pages"][page])) is None, \
+            f"{page}: {diff}"
