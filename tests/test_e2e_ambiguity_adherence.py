@@ -88,8 +88,9 @@ def test_ambiguity_variants_chart_url_and_reload(e2e_page, app_server, request):
     with failure_report(page, app_server, request.node.name):
         open_deep_link(page, app_server, "ambiguity", "Ambiguity")
         links = page.get_by_test_id("stSidebarNavLink")
-        expect(links.filter(has_text="Ambiguity")).to_have_count(1)
-        expect(links.filter(has_text="Adherence")).to_have_count(1)
+        # exact: the Lessons section also lists "1. Ambiguity" and "2. Adherence to prompt"
+        expect(links.get_by_text("Ambiguity", exact=True)).to_have_count(1)
+        expect(links.get_by_text("Adherence", exact=True)).to_have_count(1)
 
         # 1. The crane preset (the default) with the tiny models and N = 4 per variant.
         expect(page.get_by_role("textbox", name="Prompt (the ambiguous one)")).to_have_value("a photo of a crane")

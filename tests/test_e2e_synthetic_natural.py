@@ -116,7 +116,7 @@ def test_three_pages_generate_hover_and_click(e2e_page, app_server, request):
         page.mouse.move(0, 0)
 
         # 2. Train on synthetic, through the sidebar: the session brings the experiment back.
-        page.get_by_test_id("stSidebarNavLink").filter(has_text="Train on synthetic").click()
+        page.get_by_test_id("stSidebarNavLink").get_by_text("Train on synthetic", exact=True).click()
         expect(page.get_by_role("heading", name="Diversity vs accuracy", exact=True)).to_be_visible(
             timeout=RUN_TIMEOUT_MS)
         wait_idle(page)
@@ -130,7 +130,7 @@ def test_three_pages_generate_hover_and_click(e2e_page, app_server, request):
         expect(page.get_by_text("Click a point to see that class's images.")).to_have_count(0)
 
         # 3. CLIP geometry: clicking a class shows its projection on the synthetic direction.
-        page.get_by_test_id("stSidebarNavLink").filter(has_text="CLIP geometry").click()
+        page.get_by_test_id("stSidebarNavLink").get_by_text("CLIP geometry", exact=True).click()
         expect(page.get_by_role("heading", name="Is there one 'synthetic direction'?")).to_be_visible(
             timeout=RUN_TIMEOUT_MS)
         wait_idle(page)
