@@ -10,7 +10,6 @@ import json
 import math
 import os
 import re
-from pathlib import Path
 
 TINY = {"generator": "tiny-random", "clip": "tiny-random"}
 SOURCE = "folder:imagenette224"
@@ -32,13 +31,9 @@ TIMEOUT = 300
 
 
 def render(page: str, params: dict[str, str]):
-    from streamlit.testing.v1 import AppTest
+    from app_support import open_page
 
-    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "Home.py"), default_timeout=TIMEOUT)
-    at.switch_page(page)
-    for k, v in params.items():
-        at.query_params[k] = v
-    return at.run()
+    return open_page(page, params, TIMEOUT)
 
 
 def _clean(value, root: str):

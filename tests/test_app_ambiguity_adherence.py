@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from unittest import mock
 
+import app_support
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -51,11 +52,7 @@ def app_env(app_cache, imagenette_dir, monkeypatch):
 
 
 def open_page(page: str, params: dict | None = None) -> AppTest:
-    at = AppTest.from_file("../Home.py", default_timeout=TIMEOUT)
-    at.switch_page(page)
-    for k, v in (params or {}).items():
-        at.query_params[k] = v
-    return at.run()
+    return app_support.open_page(page, params, TIMEOUT)
 
 
 def press(at: AppTest, label: str) -> AppTest:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from unittest import mock
 
+import app_support
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -18,11 +19,7 @@ LINK = {"prompt": "a photo of a tench", "n": "4", "generator": "tiny-random", "c
 
 
 def page(path: str, params: dict | None = None) -> AppTest:
-    at = AppTest.from_file("../Home.py", default_timeout=TIMEOUT)
-    at.switch_page(path)
-    for k, v in (params or {}).items():
-        at.query_params[k] = v
-    return at.run()
+    return app_support.open_page(path, params, TIMEOUT)
 
 
 def shown(at: AppTest) -> tuple[list[str], list[dict]]:

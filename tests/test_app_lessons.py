@@ -15,6 +15,7 @@ import shutil
 from unittest import mock
 from urllib.parse import parse_qsl
 
+import app_support
 import numpy as np
 import pandas as pd
 import pytest
@@ -62,11 +63,7 @@ def app_env(app_cache, imagenette_dir, monkeypatch):
 
 
 def open_page(page: str, params: dict | None = None) -> AppTest:
-    at = AppTest.from_file("../Home.py", default_timeout=TIMEOUT)
-    at.switch_page(page)
-    for k, v in (params or {}).items():
-        at.query_params[k] = v
-    return at.run()
+    return app_support.open_page(page, params, TIMEOUT)
 
 
 def open_lesson(key: str, params: dict | None = TINY) -> AppTest:

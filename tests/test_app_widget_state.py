@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import app_support
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -49,11 +50,7 @@ def app_env(app_cache, imagenette_dir, monkeypatch):
 
 def open_page(page: str, params: dict) -> AppTest:
     """The page from a link, its run generated if the cache lacks it (tests may run alone or in any order)."""
-    at = AppTest.from_file("../Home.py", default_timeout=TIMEOUT)
-    at.switch_page(page)
-    for k, v in params.items():
-        at.query_params[k] = v
-    at.run()
+    at = app_support.open_page(page, params, TIMEOUT)
     if any("not in the cache" in w.value or "are in the cache" in w.value for w in at.warning):
         at = next(b for b in at.button if b.label == "Generate").click().run()
     assert not at.exception, at.exception
