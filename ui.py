@@ -234,8 +234,12 @@ def _settings_for(req: RunRequest, c: Cache, stored: dict[str, dict], generate: 
         folder = locate_generator(preset, progress=lambda f, msg: download_bar.progress(f, text=msg))
         return folder, resolve_settings(req, folder, device())
 
+    counts: dict[str, int] = {}  # by settings key: each candidate's cache lookup once, not once per comparison
+
     def count(settings: GenerationSettings) -> int:
-        return len(cached_images(settings, req.prompt, req.seeds, c))
+        if (key := settings.key()) not in counts:
+            counts[key] = len(cached_images(settings, req.prompt, req.seeds, c))
+        return counts[key]
 
     alternatives = cached_alternatives(req, preset, stored)
     here = local() if generator_present(preset) or not alternatives else None

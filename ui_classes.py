@@ -219,7 +219,7 @@ def experiment(page_key: str, page_params: tuple[str, ...] = (), min_classes: in
 
     spec = url_spec
     if submitted:
-        st.session_state.pop(_applied_key(page_key), None)  # the form now holds the values; the URL keeps them
+        st.session_state.pop(applied_preset_key(page_key), None)  # the form now holds the values; the URL keeps them
         lexicon, lexicon_problems = parse_user_lexicon(lexicon_text)
         for problem in lexicon_problems:
             st.warning(problem)
@@ -247,11 +247,10 @@ def experiment(page_key: str, page_params: tuple[str, ...] = (), min_classes: in
 NO_PRESET = "none"
 
 
-def _applied_key(page_key: str) -> str:
+def applied_preset_key(page_key: str) -> str:
+    """Where the page's chosen preset waits for its form: cleared when the form is submitted (the form then holds
+    the values), by this module's form and by pages with their own form (Stable Bias)."""
     return f"{page_key}-applied-preset"
-
-
-applied_preset_key = _applied_key  # for pages with their own form (Stable Bias): clear it when the form is submitted
 
 
 def literature_matches(spec, page_key: str) -> bool:
@@ -264,10 +263,10 @@ def _apply_preset(page_key: str) -> None:
     keyed model boxes and the page's own URL parameters (e.g. the CLIP filter on Train on synthetic)."""
     chosen = st.session_state.get(f"{page_key}-preset", NO_PRESET)
     if chosen == NO_PRESET or chosen not in PRESETS:
-        st.session_state.pop(_applied_key(page_key), None)
+        st.session_state.pop(applied_preset_key(page_key), None)
         return
     preset = PRESETS[chosen]
-    st.session_state[_applied_key(page_key)] = chosen
+    st.session_state[applied_preset_key(page_key)] = chosen
     values = preset.form_values
     if "generator" in values:
         st.session_state["generator"] = values["generator"]
@@ -293,7 +292,7 @@ def preset_picker(page_key: str, base) -> Preset | None:
                  else offered[k].label,
                  help="Fills the form (and this page's controls) with a paper's published settings and cites it. "
                       "Press the button below to run them.")
-    applied = st.session_state.get(_applied_key(page_key))
+    applied = st.session_state.get(applied_preset_key(page_key))
     preset = offered.get(applied) if applied else None
     shown = [preset] if preset else matching_presets(base, page_key)
     for p in shown:

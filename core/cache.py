@@ -265,15 +265,8 @@ class Cache:
         if not keys:
             return {}
         found: dict[str, CachedImage] = {}
-        with self._connect() as db:
-            rows = []
-            for i in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
-                chunk = keys[i : i + 500]
-                rows += db.execute(
-                    f"SELECT key, seed, sha256 FROM images WHERE key IN ({','.join('?' * len(chunk))})", chunk
-                ).fetchall()
         bad = []
-        for key, seed, sha in rows:
+        for key, seed, sha in self._query_in("SELECT key, seed, sha256 FROM images WHERE key", keys):
             path = self.image_path(sha)
             if self._file_intact(path, sha):
                 found[key] = CachedImage(key, seed, sha, path)
@@ -319,16 +312,9 @@ class Cache:
             )
 
     def get_embeddings(self, clip_key: str, shas: list[str]) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
-        with self._connect() as db:
-            for i in range(0, len(shas), 500):
-                chunk = shas[i : i + 500]
-                for sha, blob in db.execute(
-                    f"SELECT image_sha256, vector FROM embeddings WHERE clip_key=? "
-                    f"AND image_sha256 IN ({','.join('?' * len(chunk))})", [clip_key, *chunk]
-                ):
-                    out[sha] = np.frombuffer(blob, dtype=np.float32)
-        return out
+        rows = self._query_in("SELECT image_sha256, vector FROM embeddings WHERE clip_key=? AND image_sha256", shas,
+                              (clip_key,))
+        return {sha: np.frombuffer(blob, dtype=np.float32) for sha, blob in rows}
 
     # -- thumbnails -------------------------------------------------------------------------------------------
     def thumbnail(self, sha: str, size: int, load_image) -> bytes:
@@ -373,19 +359,19 @@ class Cache:
         return self._query("SELECT image_sha256, clip_key FROM embeddings")
 
     def embedding_rows(self, keys: list[str]) -> list[tuple[str, str, bytes]]:
-        rows: list[tuple[str, str, bytes]] = []
-        for i in range(0, len(keys), 500):
-            chunk = keys[i : i + 500]
-            rows += self._query(f"SELECT image_sha256, clip_key, vector FROM embeddings "
-                                f"WHERE image_sha256 IN ({','.join('?' * len(chunk))})", chunk)
-        return rows
+        return self._query_in("SELECT image_sha256, clip_key, vector FROM embeddings WHERE image_sha256", keys)
 
     def thumbnail_rows(self, shas: list[str]) -> list[tuple[str, int, bytes]]:
-        rows: list[tuple[str, int, bytes]] = []
-        for i in range(0, len(shas), 500):
-            chunk = shas[i : i + 500]
-            rows += self._query(f"SELECT image_sha256, size, jpeg FROM thumbnails "
-                                f"WHERE image_sha256 IN ({','.join('?' * len(chunk))})", chunk)
+        return self._query_in("SELECT image_sha256, size, jpeg FROM thumbnails WHERE image_sha256", shas)
+
+    def _query_in(self, select_where: str, values: list[str], params: tuple = (), chunk: int = 500) -> list[tuple]:
+        """`select_where IN (values)` (`params` bind the ?s before IN), in chunks of `chunk` values: SQLite caps
+        the number of bound parameters in one statement."""
+        rows: list[tuple] = []
+        with self._connect() as db:
+            for i in range(0, len(values), chunk):
+                part = values[i : i + chunk]
+                rows += db.execute(f"{select_where} IN ({','.join('?' * len(part))})", [*params, *part]).fetchall()
         return rows
 
     def all_settings(self) -> dict[str, dict]:

@@ -107,9 +107,12 @@ def statistics_table(named: dict[str, list[Estimate]]) -> pd.DataFrame:
                          for src, ests in named.items() for e in ests])
 
 
-def environment_versions() -> dict:
-    names = ["diffusers", "torch", "transformers", "open_clip_torch", "scikit-learn", "numpy", "pillow", "streamlit",
-             "altair"]
+RUN_LIBRARIES = ("diffusers", "torch", "transformers", "open_clip_torch", "scikit-learn", "numpy", "pillow",
+                 "streamlit", "altair")
+
+
+def environment_versions(names: tuple[str, ...] = RUN_LIBRARIES) -> dict[str, str]:
+    """Python and the installed versions of `names` (those not installed are left out)."""
     out = {"python": platform.python_version()}
     for name in names:
         try:

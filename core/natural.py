@@ -234,7 +234,7 @@ def reference_sources(cache_root: Path, extra_roots: list[Path]) -> dict[str, tu
 
 # -- natural photos imported with a demo pack (core/pack.py writes them) ---------------------------------------------
 PACK_SOURCES_DIR = Path("natural") / "packs"  # under the cache root: <dir>/<id hash>/<name>/source.json, <class>/<file>
-PACK_SOURCE_FILE = "source.json"  # {"id": source id, "label": text, "aliases": {folder name: class name}}
+PACK_SOURCE_FILE = "source.json"  # {"id": source id, "label": text}; photos lie in <class>/ as the pages name it
 
 
 def pack_sources(cache_root: Path) -> dict[str, tuple[str, NaturalFolder]]:
@@ -243,8 +243,7 @@ def pack_sources(cache_root: Path) -> dict[str, tuple[str, NaturalFolder]]:
     for meta_file in sorted(base.glob(f"*/*/{PACK_SOURCE_FILE}")) if base.is_dir() else []:
         try:
             meta = json.loads(meta_file.read_text())
-            found[str(meta["id"])] = (str(meta.get("label") or meta["id"]),
-                                      NaturalFolder(meta_file.parent, tuple(sorted(meta.get("aliases", {}).items()))))
+            found[str(meta["id"])] = (str(meta.get("label") or meta["id"]), NaturalFolder(meta_file.parent))
         except (OSError, ValueError, KeyError, AttributeError):
             continue  # a damaged descriptor: that pack's photos are not offered (re-import the pack)
     return found

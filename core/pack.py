@@ -30,7 +30,7 @@ import json
 import sys
 import time
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -62,6 +62,11 @@ class CachedRun:
     seeds: tuple[int, ...]
     shas: tuple[str, ...]
     settings: dict = field(hash=False, compare=False)
+
+    @classmethod
+    def from_manifest(cls, run: dict) -> CachedRun:
+        """A run as a pack's manifest lists it (its images are in the cache once the pack is imported)."""
+        return cls(run["settings_key"], run["prompt"], tuple(run["seeds"]), (), run["settings"])
 
     @property
     def generator(self) -> str | None:
@@ -264,7 +269,7 @@ def export_pack(out: Path | BinaryIO, cache: Cache, runs: list[CachedRun],
         atomic_write_bytes(Path(out), data)
     else:
         out.write(data)
-    return PackSummary(**{**summary.__dict__, "size_bytes": len(data)})
+    return replace(summary, size_bytes=len(data))
 
 
 def _json_number(x: float) -> float | None:

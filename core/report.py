@@ -38,18 +38,17 @@ import copy
 import html
 import io
 import json
-import platform
 import re
 import threading
 import zipfile
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from .diversity import environment_versions
 from .stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Estimate
 
 LAB_NAME = "Diffusion Diversity Lab"
@@ -126,13 +125,7 @@ def flatten_settings(settings: Mapping[str, Any], prefix: str = "") -> list[tupl
 
 def library_versions() -> dict[str, str]:
     """Python and the installed versions of REPORT_LIBRARIES (those not installed are left out)."""
-    out = {"python": platform.python_version()}
-    for name in REPORT_LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    return environment_versions(REPORT_LIBRARIES)
 
 
 def slug(text: str, limit: int = 48) -> str:

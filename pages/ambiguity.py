@@ -32,7 +32,7 @@ from core.ambiguity import (
 from core.diversity import PREVIEW_SIZE, embed_set, synthetic_set, thumbnails
 from core.generate import RunRequest, validate_request
 from core.models import ModelUnavailableError, clip_key
-from core.natural import pack_sources
+from core.natural import reference_sources
 from core.registry import CLIP_MODELS, DEFAULT_TEMPLATE, GENERATORS, PROMPT_TEMPLATES, prompt_for_class
 from core.report import LAB_CHOICES, generation_defaults, report_file_stem
 from core.zeroshot import ZERO_SHOT_TEMPLATES, assign, class_vectors
@@ -236,11 +236,9 @@ st.caption("Margin: cosine with the chosen sense minus cosine with the runner-up
 
 # 5. Calibration: the same assignment on labelled natural photos.
 st.subheader("Can the sense labels be trusted? Calibration on natural photos")
-roots = {f"folder:{root.name}": root for root in config.natural_roots()}
-# A demo pack carries its calibration folder: offer the imported copy when this machine lacks the folder.
-for source_id, (_, pack_folder) in pack_sources(config.cache_dir()).items():
-    if source_id.startswith("folder:") and not (source_id in roots and roots[source_id].is_dir()):
-        roots[source_id] = pack_folder.root
+# The configured folders; a demo pack's copy stands in for one this machine lacks (core.natural.reference_sources).
+roots = {source_id: folder.root for source_id, (_, folder)
+         in reference_sources(config.cache_dir(), config.natural_roots()).items() if source_id.startswith("folder:")}
 cal_ids = ["none", *roots]
 cal_param = st.query_params.get("cal")
 if cal_param is not None and cal_param not in cal_ids:

@@ -9,7 +9,7 @@ import streamlit as st
 import ui
 from core import config
 from core.natural import reference_sources
-from core.pack import PackError, cached_runs, export_pack, import_pack, imported_packs, natural_classes
+from core.pack import CachedRun, PackError, cached_runs, export_pack, import_pack, imported_packs, natural_classes
 
 ui.start_page()
 cache = ui.cache()
@@ -51,14 +51,9 @@ with tab_import:
             st.caption("Made with " + ", ".join(f"{k} {v}" for k, v in versions.items()))
             for run in manifest.get("runs", []):
                 st.markdown(f"- {run['description']}")
-                seeds = run["seeds"]
-                if run.get("generator") and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
-                    s = run["settings"]
-                    st.page_link("pages/diversity.py", label="Open in Diversity", icon="➡️", query_params={
-                        "prompt": run["prompt"], "n": str(len(seeds)), "generator": run["generator"],
-                        "steps": str(s["steps"]), "guidance": str(s["guidance"]), "size": str(s["width"]),
-                        "first_seed": str(seeds[0]), **({"negative_prompt": s["negative_prompt"]}
-                                                         if s.get("negative_prompt") else {})})
+                link = CachedRun.from_manifest(run).link_params()
+                if link:
+                    st.page_link("pages/diversity.py", label="Open in Diversity", icon="➡️", query_params=link)
 
 # 2. Export: choose runs and natural classes, build the pack, download it.
 with tab_export:
