@@ -121,3 +121,62 @@ def build_tiny_clip(arch: str = "ViT-S-32"):
     torch.manual_seed(TINY_SEED)
     model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None)
     return model, preprocess, open_clip.get_tokenizer(arch)
+
+
+# -- tiny photo folders: class folders of generated photos, for tests and benchmarks without real photos ---------
+# Real photos (ImageNet subsets) may not be redistributed, so a bare clone has none. These folders have the same
+# layouts the lab reads (<folder>/<class>/<image> with a labels.csv, and flat ImageNet-style <wnid>_<name> files),
+# and the formats real folders hold: JPEG and PNG, several sizes, RGB, grayscale, palette and transparent images.
+# Each class has its own hue and each photo its own smooth pattern: sets that differ, as statistics need.
+TINY_PHOTO_FORMATS = (  # (size, mode, suffix) cycled over a class's photos
+    ((224, 224), "RGB", ".JPEG"), ((160, 120), "RGB", ".png"), ((200, 300), "L", ".JPEG"),
+    ((96, 96), "RGBA", ".png"), ((320, 240), "RGB", ".jpg"), ((128, 128), "P", ".png"),
+)
+
+
+def tiny_photo(seed: int, hue: float, size: tuple[int, int], mode: str):
+    """A smooth colour field around `hue` (a blurred 6 x 6 random grid plus a gradient), as a PIL image."""
+    import colorsys
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    base = np.array(colorsys.hsv_to_rgb(hue % 1.0, 0.6, 0.8)) * 255
+    grid = np.clip(base + rng.normal(0, 45, (6, 6, 3)), 0, 255).astype(np.uint8)
+    im = Image.fromarray(grid, "RGB").resize(size, Image.BICUBIC)
+    ramp = np.linspace(0, rng.uniform(-40, 40), size[0])[None, :, None]
+    im = Image.fromarray(np.clip(np.asarray(im, dtype=np.float64) + ramp, 0, 255).astype(np.uint8), "RGB")
+    if mode == "RGBA":
+        alpha = Image.fromarray(np.linspace(64, 255, size[0] * size[1]).reshape(size[1], size[0]).astype(np.uint8))
+        im = im.convert("RGBA")
+        im.putalpha(alpha)
+        return im
+    if mode == "P":
+        return im.quantize(colors=32)
+    return im.convert(mode)
+
+
+def write_tiny_photo_folder(root: Path, classes: dict[str, str], per_class: int = 24, seed: int = 0) -> Path:
+    """`root`/<class>/<photo> for each {wnid: class name} in `classes`, plus labels.csv (path, wnid, class_name,
+    source_path) as the Imagenette folders have it. Deterministic in `seed`; returns `root`."""
+    rows = ["path,wnid,class_name,source_path"]
+    for c, (wnid, name) in enumerate(sorted(classes.items(), key=lambda kv: kv[1])):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            size, mode, suffix = TINY_PHOTO_FORMATS[i % len(TINY_PHOTO_FORMATS)]
+            rel = f"{name}/{wnid}_{i:04d}{suffix}"
+            tiny_photo(seed * 100_003 + c * 1_009 + i, c / len(classes), size, mode).save(root / rel)
+            rows.append(f"{rel},{wnid},{name},generated")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def write_tiny_flat_photos(root: Path, stems: list[str], seed: int = 0) -> Path:
+    """One photo per stem, named `<stem>.JPEG` (flat ImageNet-style files such as n02012849_crane)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for i, stem in enumerate(stems):
+        size, mode, _ = TINY_PHOTO_FORMATS[i % len(TINY_PHOTO_FORMATS)]
+        tiny_photo(seed * 100_003 + i, i / max(len(stems), 1), size, "L" if mode == "L" else "RGB").save(
+            root / f"{stem}.JPEG")
+    return root

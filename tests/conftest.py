@@ -13,16 +13,67 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Real photos (ImageNet subsets, research and education terms) sit beside the repository in CI and on the team's
+# machines, never inside it, and never on a user's machine. Every test that needs class folders of photos uses the
+# generated folders below; the tests marked `real_photos` check the real ones in addition.
 SHARED_DATA = (REPO_ROOT.parent / "shared" / "data").resolve()
-IMAGENETTE = SHARED_DATA / "imagenette224"
-AMBIGUOUS = SHARED_DATA / "imagenet_samples_ambiguous"
+REAL_IMAGENETTE = SHARED_DATA / "imagenette224"
+REAL_AMBIGUOUS = SHARED_DATA / "imagenet_samples_ambiguous"
+# Set by .ci/run: there, a missing real-photo folder fails the run instead of skipping its tests.
+REQUIRE_REAL_PHOTOS = "DDL_REQUIRE_REAL_PHOTOS"
+# The flat ImageNet-style files of the ambiguous-names folder (<wnid>_<ImageNet class name>): ids and names only.
+AMBIGUOUS_STEMS = [
+    "n01580077_jay", "n01608432_kite", "n01847000_drake", "n02012849_crane", "n02108089_boxer",
+    "n02113186_Cardigan", "n02123045_tabby", "n02123159_tiger_cat", "n02963159_cardigan", "n03126707_crane",
+    "n03642806_laptop", "n03710637_maillot", "n03710721_maillot", "n03832673_notebook", "n04355933_sunglass",
+    "n04356056_sunglasses",
+]
 
 
 @pytest.fixture(scope="session")
-def imagenette_dir() -> Path:
-    if not IMAGENETTE.is_dir():
-        pytest.fail(f"The shared test photos are missing: expected {IMAGENETTE} (shared/ beside the repo).")
-    return IMAGENETTE
+def imagenette_dir(tmp_path_factory) -> Path:
+    """Generated photos in the Imagenette layout (<class>/<photo>, labels.csv; the ten class names), under the same
+    folder name, so source ids ("folder:imagenette224") read as with the real set."""
+    from core.natural import IMAGENETTE_WNIDS
+    from core.tiny import write_tiny_photo_folder
+
+    return write_tiny_photo_folder(tmp_path_factory.mktemp("photos") / "imagenette224", IMAGENETTE_WNIDS)
+
+
+@pytest.fixture(scope="session")
+def ambiguous_dir(tmp_path_factory) -> Path:
+    """Generated flat files named as the ImageNet photos of ambiguous class names (n02012849_crane.JPEG, ...)."""
+    from core.tiny import write_tiny_flat_photos
+
+    return write_tiny_flat_photos(tmp_path_factory.mktemp("photos") / "imagenet_samples_ambiguous", AMBIGUOUS_STEMS)
+
+
+def real_photos(folder: Path) -> Path:
+    """`folder` when the real photos are there; else skip, or fail where DDL_REQUIRE_REAL_PHOTOS=1 (CI)."""
+    if folder.is_dir():
+        return folder
+    message = (f"Real photos not found at {folder}: this test checks the real ImageNet photos kept beside the "
+               f"repository (../shared/data), which a clone does not have.")
+    if os.environ.get(REQUIRE_REAL_PHOTOS) == "1":
+        pytest.fail(message + f" {REQUIRE_REAL_PHOTOS}=1 requires them here.")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def real_imagenette_dir() -> Path:
+    return real_photos(REAL_IMAGENETTE)
+
+
+@pytest.fixture(scope="session")
+def real_ambiguous_dir() -> Path:
+    return real_photos(REAL_AMBIGUOUS)
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test that reads the real photos, so `-m real_photos` / `-m "not real_photos"` select them."""
+    for item in items:
+        if {"real_imagenette_dir", "real_ambiguous_dir"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real_photos)
 
 
 @pytest.fixture

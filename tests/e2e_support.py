@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = (REPO_ROOT.parent / "shared" / "data").resolve()
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 
 STARTUP_TIMEOUT_S = 60

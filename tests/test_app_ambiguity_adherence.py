@@ -10,7 +10,6 @@ import json
 import os
 import re
 from dataclasses import replace
-from pathlib import Path
 from unittest import mock
 
 import app_support
@@ -28,7 +27,6 @@ AMBIGUITY = {**TINY, "prompt": "a photo of a crane", "preset": "crane"}
 CLASSES = "tench, golf ball, parachute"  # few class names: each costs 7 text embeddings on 2 CPU cores
 ADHERENCE = {**TINY, "prompt": "a photo of a tench", "ref": "folder:imagenette224", "ref_class": "tench",
              "classes": CLASSES}
-AMBIGUOUS = (Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "imagenet_samples_ambiguous")
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +35,13 @@ def app_cache(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def app_env(app_cache, imagenette_dir, monkeypatch):
+def app_env(app_cache, imagenette_dir, ambiguous_dir, monkeypatch):
     """One cache for the module (runs build on each other, as for a user), fresh Streamlit data caches per test.
     The natural-photo folders: Imagenette (class folders) and the ImageNet photos of ambiguous names (flat)."""
     import streamlit as st
 
-    if not AMBIGUOUS.is_dir():
-        pytest.fail(f"The shared ambiguous photos are missing: expected {AMBIGUOUS}.")
     monkeypatch.setenv("DDL_CACHE_DIR", str(app_cache))
-    monkeypatch.setenv("DDL_NATURAL_ROOTS", os.pathsep.join([str(imagenette_dir), str(AMBIGUOUS)]))
+    monkeypatch.setenv("DDL_NATURAL_ROOTS", os.pathsep.join([str(imagenette_dir), str(ambiguous_dir)]))
     st.cache_data.clear()
     yield
     st.cache_data.clear()

@@ -14,7 +14,6 @@ import os
 import re
 import zipfile
 from importlib import metadata
-from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -32,7 +31,6 @@ DIVERSITY = {**TINY, "prompt": "a photo of a tench", "ref": "folder:imagenette22
 AMBIGUITY = {**TINY, "prompt": "a photo of a crane", "preset": "crane"}
 ADHERENCE = {**TINY, "prompt": "a photo of a tench", "ref": "folder:imagenette224", "ref_class": "tench",
              "classes": "tench, golf ball, parachute"}
-AMBIGUOUS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "imagenet_samples_ambiguous"
 REPORT_BUTTONS = ["Download report (HTML)", "Download report (Markdown + PNG)"]
 
 
@@ -42,11 +40,11 @@ def app_cache(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def app_env(app_cache, imagenette_dir, monkeypatch):
+def app_env(app_cache, imagenette_dir, ambiguous_dir, monkeypatch):
     import streamlit as st
 
     monkeypatch.setenv("DDL_CACHE_DIR", str(app_cache))
-    monkeypatch.setenv("DDL_NATURAL_ROOTS", os.pathsep.join([str(imagenette_dir), str(AMBIGUOUS)]))
+    monkeypatch.setenv("DDL_NATURAL_ROOTS", os.pathsep.join([str(imagenette_dir), str(ambiguous_dir)]))
     st.cache_data.clear()
     yield
     st.cache_data.clear()

@@ -10,7 +10,6 @@ change, and checks that the page and the URL follow the second change too.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import app_support
 import pytest
@@ -25,7 +24,6 @@ DIVERSITY = {**TINY, "prompt": "a photo of a tench"}
 ADHERENCE = {**TINY, "prompt": "a photo of a tench", "ref": "folder:imagenette224", "ref_class": "tench",
              "classes": "tench, golf ball, parachute"}
 AMBIGUITY = {**TINY, "prompt": "a photo of a crane", "preset": "crane"}
-AMBIGUOUS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "imagenet_samples_ambiguous"
 IMAGENETTE_SOURCE, AMBIGUOUS_SOURCE = "folder:imagenette224", "folder:imagenet_samples_ambiguous"
 
 
@@ -35,14 +33,12 @@ def app_cache(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def app_env(app_cache, imagenette_dir, monkeypatch):
+def app_env(app_cache, imagenette_dir, ambiguous_dir, monkeypatch):
     """One cache for the module (each page's run is generated once), both natural-photo folders configured."""
     import streamlit as st
 
-    if not AMBIGUOUS.is_dir():
-        pytest.fail(f"The shared ambiguous photos are missing: expected {AMBIGUOUS}.")
     monkeypatch.setenv("DDL_CACHE_DIR", str(app_cache))
-    monkeypatch.setenv("DDL_NATURAL_ROOTS", os.pathsep.join([str(imagenette_dir), str(AMBIGUOUS)]))
+    monkeypatch.setenv("DDL_NATURAL_ROOTS", os.pathsep.join([str(imagenette_dir), str(ambiguous_dir)]))
     st.cache_data.clear()
     yield
     st.cache_data.clear()

@@ -173,9 +173,11 @@ def test_background_template_and_its_seed_blocks():
     assert len(s.requests()) == 6  # 2 classes x 3 blocks
 
 
-def test_wordnet_table_matches_imagenette_ids(imagenette_dir):
+def test_wordnet_table_matches_imagenette_ids(real_imagenette_dir):
+    """Against the real Imagenette labels.csv (ImageNet's own WordNet ids), not a folder the tests generated."""
     import csv
 
+    imagenette_dir = real_imagenette_dir
     with open(imagenette_dir / "labels.csv") as f:
         wnids = {row["class_name"]: row["wnid"] for row in csv.DictReader(f)}
     assert {name: e.wnid for name, e in WORDNET_IMAGENETTE.items()} == wnids

@@ -20,13 +20,12 @@ import zipfile
 
 import numpy as np
 import pytest
-from e2e_support import REPO_ROOT, SHARED_DATA, failure_report, serve
+from e2e_support import REPO_ROOT, failure_report, serve
 from e2e_support import choose as _choose
 from e2e_support import wait_idle as _wait_idle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-NATURAL_ROOT = SHARED_DATA / "imagenette224"
 RUN_TIMEOUT_MS = 120_000  # the first run builds the tiny models (about 10 s on 2 cores) and generates
 
 PROMPT = "a photo of a tench"
@@ -35,9 +34,9 @@ MAP_TITLE = "CLIP image embeddings (PCA)"
 
 
 @pytest.fixture
-def app_server(tmp_path):
+def app_server(tmp_path, imagenette_dir):
     """A fresh Streamlit server on a free port with an empty cache; always stopped afterwards."""
-    with serve(tmp_path, [NATURAL_ROOT]) as server:
+    with serve(tmp_path, [imagenette_dir]) as server:
         yield server
 
 

@@ -17,13 +17,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from e2e_support import SHARED_DATA, AppServer, chart_titled, failure_report, serve
+from e2e_support import AppServer, chart_titled, failure_report, serve
 from e2e_support import choose as _choose
 from e2e_support import wait_idle as _wait_idle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-NATURAL_ROOTS = [SHARED_DATA / "imagenette224", SHARED_DATA / "imagenet_samples_ambiguous"]
 
 RUN_TIMEOUT_MS = 180_000  # the first run builds the tiny models and generates 12 images on 2 shared cores
 
@@ -35,12 +34,9 @@ SWEEP_TITLE = "Adherence and diversity against guidance"
 # --- the app server -----------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def app_server(tmp_path_factory) -> AppServer:
+def app_server(tmp_path_factory, imagenette_dir, ambiguous_dir) -> AppServer:
     """A fresh Streamlit server on a free port with an empty cache, shared by this module's tests; always stopped."""
-    for root in NATURAL_ROOTS:
-        if not root.is_dir():
-            pytest.fail(f"The shared test photos are missing: expected {root} (shared/ beside the repo).")
-    with serve(tmp_path_factory.mktemp("e2e-ambiguity-adherence"), NATURAL_ROOTS) as server:
+    with serve(tmp_path_factory.mktemp("e2e-ambiguity-adherence"), [imagenette_dir, ambiguous_dir]) as server:
         yield server
 
 

@@ -16,7 +16,7 @@ import re
 import shutil
 
 import pytest
-from e2e_support import SHARED_DATA, AppServer, chart_titled, failure_report, serve, wait_idle
+from e2e_support import AppServer, chart_titled, failure_report, serve, wait_idle
 
 from core.lessons import LESSONS
 
@@ -27,13 +27,10 @@ LESSON = LESSONS["diversity"]
 
 
 @pytest.fixture(scope="module")
-def app_server(tmp_path_factory, tiny_folder) -> AppServer:
-    natural = SHARED_DATA / "imagenette224"
-    if not natural.is_dir():
-        pytest.fail(f"The shared test photos are missing: expected {natural} (shared/ beside the repo).")
+def app_server(tmp_path_factory, tiny_folder, imagenette_dir) -> AppServer:
     work = tmp_path_factory.mktemp("e2e-lessons")
     shutil.copytree(tiny_folder, work / "cache" / "models" / tiny_folder.name)
-    with serve(work, [natural], cache=work / "cache") as server:
+    with serve(work, [imagenette_dir], cache=work / "cache") as server:
         yield server
 
 

@@ -16,7 +16,7 @@ import re
 from urllib.parse import urlencode
 
 import pytest
-from e2e_support import SHARED_DATA, failure_report, serve
+from e2e_support import failure_report, serve
 from e2e_support import wait_idle as _wait_idle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -30,8 +30,8 @@ TITLE = f"Lack of diversity: {PROMPT}"
 
 
 @pytest.fixture
-def app_server(tmp_path):
-    with serve(tmp_path, [SHARED_DATA / "imagenette224"]) as server:
+def app_server(tmp_path, imagenette_dir):
+    with serve(tmp_path, [imagenette_dir]) as server:
         yield server
 
 

@@ -19,12 +19,11 @@ import shutil
 from urllib.parse import urlencode
 
 import pytest
-from e2e_support import SHARED_DATA, AppServer, chart_titled, failure_report, serve
+from e2e_support import AppServer, chart_titled, failure_report, serve
 from e2e_support import wait_idle as _wait_idle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-NATURAL_ROOT = SHARED_DATA / "imagenette224"
 
 RUN_TIMEOUT_MS = 150_000  # the first run loads the libraries and the tiny models, generates and embeds
 EXPERIMENT = {"classes": "tench,church", "n": "4", "n_nat": "6", "generator": "tiny-random", "clip": "tiny-random",
@@ -38,12 +37,12 @@ CLOSENESS_TITLE = "Nearer its prompt: synthetic or natural? (click a class)"
 # --- the app server (as tests/test_e2e.py) ------------------------------------------------------------------------
 
 @pytest.fixture
-def app_server(tmp_path, tiny_folder) -> AppServer:
+def app_server(tmp_path, tiny_folder, imagenette_dir) -> AppServer:
     """A fresh Streamlit server on a free port with an empty cache (plus the tiny model, copied rather than
     rebuilt); always stopped afterwards."""
     cache = tmp_path / "cache"
     shutil.copytree(tiny_folder, cache / "models" / tiny_folder.name)
-    with serve(tmp_path, [NATURAL_ROOT], cache) as server:
+    with serve(tmp_path, [imagenette_dir], cache) as server:
         yield server
 
 

@@ -25,26 +25,35 @@ from core.natural import (
 )
 
 
-# -- the folder loader on the shared Imagenette photos ---------------------------------------------------------
-def test_folder_loader_reads_every_class_and_image(imagenette_dir):
+# -- the folder loader on Imagenette-style folders: generated photos, and the real ones where present -----------
+BOTH_SETS = pytest.mark.parametrize("photos", [
+    pytest.param(("imagenette_dir", 24), id="generated"),
+    pytest.param(("real_imagenette_dir", 100), id="real", marks=pytest.mark.real_photos)])
+
+
+@BOTH_SETS
+def test_folder_loader_reads_every_class_and_image(photos, request):
+    fixture, per_class = photos
+    imagenette_dir = request.getfixturevalue(fixture)
     folder = NaturalFolder(imagenette_dir)
     assert folder.classes() == sorted(IMAGENETTE_WNIDS.values())
     with open(imagenette_dir / "labels.csv") as f:
         rows = list(csv.DictReader(f))
     for name in folder.classes():
         images = folder.images(name)
-        assert len(images) == sum(r["class_name"] == name for r in rows) == 100
+        assert len(images) == sum(r["class_name"] == name for r in rows) == per_class
         assert {im.path.name for im in images} == {r["path"].split("/")[-1] for r in rows if r["class_name"] == name}
 
 
-def test_loaded_photos_are_rgb_even_when_grayscale(imagenette_dir):
-    folder = NaturalFolder(imagenette_dir)
+@BOTH_SETS
+def test_loaded_photos_are_rgb_even_when_grayscale(photos, request):
+    folder = NaturalFolder(request.getfixturevalue(photos[0]))
     modes = set()
     for name in folder.classes():
         for im in folder.images(name):
             with Image.open(im.path) as raw:
                 modes.add(raw.mode)
-    assert "L" in modes  # the shared set holds grayscale photos...
+    assert "L" in modes  # both sets hold grayscale photos...
     gray = next(im for name in folder.classes() for im in folder.images(name) if Image.open(im.path).mode == "L")
     assert gray.load().mode == "RGB"  # ...which the loader converts
 

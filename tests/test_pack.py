@@ -233,26 +233,24 @@ def test_command_line_export_show_import(source_cache, tmp_path, monkeypatch, ca
     assert "missing.zip does not exist" in capsys.readouterr().err
 
 
-def test_a_flat_labelled_folder_travels_whole(tmp_path, tiny_clip):
+def test_a_flat_labelled_folder_travels_whole(tmp_path, tiny_clip, ambiguous_dir):
     """The Ambiguity page's calibration photos live flat (<wnid>_<name>.JPEG, no class folders): the pack carries
     the folder's top level, and the imported copy offers the same labelled photos under the same source id."""
-    from conftest import AMBIGUOUS
-
     from core.ambiguity import photo_labels
     from core.natural import pack_sources
     from core.pack import WHOLE_FOLDER
 
     cache = Cache(tmp_path / "box")
-    sources = reference_sources(cache.root, [AMBIGUOUS])
-    sid = f"folder:{AMBIGUOUS.name}"
+    sources = reference_sources(cache.root, [ambiguous_dir])
+    sid = f"folder:{ambiguous_dir.name}"
     listed = {(c.source_id, c.class_name): c for c in natural_classes(cache, sources)}
-    assert listed[(sid, WHOLE_FOLDER)].photos == len(list(AMBIGUOUS.glob("*.JPEG"))) > 0
+    assert listed[(sid, WHOLE_FOLDER)].photos == len(list(ambiguous_dir.glob("*.JPEG"))) > 0
     pack = tmp_path / "cal.zip"
     export_pack(pack, cache, [], [(sid, WHOLE_FOLDER)], sources)
     laptop = Cache(tmp_path / "laptop")
     import_pack(pack, laptop)
     copy = pack_sources(laptop.root)[sid][1].root
-    assert copy.name == AMBIGUOUS.name
-    before, after = photo_labels(AMBIGUOUS), photo_labels(copy)
+    assert copy.name == ambiguous_dir.name
+    before, after = photo_labels(ambiguous_dir), photo_labels(copy)
     assert {k: [p.name for p in v] for k, v in after.items()} == {k: [p.name for p in v] for k, v in before.items()}
     assert all(a.read_bytes() == b.read_bytes() for k in before for a, b in zip(before[k], after[k]))

@@ -12,14 +12,14 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from conftest import AMBIGUOUS
 from pack_roundtrip_support import SCENARIOS, first_difference, numbers, render
 
 HERE = Path(__file__).resolve().parent
 
 
 @pytest.mark.slow
-def test_every_page_shows_the_same_numbers_after_a_pack_round_trip(tmp_path, monkeypatch, imagenette_dir):
+def test_every_page_shows_the_same_numbers_after_a_pack_round_trip(tmp_path, monkeypatch, imagenette_dir,
+                                                                       ambiguous_dir):
     import streamlit as st
 
     import ui
@@ -28,7 +28,7 @@ def test_every_page_shows_the_same_numbers_after_a_pack_round_trip(tmp_path, mon
 
     source = tmp_path / "gpu-box-cache"
     monkeypatch.setenv("DDL_CACHE_DIR", str(source))
-    monkeypatch.setenv("DDL_NATURAL_ROOTS", os.pathsep.join([str(imagenette_dir), str(AMBIGUOUS)]))
+    monkeypatch.setenv("DDL_NATURAL_ROOTS", os.pathsep.join([str(imagenette_dir), str(ambiguous_dir)]))
     st.cache_data.clear()
 
     # 1. "On the GPU box": each link generates what it needs (as if Generate were pressed), then a fresh render
