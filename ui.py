@@ -5,21 +5,14 @@ device summary and the sidebar status. Pages import this, never each other.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
 from core import config
-from core.cache import Cache, CachedImage, CacheError
-from core.generate import (
-    GenerationSettings,
-    RunRequest,
-    cached_alternatives,
-    cached_images,
-    generate_missing,
-    resolve_settings,
-)
+from core.cache import Cache, CacheError
+from core.engine import Engine, Plan, Run
+from core.generate import RunRequest
 from core.local import all_clip_models, generator_preset
 from core.models import (
     ClipModel,
@@ -28,7 +21,6 @@ from core.models import (
     generator_present,
     load_clip,
     load_pipeline,
-    locate_generator,
 )
 from core.registry import DEFAULT_CLIP, DEFAULT_GENERATOR
 
@@ -174,89 +166,38 @@ def refresh_cache_status() -> None:
         slot.markdown(f"**Cache:** {c.count_images()} images, {_human_bytes(c.size_bytes())}  \n`{c.root}`")
 
 
-@dataclass(frozen=True)
-class Run:
-    """One request's images as the cache holds them (possibly fewer than asked for: see `missing`)."""
-
-    request: RunRequest
-    settings: GenerationSettings
-    images: list[CachedImage]
-
-    @property
-    def missing(self) -> int:
-        return self.request.n - len(self.images)
+def engine() -> Engine:
+    """The run engine for this process's cache and device, with the shared pipeline, CLIP model and lock."""
+    return Engine(cache(), device(), lambda folder: pipeline(str(folder)), load_clip=clip, lock=generation_lock())
 
 
 def runs(requests: list[RunRequest], *, generate: bool) -> list[Run]:
-    """The cached images of each request; with `generate`, first make the missing ones.
+    """The cached images of each request; with `generate`, first make the missing ones (core.engine does the work).
 
-    Every page that shows generated images goes through here. A request is answered from the cache when it can be,
-    without loading or downloading the generator: with the settings this machine would use (read from the model
-    folder without loading weights), or else with cached settings of the same recipe made on another device (a
-    demo pack from a GPU box, a shared cache). Only when images must be generated, or nothing is cached at all, is
-    the model located (downloaded the first time, with a progress bar). Generation runs under the process-wide
-    lock with one progress bar across all requests and a Cancel button. Requests must already be validated
+    Every page that shows generated images goes through here. The UI's part: the download bar, one progress bar
+    across all requests, a Cancel button, and the messages. Requests must already be validated
     (core.generate.validate_request) and have preset defaults. A missing model shows its message and stops the page.
     """
+    eng = engine()
     download_bar = st.empty()
-    c = cache()
-    stored = c.all_settings()
-    chosen: list[tuple[RunRequest, GenerationSettings]] = []
-    to_generate: list[tuple[RunRequest, Path, GenerationSettings]] = []
     try:
-        for req in requests:
-            settings, target = _settings_for(req, c, stored, generate, download_bar)
-            chosen.append((req, settings))
-            if target:
-                to_generate.append((req, *target))
+        plan = eng.plan(requests, generate=generate,
+                        on_download=lambda fraction, message: download_bar.progress(fraction, text=message))
     except ModelUnavailableError as exc:
         download_bar.empty()
         st.error(str(exc))
         st.stop()
     download_bar.empty()
-    if generate and to_generate:
-        _generate(to_generate, c)
-    here = device()
-    elsewhere = sorted({f"{s.device_type} ({s.dtype})" for _, s in chosen
-                        if (s.device_type, s.dtype) != (here.device, here.dtype_name)})
+    if generate and plan.to_generate:
+        _generate(eng, plan)
+    elsewhere = plan.made_elsewhere(eng.device)
     if elsewhere:
         st.caption(f"Images made on {', '.join(elsewhere)} on another machine (a demo pack or a shared cache), "
                    f"reopened without the generator; this machine would make slightly different pixels.")
-    return [Run(req, settings, cached_images(settings, req.prompt, req.seeds, c)) for req, settings in chosen]
+    return eng.runs(plan)
 
 
-def _settings_for(req: RunRequest, c: Cache, stored: dict[str, dict], generate: bool, download_bar
-                  ) -> tuple[GenerationSettings, tuple[Path, GenerationSettings] | None]:
-    """(the settings whose images to show, (model folder, settings) to generate with, or None)."""
-    preset = generator_preset(req.generator)
-
-    def local() -> tuple[Path, GenerationSettings]:
-        folder = locate_generator(preset, progress=lambda f, msg: download_bar.progress(f, text=msg))
-        return folder, resolve_settings(req, folder, device())
-
-    counts: dict[str, int] = {}  # by settings key: each candidate's cache lookup once, not once per comparison
-
-    def count(settings: GenerationSettings) -> int:
-        if (key := settings.key()) not in counts:
-            counts[key] = len(cached_images(settings, req.prompt, req.seeds, c))
-        return counts[key]
-
-    alternatives = cached_alternatives(req, preset, stored)
-    here = local() if generator_present(preset) or not alternatives else None
-    if here and (not alternatives or count(here[1]) == req.n):
-        return here[1], here
-    best = max(alternatives, key=count)
-    if count(best) == req.n:
-        return best, None  # complete elsewhere: nothing to generate, no model needed
-    if generate:
-        here = here or local()
-        return here[1], here
-    if here and count(here[1]) >= count(best):
-        return here[1], here
-    return best, None
-
-
-def _generate(resolved: list[tuple[RunRequest, Path, GenerationSettings]], c: Cache) -> None:
+def _generate(eng: Engine, plan: Plan) -> None:
     # Clicking Cancel makes Streamlit stop this script at its next UI call (the progress bar, once per step);
     # every batch committed before then stays in the cache, and the lock is released on the way out.
     cancel_slot = st.empty()
@@ -265,36 +206,18 @@ def _generate(resolved: list[tuple[RunRequest, Path, GenerationSettings]], c: Ca
     cancel_slot.button("Cancel", help="Stop after the current step; finished images stay in the cache.",
                        key=f"cancel-{st.session_state['_cancel_buttons']}")
     bar = st.progress(0.0, text="Waiting for the generator...")
-    total = sum(req.n for req, _, _ in resolved)
-    done_before, generated, reused = 0, 0, 0
-    for i, (req, folder, settings) in enumerate(resolved):
-        where = f" (run {i + 1} of {len(resolved)})" if len(resolved) > 1 else ""
-
-        def on_progress(done: int, n: int, step: int, steps_per_batch: int, offset=done_before, where=where):
-            bar.progress(min(1.0, (offset + done + step / steps_per_batch) / total),
-                         text=f"{offset + done} of {total} images done, step {step}/{steps_per_batch} of the "
-                              f"current batch{where}")
-
-        if len(cached_images(settings, req.prompt, req.seeds, c)) < req.n:
-            try:
-                report = generate_missing(pipeline(str(folder)), settings, req.prompt, req.seeds, c,
-                                          batch_size=config.auto_batch_size(device(), settings.width, settings.height),
-                                          lock=generation_lock(),
-                                          on_progress=on_progress)
-            except (ModelUnavailableError, CacheError) as exc:
-                bar.empty()
-                cancel_slot.empty()
-                refresh_cache_status()
-                st.error(str(exc))
-                st.stop()
-            generated, reused = generated + report.generated, reused + report.reused
-        else:
-            reused += req.n
-        done_before += req.n
+    try:
+        totals = eng.generate(plan, on_progress=lambda p: bar.progress(p.fraction, text=p.describe()))
+    except (ModelUnavailableError, CacheError) as exc:
+        bar.empty()
+        cancel_slot.empty()
+        refresh_cache_status()
+        st.error(str(exc))
+        st.stop()
     bar.empty()
     cancel_slot.empty()
     refresh_cache_status()
-    st.success(f"{generated} images generated, {reused} reused from the cache.")
+    st.success(f"{totals.generated} images generated, {totals.reused} reused from the cache.")
 
 
 # -- page building blocks shared by the pages ------------------------------------------------------------------------

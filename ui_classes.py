@@ -19,8 +19,7 @@ import streamlit as st
 import ui
 import ui_report
 from core import config
-from core.cache import key_of
-from core.charts import data_uri
+from core.cache import data_uri, key_of
 from core.classes import (
     BACKGROUND_BLOCK,
     CLASS_TEMPLATES,

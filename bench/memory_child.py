@@ -59,10 +59,7 @@ def main() -> None:
     params = 0
     if kind.startswith("sd15"):
         from bench.pipelines import build_sd15_random
-        from core.models import tune_pipeline
-
-        _, pipe = build_sd15_random(device, work_dir)
-        tune_pipeline(pipe, device)  # the lab's CPU settings (VAE slicing)
+        _, pipe = build_sd15_random(device, work_dir)  # with the lab's recipe for the device (VAE slicing on CPU)
         params = sum(p.numel() for m in (pipe.unet, pipe.vae, pipe.text_encoder) for p in m.parameters())
         if kind == "sd15-arch-generate":
             pipe(prompt=["a photo of a dog"], num_inference_steps=1, guidance_scale=7.5, height=size, width=size,

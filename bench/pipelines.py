@@ -29,8 +29,8 @@ def build_sd15_random(device: DeviceSpec, work_dir: Path, scheduler: str = "ddim
     Returns (config_folder, pipe). config_folder holds only model_index.json and scheduler/scheduler_config.json
     (no weights): enough for `core.generate.resolve_settings`, so the lab side gets its settings the lab's way.
     `scheduler`: "ddim" (one UNet call per step) or "pndm" (SD 1.5's shipped scheduler; one extra UNet call).
-    `tuned`: prepared as core.models.load_pipeline prepares a loaded one (core.models.tune_pipeline); False: the
-    diffusers defaults.
+    `tuned`: prepared as core.models.load_pipeline prepares a loaded one (core.models.apply_recipe with the device's
+    default recipe); False: the diffusers defaults.
     """
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
@@ -73,9 +73,10 @@ def build_sd15_random(device: DeviceSpec, work_dir: Path, scheduler: str = "ddim
     pipe = pipe.to(device.device)
     pipe.set_progress_bar_config(disable=True)
     if tuned:
-        from core.models import tune_pipeline
+        from core.config import generation_recipe
+        from core.models import apply_recipe
 
-        tune_pipeline(pipe, device)
+        apply_recipe(pipe, generation_recipe(device, 512, 512, 0))
 
     folder = work_dir / "sd15-arch-random"
     (folder / "scheduler").mkdir(parents=True, exist_ok=True)

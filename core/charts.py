@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-
 import altair as alt
 import numpy as np
 import pandas as pd
@@ -12,10 +10,6 @@ from .stats import Estimate
 
 SOURCE_COLOURS = alt.Scale(domain=["synthetic", "natural"], range=["#d62728", "#1f77b4"])
 PAIR_SELECTION = "pair"
-
-
-def data_uri(jpeg: bytes) -> str:
-    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
 
 
 HEATMAP_PX = 360  # fixed size: cells shrink as n grows, so 256 images still fit beside the map

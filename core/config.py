@@ -6,9 +6,12 @@ Environment variables (all optional):
   DDL_DEVICE         cuda | mps | cpu (default: the best available)
   DDL_DTYPE          float16 | bfloat16 | float32 (default: bfloat16 on CUDA GPUs that run it natively (compute
                      capability >= 8.0), float16 on older CUDA GPUs and mps, float32 on cpu)
+  DDL_CLIP_PRECISION float32 | bfloat16: CLIP's precision (default: bfloat16 autocast on CUDA GPUs with native bf16,
+                     float32 elsewhere; part of an embedding's cache key)
   DDL_CPU_THREADS    threads of torch's CPU kernels and numpy's BLAS (default: 1 on machines with <= 2 usable
                      cores, else the libraries' own defaults)
-  DDL_COMPILE        1 (or a torch.compile mode, e.g. max-autotune): compile the UNet on CUDA (default: off)
+  DDL_COMPILE        auto (default): torch.compile the UNet and VAE decoder on CUDA when a run is long enough to
+                     pay for the compilation; 1 (or a mode, e.g. max-autotune): always on CUDA; 0: never
   DDL_NATURAL_ROOTS  extra folders (os.pathsep-separated) that the UI may read natural photos from
   HF_HOME / HF_HUB_CACHE  where hub weights are downloaded (huggingface_hub's own settings)
 """
@@ -27,12 +30,21 @@ _DEFAULT_DTYPE = {"mps": "float16", "cpu": "float32"}  # cuda: chosen per GPU, s
 
 # Batch sizes. A batch is the unit that is committed to the cache and the unit of the progress bar, so a bigger one
 # delays the first finished images; it pays only where the device has parallelism left to fill.
-MAX_BATCH_PIXELS = 8 * 512 * 512  # cap: 8 images at 512 px, 2 at 1024 px (a GPU is saturated well before that)
-CUDA_BYTES_PER_MEGAPIXEL = 2 * 1024**3  # activation memory per image (with guidance's doubled batch), generous
+# CUDA caps, from the H200 figures in bench/README.md (SD 1.5 architecture, 512 px, 25 steps, guidance 7.5): eager
+# bf16 made 5.2 images/s at batch 8 and 5.25 at 16 (saturated: 16 is the cap), compiled 8.3 at 16 and 8.7 at 32.
+MAX_BATCH_PIXELS = 8 * 512 * 512  # CPU and mps: 8 images at 512 px, 2 at 1024 px
+CUDA_MAX_BATCH_PIXELS = 16 * 512 * 512  # CUDA, eager
+CUDA_COMPILED_MAX_BATCH_PIXELS = 32 * 512 * 512  # CUDA, compiled UNet and VAE decoder
+CUDA_BYTES_PER_MEGAPIXEL = 2 * 1024**3  # UNet activation memory per image (guidance's doubled batch), generous
+CUDA_VAE_BYTES_PER_MEGAPIXEL = 3 * 1024**3  # VAE decoder activations per image decoded at once (no slicing)
 CUDA_HEADROOM_BYTES = 1024**3  # left free for the allocator's fragmentation and for CLIP
 # CPU and mps: 4. Measured on 2 CPU cores (SD 1.5 architecture, 128 px, 1 step, 4 images): batch 4 made 0.32
 # images/s, batch 1 0.25 (the pipeline's fixed per-call costs are shared); more only delays the first images.
 NON_CUDA_BATCH_SIZE = 4
+# DDL_COMPILE=auto compiles when a run generates at least this many images (per 512 x 512 of image size). From the
+# same H200 figures: compiling costs about 60 s per batch shape and saves 1/5.25 - 1/8.3 = 0.07 s per image, so it
+# pays for itself after about 850 images: a sweep or a scale-out job, not a page's run of 16.
+COMPILE_MIN_IMAGES = 1000
 
 
 def cache_dir() -> Path:
@@ -117,6 +129,28 @@ def select_device() -> DeviceSpec:
     return DeviceSpec(device=device, dtype_name=dtype_name)
 
 
+def clip_precision(device: DeviceSpec | None = None) -> str:
+    """"bfloat16" (CLIP under bf16 autocast) on CUDA GPUs that run bf16 natively, else "float32"; DDL_CLIP_PRECISION
+    overrides. Without `device`, this machine's default device (as select_device picks it, without its checks).
+
+    Why bf16 there: ViT-B-32 embedded 21,142 images/s under bf16 autocast on an H200 against 4,611 in float32
+    (ViT-L-14: 1,928 vs 281), and the vectors agree with float32 ones within cosine 0.999 (tests/test_embed.py).
+    """
+    raw = os.environ.get("DDL_CLIP_PRECISION", "").strip().lower()
+    if raw:
+        if raw not in ("float32", "bfloat16"):
+            raise ValueError(f"DDL_CLIP_PRECISION={raw!r} is not float32 or bfloat16.")
+        return raw
+    if device is None:
+        import torch
+
+        wanted = os.environ.get("DDL_DEVICE", "").strip().lower()
+        on_cuda = wanted in ("", "cuda") and torch.cuda.is_available()
+    else:
+        on_cuda = device.device == "cuda"
+    return "bfloat16" if on_cuda and cuda_default_dtype() == "bfloat16" else "float32"
+
+
 # -- CPU threads ---------------------------------------------------------------------------------------------------
 def usable_cores() -> int:
     """Cores this process may run on (its CPU affinity: a container's limit, not the host's core count)."""
@@ -168,23 +202,30 @@ def apply_cpu_threads() -> int:
 
 
 # -- batch sizes ---------------------------------------------------------------------------------------------------
-def auto_batch_size(device: DeviceSpec, width: int, height: int) -> int:
+def auto_batch_size(device: DeviceSpec, width: int, height: int, compiled: bool = False) -> int:
     """Images per pipeline call for this device and image size.
 
     CUDA: as many as the free GPU memory holds (CUDA_BYTES_PER_MEGAPIXEL per image, CUDA_HEADROOM_BYTES kept free),
-    capped at MAX_BATCH_PIXELS: 8 at 512 px. Call it with the pipeline already loaded, so its weights are not
-    counted as free. Batches change pixels only within float tolerance (not part of the cache key).
-    CPU and mps: NON_CUDA_BATCH_SIZE, within the same pixel cap.
+    capped where throughput stops growing (CUDA_MAX_BATCH_PIXELS: 16 at 512 px; 32 when `compiled`). Call it with
+    the pipeline already loaded, so its weights are not counted as free. Batches change pixels only within float
+    tolerance (not part of the cache key). CPU and mps: NON_CUDA_BATCH_SIZE, within MAX_BATCH_PIXELS.
     """
     pixels = max(1, int(width) * int(height))
-    cap = max(1, MAX_BATCH_PIXELS // pixels)
     if device.device == "cuda":
         import torch
 
+        cap = max(1, (CUDA_COMPILED_MAX_BATCH_PIXELS if compiled else CUDA_MAX_BATCH_PIXELS) // pixels)
         free, _total = torch.cuda.mem_get_info()
         per_image = CUDA_BYTES_PER_MEGAPIXEL * pixels / 1e6
         return int(max(1, min(cap, math.floor((free - CUDA_HEADROOM_BYTES) / per_image))))
-    return min(cap, NON_CUDA_BATCH_SIZE)
+    return min(max(1, MAX_BATCH_PIXELS // pixels), NON_CUDA_BATCH_SIZE)
+
+
+def encode_threads(device: DeviceSpec) -> int:
+    """Threads that turn finished images into PNG files (encoding, hashing, fsync) while the pipeline computes
+    the next batch. PNG compression and hashing release the GIL. CPU: one (the pipeline keeps the other core busy
+    on a 2-core machine); GPU: up to 4, so 32 images of 512 px encode within one denoising step."""
+    return 1 if device.device != "cuda" else max(1, min(4, usable_cores() - 1))
 
 
 def embed_batch_size(device_type: str) -> int:
@@ -208,48 +249,80 @@ def decode_workers(device_type: str) -> int:
     return max(1, min(8, usable_cores() - 1))
 
 
-# -- how a loaded pipeline uses the device -----------------------------------------------------------------------
+# Spawning worker processes costs about a second before the first photo is decoded: worth it for large sets only.
+DECODE_PROCESSES_MIN_IMAGES = 256
+
+
+def decode_processes(device_type: str, images: int) -> int:
+    """Worker processes that decode photos for CLIP (core.embed.PixelRecipe), 0 for none (threads then).
+
+    CUDA, from DECODE_PROCESSES_MIN_IMAGES photos on: one per core but one. There the encoder outruns threads:
+    the lab's threaded path embedded 593 ViT-B-32 images/s from JPEG files on an H200 against 4,207/s for the bare
+    encoder (float32) and 21,142/s under bf16 autocast: decoding, serialised on the GIL, was the bottleneck. CPU:
+    none (the encoder is ~98% of the time there, see decode_workers)."""
+    if device_type != "cuda" or images < DECODE_PROCESSES_MIN_IMAGES:
+        return 0
+    return max(1, min(16, usable_cores() - 1))
+
+
+# -- how a pipeline runs on the device: chosen per run ------------------------------------------------------------
 @dataclass(frozen=True)
-class PipelineTuning:
-    """How core.models.load_pipeline prepares a pipeline for the device. None of it changes pixels beyond float
+class GenerationRecipe:
+    """How core.models.apply_recipe prepares a pipeline for one run. None of it changes pixels beyond float
     tolerance (the same order as a different batch composition), so none of it is part of the cache key."""
 
-    channels_last: bool  # UNet weights and activations in NHWC: the layout cuDNN's fp16/bf16 convolutions prefer
+    batch_size: int
+    size: tuple[int, int]  # (width, height): with the batch size, the input shape a compiled model is built for
     vae_slicing: bool  # decode one image at a time: VAE memory stays one image's, whatever the batch size
-    compile_mode: str | None  # torch.compile the UNet with this mode ("default", "max-autotune", ...); None: off
+    channels_last: bool  # UNet in NHWC, the layout compiled convolutions prefer (diffusers' torch.compile recipe)
+    compile_mode: str | None  # torch.compile the UNet and the VAE decoder with this mode; None: eager
 
     def describe(self) -> str:
-        parts = [name for name, on in (("channels_last UNet", self.channels_last), ("VAE slicing", self.vae_slicing))
-                 if on]
+        parts = [f"batch {self.batch_size}"]
+        parts += [name for name, on in (("channels_last UNet", self.channels_last), ("VAE slicing", self.vae_slicing))
+                  if on]
         if self.compile_mode:
-            parts.append(f"torch.compile UNet ({self.compile_mode})")
-        return ", ".join(parts) or "diffusers defaults"
+            parts.append(f"torch.compile UNet + VAE decoder ({self.compile_mode})")
+        return ", ".join(parts)
 
 
-def compile_mode() -> str | None:
-    """DDL_COMPILE: unset/0/off -> None; 1/on/true -> "default"; anything else is a torch.compile mode name."""
+def compile_setting() -> str | None:
+    """DDL_COMPILE: unset/auto -> "auto"; 0/off -> None; 1/on/true -> "default"; else a torch.compile mode name."""
     raw = os.environ.get("DDL_COMPILE", "").strip().lower()
-    if raw in ("", "0", "off", "false", "no"):
+    if raw in ("", "auto"):
+        return "auto"
+    if raw in ("0", "off", "false", "no"):
         return None
     if raw in ("1", "on", "true", "yes"):
         return "default"
     modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
     if raw not in modes:
-        raise ValueError(f"DDL_COMPILE={raw!r}: use 1 to compile, or one of {', '.join(modes)}.")
+        raise ValueError(f"DDL_COMPILE={raw!r}: use auto, 0, 1, or one of {', '.join(modes)}.")
     return raw
 
 
-def pipeline_tuning(device: DeviceSpec) -> PipelineTuning:
-    """The lab's settings for a pipeline on `device`.
+def generation_recipe(device: DeviceSpec, width: int, height: int, images: int) -> GenerationRecipe:
+    """The lab's recipe for generating `images` images of width x height on `device`.
 
-    CUDA: channels_last UNet, VAE slicing (the memory auto_batch_size counts on), torch.compile only when DDL_COMPILE
-    asks (it costs a minute or more of compilation per new batch shape, worth it only for long sweeps).
-    Attention needs no setting: diffusers uses PyTorch's scaled_dot_product_attention (AttnProcessor2_0) by
-    default, and core.models.attention_processors() lets a test check nothing switched it off.
-    CPU and mps: VAE slicing only: the decoder's activations are the largest, and on 2 CPU cores decoding 4 images
-    of 256 px one by one took 33 s against 39 s batched (measured): less memory and no slower. channels_last and
-    compile are left off there (unmeasured).
+    CUDA: torch.compile (UNet and VAE decoder) when DDL_COMPILE asks, or, by default, when the run is long enough
+    to pay for it (COMPILE_MIN_IMAGES); channels_last with it. Batch size from free memory (auto_batch_size). VAE
+    slicing only when decoding the whole batch at once would not fit in the memory left (on a large GPU it only
+    serialises the decoder). Attention needs no setting: diffusers uses PyTorch's scaled_dot_product_attention
+    (AttnProcessor2_0) by default, and core.models.attention_processors() lets a test check nothing switched it off.
+    CPU and mps: VAE slicing (on 2 CPU cores decoding 4 images of 256 px one by one took 33 s against 39 s batched,
+    measured: less memory and no slower); no compilation, no channels_last (unmeasured there).
     """
-    if device.device == "cuda":
-        return PipelineTuning(channels_last=True, vae_slicing=True, compile_mode=compile_mode())
-    return PipelineTuning(channels_last=False, vae_slicing=True, compile_mode=None)
+    if device.device != "cuda":
+        return GenerationRecipe(auto_batch_size(device, width, height), (int(width), int(height)), True, False, None)
+    import torch
+
+    setting = compile_setting()
+    megapixels = int(width) * int(height) / 1e6
+    long_run = images * megapixels >= COMPILE_MIN_IMAGES * 512 * 512 / 1e6
+    mode = ("default" if long_run else None) if setting == "auto" else setting
+    batch = auto_batch_size(device, width, height, compiled=mode is not None)
+    free, _total = torch.cuda.mem_get_info()
+    unet_bytes = batch * CUDA_BYTES_PER_MEGAPIXEL * megapixels
+    vae_bytes = batch * CUDA_VAE_BYTES_PER_MEGAPIXEL * megapixels
+    slicing = unet_bytes + vae_bytes > free - CUDA_HEADROOM_BYTES
+    return GenerationRecipe(batch, (int(width), int(height)), slicing, mode is not None, mode)

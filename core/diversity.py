@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .cache import Cache, CachedImage
-from .charts import data_uri
+from .cache import Cache, CachedImage, data_uri
 from .embed import embeddings_for
 from .natural import NaturalImage
 from .stats import STATISTICS, Estimate
@@ -65,7 +64,8 @@ def natural_set(images: list[NaturalImage], n: int | None = None, seed: int = 0)
 
 
 def embed_set(cache: Cache, clip_key: str, images: ImageSet, get_clip) -> np.ndarray:
-    return embeddings_for(cache, clip_key, list(zip(images.shas, images.loaders)), get_clip)
+    files = images.files if len(images.files) == len(images) else None  # lets large sets decode in processes
+    return embeddings_for(cache, clip_key, list(zip(images.shas, images.loaders)), get_clip, files=files)
 
 
 def thumbnails(cache: Cache, images: ImageSet, size: int = THUMB_SIZE) -> list[bytes]:

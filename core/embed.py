@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
 from .cache import Cache
-from .config import decode_workers, embed_batch_size
+from .config import decode_processes, decode_workers, embed_batch_size
 from .models import ClipModel
 
 
@@ -34,8 +36,8 @@ def encode_preprocessed(clip: ClipModel, batch) -> np.ndarray:
     Every image embedding in the lab goes through here."""
     import torch
 
-    with torch.inference_mode():
-        feats = clip.model.encode_image(batch.to(clip.device))
+    with torch.inference_mode(), clip.autocast():
+        feats = clip.model.encode_image(batch.to(clip.device, non_blocking=True))
     return l2_normalise(feats.float().cpu().numpy())
 
 
@@ -50,7 +52,7 @@ def embed_pil(clip: ClipModel, images: Sequence[Image.Image], batch_size: int = 
 def embed_texts(clip: ClipModel, texts: Sequence[str]) -> np.ndarray:
     import torch
 
-    with torch.inference_mode():
+    with torch.inference_mode(), clip.autocast():
         feats = clip.model.encode_text(clip.tokenizer(list(texts)).to(clip.device)).float().cpu().numpy()
     return l2_normalise(feats)
 
@@ -84,6 +86,91 @@ def _preprocessed_batches(clip: ClipModel, batches: list[list[Callable[[], Image
                 f.cancel()
 
 
+# -- decoding in processes: photos -> CLIP's input pixels without the GIL --------------------------------------------
+# On a GPU, CLIP encodes ViT-B-32 faster than Python threads decode JPEGs (they serialise on the GIL between PIL
+# calls). Worker processes decode, resize and crop to CLIP's input size and send back 224 x 224 uint8 pixels; the
+# GPU does the float conversion and normalisation. The result equals clip.preprocess bit for bit (tested).
+
+@dataclass(frozen=True)
+class PixelRecipe:
+    """What clip.preprocess does to a PIL image, as plain values a worker process can replay with PIL alone."""
+
+    resize: int  # the short side, bicubic (torchvision Resize with an int size)
+    crop: tuple[int, int]  # (height, width), centred
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def pixel_recipe(preprocess) -> PixelRecipe | None:
+    """`preprocess` as a PixelRecipe when it is open_clip's usual Resize -> CenterCrop -> (RGB) -> ToTensor ->
+    Normalize; None for anything else (those models decode in threads, through preprocess itself)."""
+    from torchvision import transforms as T
+
+    steps = list(getattr(preprocess, "transforms", []))
+    names = [type(t).__name__ for t in steps]
+    if len(steps) != 5 or names[2:4] not in (["MaybeConvertMode", "MaybeToTensor"], ["function", "ToTensor"]):
+        return None
+    resize, crop, _, _, norm = steps
+    if not (isinstance(resize, T.Resize) and isinstance(resize.size, int) and resize.max_size is None
+            and resize.interpolation == T.InterpolationMode.BICUBIC and isinstance(crop, T.CenterCrop)
+            and isinstance(norm, T.Normalize)):
+        return None
+    return PixelRecipe(resize.size, tuple(crop.size), tuple(norm.mean), tuple(norm.std))
+
+
+def clip_pixels(path: str, recipe: PixelRecipe) -> np.ndarray:
+    """A photo file decoded (core.natural.open_rgb) and resized + centre-cropped as torchvision does on a PIL image:
+    uint8, crop height x crop width x 3. Runs in worker processes: PIL and numpy only."""
+    from .natural import open_rgb
+
+    im = open_rgb(Path(path))
+    w, h = im.size
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = recipe.resize, int(recipe.resize * long / short)
+    size = (new_short, new_long) if w <= h else (new_long, new_short)
+    if size != (w, h):  # torchvision returns the image untouched when it already has the size
+        im = im.resize(size, Image.BICUBIC)
+    ch, cw = recipe.crop
+    top, left = int(round((size[1] - ch) / 2.0)), int(round((size[0] - cw) / 2.0))
+    return np.array(im.crop((left, top, left + cw, top + ch)), dtype=np.uint8)
+
+
+def normalised(pixels: np.ndarray, recipe: PixelRecipe, device: str):
+    """N x H x W x 3 uint8 -> N x 3 x H x W float32 on `device`, as ToTensor + Normalize compute it."""
+    import torch
+
+    x = torch.from_numpy(pixels).to(device, non_blocking=True).permute(0, 3, 1, 2).float().div(255)
+    mean = torch.as_tensor(recipe.mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    std = torch.as_tensor(recipe.std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    return x.sub_(mean).div_(std)
+
+
+def _pixels_in_processes(clip: ClipModel, recipe: PixelRecipe, batches: list[list[str]], processes: int) -> Iterator:
+    """Each batch of files as one normalised tensor on CLIP's device, decoded by `processes` spawned workers a
+    batch or two ahead. A file that cannot be decoded raises its UnreadableImageError for its batch."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    # spawn, not fork: the parent may hold CUDA and a web server's threads, which a forked child must not inherit.
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        decode = partial(clip_pixels, recipe=recipe)
+        pending = [pool.submit(_decode_batch, decode, b) for b in batches[:2]]
+        try:
+            for i in range(len(batches)):
+                current = pending.pop(0)
+                if i + 2 < len(batches):
+                    pending.append(pool.submit(_decode_batch, decode, batches[i + 2]))
+                yield normalised(current.result(), recipe, clip.device)
+        finally:
+            for f in pending:
+                f.cancel()
+
+
+def _decode_batch(decode: Callable[[str], np.ndarray], files: list[str]) -> np.ndarray:
+    return np.stack([decode(f) for f in files])
+
+
 def embeddings_for(
     cache: Cache,
     clip_key: str,
@@ -91,26 +178,34 @@ def embeddings_for(
     get_clip: Callable[[], ClipModel],
     batch_size: int | None = None,
     workers: int | None = None,
+    files: Sequence[Path] | None = None,
 ) -> np.ndarray:
     """Embeddings of (sha256, load_image) items in order. Only uncached images are decoded and embedded, each
     distinct sha256 once; the CLIP model is requested (`get_clip()`) only when there is something to embed.
 
     Runs in batches (`batch_size`, default core.config.embed_batch_size), each committed to the cache as soon as it
     is encoded: a kill loses at most one batch of work. `workers` threads (default core.config.decode_workers; 0:
-    none) decode and preprocess the next batch meanwhile."""
+    none) decode and preprocess the next batch meanwhile. With `files` (each item's image file, in order) and
+    enough images for core.config.decode_processes, worker processes decode instead (see PixelRecipe)."""
     shas = [sha for sha, _ in items]
     found = cache.get_embeddings(clip_key, shas)
-    todo: dict[str, Callable[[], Image.Image]] = {}
-    for sha, load in items:
+    todo: dict[str, tuple[Callable[[], Image.Image], Path | None]] = {}
+    for i, (sha, load) in enumerate(items):
         if sha not in found and sha not in todo:
-            todo[sha] = load
+            todo[sha] = (load, files[i] if files is not None else None)
     if todo:
         clip = get_clip()
         size = batch_size or embed_batch_size(clip.device)
         pending = list(todo.items())
         chunks = [pending[i : i + size] for i in range(0, len(pending), size)]
-        batches = _preprocessed_batches(clip, [[load for _, load in chunk] for chunk in chunks],
-                                        decode_workers(clip.device) if workers is None else workers)
+        processes = decode_processes(clip.device, len(pending)) if files is not None else 0
+        recipe = pixel_recipe(clip.preprocess) if processes else None
+        if recipe is not None:
+            batches = _pixels_in_processes(clip, recipe, [[str(f) for _, (_, f) in chunk] for chunk in chunks],
+                                           processes)
+        else:
+            batches = _preprocessed_batches(clip, [[load for _, (load, _) in chunk] for chunk in chunks],
+                                            decode_workers(clip.device) if workers is None else workers)
         with closing(batches):  # an error here stops the decoding threads at once
             for chunk, batch in zip(chunks, batches):
                 new = dict(zip((sha for sha, _ in chunk), encode_preprocessed(clip, batch)))

@@ -271,6 +271,81 @@ def encode_png(image, metadata: dict | None = None) -> bytes:
     return buf.getvalue()
 
 
+class BatchWriter:
+    """Commits finished batches on worker threads while the caller's thread keeps the GPU busy with the next one.
+
+    Per image (on `encode_threads` threads): pixels -> PNG with its own index row in a text chunk. Per batch (on one
+    committer thread, in order): the cache's atomic writes and index rows, then `after_commit` (e.g. embedding the
+    fresh images). At most `max_pending` batches wait: a slow disk holds the generator back instead of filling
+    memory. The first error stops every later commit and is raised in the caller's thread by the next `submit` or by
+    `close`; `close` also waits for the batches already submitted, so an exception or a cancel in the caller keeps
+    every finished batch (the crash-safety guarantees are the cache's own, unchanged).
+    """
+
+    def __init__(self, cache: Cache, settings: GenerationSettings, prompt: str, report: GenerationReport, *,
+                 encode_threads: int = 1, max_pending: int = 2,
+                 after_commit: Callable[[list[CachedImage], list], None] | None = None):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.cache, self.settings, self.prompt, self.report = cache, settings, prompt, report
+        self.after_commit = after_commit
+        self.max_pending = max(1, max_pending)
+        self._encoders = ThreadPoolExecutor(max(1, encode_threads), thread_name_prefix="ddl-png")
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="ddl-commit")
+        self._pending: list = []
+        self._failed = threading.Event()
+
+    def submit(self, seeds: list[int], pixels) -> None:
+        """Queue one finished batch: `pixels` as the pipeline's output_type="np" array (N x H x W x 3 in [0, 1])."""
+        self.wait(keep=self.max_pending - 1)
+        encoded = [self._encoders.submit(self._encode, seed, pixels[i : i + 1]) for i, seed in enumerate(seeds)]
+        self._pending.append(self._committer.submit(self._commit, encoded))
+
+    def wait(self, keep: int = 0) -> None:
+        """Wait until at most `keep` batches are still being committed; raise the first error, in this thread."""
+        while len(self._pending) > keep:
+            self._pending.pop(0).result()
+
+    def _encode(self, seed: int, pixels) -> tuple[str, int, bytes, object]:
+        from diffusers.image_processor import VaeImageProcessor
+
+        # The pipeline's own float -> 8-bit conversion: the same pixels (and PNG bytes) as output_type="pil".
+        image = VaeImageProcessor.numpy_to_pil(pixels)[0]
+        key = self.settings.image_key(self.prompt, seed)
+        meta = {"key": key, "settings_key": self.settings.key(), "prompt": self.prompt, "seed": seed,
+                "settings": self.settings.to_dict()}
+        return key, seed, encode_png(image, meta), image
+
+    def _commit(self, encoded: list) -> None:
+        if self._failed.is_set():
+            return  # an earlier batch failed: write nothing after it
+        try:
+            rows = [f.result() for f in encoded]
+            stored = self.cache.put_images(self.settings.key(), self.prompt, [(k, s, png) for k, s, png, _ in rows])
+            self.report.generated += len(rows)  # only this thread counts
+            if self.after_commit:
+                self.after_commit(stored, [im for *_, im in rows])
+        except BaseException:
+            self._failed.set()
+            raise
+
+    def close(self) -> None:
+        """Wait for every submitted batch; raise the first error. Always shuts the threads down."""
+        try:
+            error = None
+            for f in self._pending:
+                try:
+                    f.result()
+                except BaseException as exc:  # noqa: B036 - re-raised below, after the other batches finished
+                    error = error or exc
+            if error is not None:
+                raise error
+        finally:
+            self._pending.clear()
+            self._committer.shutdown(wait=True)
+            self._encoders.shutdown(wait=True)
+
+
 def generate_missing(
     pipe,
     settings: GenerationSettings,
@@ -282,12 +357,17 @@ def generate_missing(
     lock: threading.Lock | None = None,
     on_progress: ProgressFn | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    encode_threads: int = 1,
+    after_commit: Callable[[list[CachedImage], list], None] | None = None,
 ) -> GenerationReport:
     """Generate the images of `seeds` that are not cached yet, committing each finished batch at once.
 
     One CPU torch.Generator per image (seed_i), so an image depends only on its own seed, not on its batch-mates
     or on the device's RNG. A cancel takes effect at the next denoising step; the unfinished batch is dropped
-    (its latents are only partly denoised), every finished batch is already in the cache.
+    (its latents are only partly denoised), every finished batch is committed. PNG encoding, hashing and the cache
+    writes of batch k run on worker threads (BatchWriter) while the pipeline computes batch k+1. `on_progress` and
+    `should_cancel` are called in this thread only (a UI may draw from them); `after_commit(images, pil_images)` runs
+    on the committer thread after each batch is in the cache.
     """
     import torch
 
@@ -299,45 +379,57 @@ def generate_missing(
         return report
     cache.put_settings(settings.key(), settings.to_dict())
     steps = settings.steps
+    writer = BatchWriter(cache, settings, prompt, report, encode_threads=encode_threads, after_commit=after_commit)
+
+    def progress(step: int) -> None:
+        if on_progress:  # counts images in the cache: a report of n done means n are committed
+            on_progress(report.reused + report.generated, report.requested, step, steps)
 
     def step_callback(pipeline, step, timestep, tensors):
         if should_cancel and should_cancel():
             pipeline._interrupt = True  # diffusers skips the remaining steps; we then drop the batch
             raise Cancelled()
-        if on_progress:
-            on_progress(report.reused + report.generated, report.requested, step + 1, steps)
+        if step == 0 and steps > 1:
+            # The previous batch was committed during this batch's text encoding and first step (about one step
+            # of GPU time, which a commit fits in); waiting here keeps every progress report exact.
+            writer.wait()
+        progress(step + 1)
         return tensors
 
-    for start in range(0, len(missing), batch_size):
-        batch = missing[start : start + batch_size]
-        if should_cancel and should_cancel():
-            report.cancelled = True
-            break
-        with lock or nullcontext():
-            try:
-                out = pipe(
-                    prompt=[prompt] * len(batch),
-                    negative_prompt=[settings.negative_prompt] * len(batch) if settings.negative_prompt else None,
-                    num_inference_steps=steps,
-                    guidance_scale=settings.guidance,
-                    height=settings.height,
-                    width=settings.width,
-                    generator=[torch.Generator("cpu").manual_seed(s) for s in batch],
-                    output_type="pil",
-                    callback_on_step_end=step_callback,
-                )
-            except Cancelled:
+    try:
+        for start in range(0, len(missing), batch_size):
+            batch = missing[start : start + batch_size]
+            if should_cancel and should_cancel():
                 report.cancelled = True
                 break
-            finally:
-                pipe._interrupt = False
-        cache.put_images(settings.key(), prompt, [
-            (keys[s], s, encode_png(im, {"key": keys[s], "settings_key": settings.key(), "prompt": prompt, "seed": s,
-                                         "settings": settings.to_dict()}))
-            for s, im in zip(batch, out.images)])
-        report.generated += len(batch)
-        if on_progress:
-            on_progress(report.reused + report.generated, report.requested, steps, steps)
+            with lock or nullcontext():
+                try:
+                    out = pipe(
+                        prompt=[prompt] * len(batch),
+                        negative_prompt=[settings.negative_prompt] * len(batch) if settings.negative_prompt else None,
+                        num_inference_steps=steps,
+                        guidance_scale=settings.guidance,
+                        height=settings.height,
+                        width=settings.width,
+                        generator=[torch.Generator("cpu").manual_seed(s) for s in batch],
+                        output_type="np",
+                        callback_on_step_end=step_callback,
+                    )
+                except Cancelled:
+                    report.cancelled = True
+                    break
+                finally:
+                    pipe._interrupt = False
+            writer.submit(batch, out.images)
+            if steps == 1:
+                # One-step models (SD-Turbo) have one callback, before the VAE decode that dominates their time:
+                # the previous batch's commit overlaps this whole batch instead, and is awaited here.
+                writer.wait(keep=1)
+            progress(steps)
+    finally:
+        writer.close()  # commits every finished batch, also when the caller's progress callback raised (Cancel)
+    if not report.cancelled:
+        progress(steps)
     return report
 
 

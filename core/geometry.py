@@ -200,7 +200,7 @@ def raw_image_norms(clip, images: list, batch_size: int = 32) -> np.ndarray:
     import torch
 
     out = []
-    with torch.inference_mode():
+    with torch.inference_mode(), clip.autocast():
         for i in range(0, len(images), batch_size):
             batch = torch.stack([clip.preprocess(im.convert("RGB")) for im in images[i:i + batch_size]])
             feats = clip.model.encode_image(batch.to(clip.device)).float()
@@ -211,7 +211,7 @@ def raw_image_norms(clip, images: list, batch_size: int = 32) -> np.ndarray:
 def raw_text_norms(clip, texts: list[str]) -> np.ndarray:
     import torch
 
-    with torch.inference_mode():
+    with torch.inference_mode(), clip.autocast():
         feats = clip.model.encode_text(clip.tokenizer(list(texts)).to(clip.device)).float()
     return torch.linalg.vector_norm(feats, dim=1).cpu().numpy().astype(np.float64)
 

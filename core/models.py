@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
-from .config import DeviceSpec, PipelineTuning, apply_cpu_threads, cache_dir, pipeline_tuning
+from .config import (
+    DeviceSpec,
+    GenerationRecipe,
+    apply_cpu_threads,
+    cache_dir,
+    clip_precision,
+    generation_recipe,
+)
 from .registry import TINY_RANDOM, ClipPreset, GeneratorPreset
 
 # What a text-to-image run needs from a hub repo: configs, tokenizer files and safetensors weights. This skips the
@@ -175,29 +182,36 @@ def load_pipeline(folder: Path, device: DeviceSpec):
         ) from exc
     pipe = pipe.to(device.device)
     pipe.set_progress_bar_config(disable=True)
-    return tune_pipeline(pipe, device)
+    apply_recipe(pipe, generation_recipe(device, 512, 512, 0))  # the device's defaults until a run chooses
+    return pipe
 
 
-def tune_pipeline(pipe, device: DeviceSpec, tuning: PipelineTuning | None = None):
-    """Prepare a loaded pipeline for `device` as core.config.pipeline_tuning says (in place; returns the pipe).
+def apply_recipe(pipe, recipe: GenerationRecipe) -> bool:
+    """Prepare a loaded pipeline for a run as `recipe` says (core.config.generation_recipe), in place. Returns True
+    when the run's first batch will compile (a compiled pipeline meets this batch shape for the first time).
 
-    Used by load_pipeline, and by the benchmarks on pipelines built in memory, so both run the same settings.
-    """
+    Used by the engine before every run, and by the benchmarks on pipelines built in memory, so both run the same
+    settings. Compilation is lazy (on the first call for each input shape) and kept for the process: the shared
+    pipeline stays compiled for later runs. Not part of the cache key: kernel fusion reorders float operations,
+    which moves pixels by float rounding only, as a different batch composition does (see README, "Settings")."""
     import torch
 
-    tuning = tuning or pipeline_tuning(device)
-    unet = getattr(pipe, "unet", None)
-    vae = getattr(pipe, "vae", None)
-    if tuning.channels_last and unet is not None:
+    unet, vae = getattr(pipe, "unet", None), getattr(pipe, "vae", None)
+    if vae is not None and hasattr(vae, "enable_slicing"):
+        vae.enable_slicing() if recipe.vae_slicing else vae.disable_slicing()
+    if unet is not None and recipe.channels_last:
         unet.to(memory_format=torch.channels_last)
-    if tuning.vae_slicing and vae is not None and hasattr(vae, "enable_slicing"):
-        vae.enable_slicing()
-    if tuning.compile_mode and unet is not None:
-        # Compiled lazily, on the first call for each new input shape (batch size, image size). Not part of the
-        # cache key: kernel fusion reorders float operations, which moves pixels by float rounding only, as a
-        # different batch composition does (see README, "Settings").
-        pipe.unet = torch.compile(unet, mode=tuning.compile_mode, fullgraph=True)
-    return pipe
+    if not recipe.compile_mode or unet is None:
+        return False
+    if not hasattr(unet, "_orig_mod"):  # compile once per process; the compiled modules replace the eager ones
+        pipe.unet = torch.compile(unet, mode=recipe.compile_mode, fullgraph=True)
+        if vae is not None:
+            vae.decode = torch.compile(vae.decode, mode=recipe.compile_mode)
+    shapes = pipe.__dict__.setdefault("_ddl_compiled_shapes", set())
+    shape = (recipe.batch_size, recipe.size)
+    first = shape not in shapes
+    shapes.add(shape)
+    return first
 
 
 def attention_processors(pipe) -> dict[str, set[str]]:
@@ -225,6 +239,13 @@ class ClipModel:
     preprocess: object
     tokenizer: object
     device: str
+    precision: str = "float32"  # "bfloat16": encoded under torch.autocast (core.config.clip_precision)
+
+    def autocast(self):
+        """The context every CLIP forward pass runs in: bf16 autocast, or nothing, as `precision` says."""
+        import torch
+
+        return torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
 
 
 def _clip_hub_repo(preset: ClipPreset) -> str | None:
@@ -250,11 +271,14 @@ def clip_present(preset: ClipPreset) -> bool:
                          "open_clip_pytorch_model.safetensors", "pytorch_model.bin"))
 
 
-def clip_key(preset: ClipPreset) -> str:
+def clip_key(preset: ClipPreset, precision: str | None = None) -> str:
+    """The cache key of `preset`'s embeddings at `precision` (default: this machine's, core.config.clip_precision).
+    Float32 keys are the model's base key; reduced precision appends ":<precision>", so a vector made elsewhere at
+    another precision is still found (Cache.get_embeddings)."""
     import open_clip
     import torch
 
-    from .cache import key_of
+    from .cache import PRECISION_SEPARATOR, key_of
 
     weights: object = preset.pretrained
     if preset.pretrained is None:
@@ -264,7 +288,9 @@ def clip_key(preset: ClipPreset) -> str:
     elif Path(preset.pretrained).expanduser().is_file():
         p = Path(preset.pretrained).expanduser()
         weights = {"file_sha256": _file_sha256(p)}
-    return key_of({"arch": preset.arch, "weights": weights, "open_clip": open_clip.__version__, "schema": 1})
+    base = key_of({"arch": preset.arch, "weights": weights, "open_clip": open_clip.__version__, "schema": 1})
+    precision = precision or clip_precision()
+    return base if precision == "float32" else f"{base}{PRECISION_SEPARATOR}{precision}-autocast"
 
 
 _FILE_SHA_MEMO: dict[tuple[str, int, float], str] = {}
@@ -283,7 +309,8 @@ def _file_sha256(path: Path) -> str:
 
 
 def load_clip(preset: ClipPreset, device: DeviceSpec, progress: ProgressFn | None = None) -> ClipModel:
-    """An open_clip model in eval mode (float32: embeddings are compared across runs, keep them precise)."""
+    """An open_clip model in eval mode: float32 weights; on CUDA GPUs with native bf16 its forward passes run under
+    bf16 autocast (core.config.clip_precision), and its key says so."""
     import open_clip
 
     apply_cpu_threads()
@@ -308,4 +335,5 @@ def load_clip(preset: ClipPreset, device: DeviceSpec, progress: ProgressFn | Non
             ) from exc
         tokenizer = open_clip.get_tokenizer(preset.arch)
     model = model.to(device.device).eval()
-    return ClipModel(preset, clip_key(preset), model, preprocess, tokenizer, device.device)
+    precision = clip_precision(device)
+    return ClipModel(preset, clip_key(preset, precision), model, preprocess, tokenizer, device.device, precision)

@@ -30,6 +30,9 @@ AMBIGUOUS_STEMS = [
 ]
 
 
+PHOTOS_PER_CLASS = 24  # in the generated Imagenette-style folder (the real one has 100)
+
+
 @pytest.fixture(scope="session")
 def imagenette_dir(tmp_path_factory) -> Path:
     """Generated photos in the Imagenette layout (<class>/<photo>, labels.csv; the ten class names), under the same
@@ -37,7 +40,8 @@ def imagenette_dir(tmp_path_factory) -> Path:
     from core.natural import IMAGENETTE_WNIDS
     from core.tiny import write_tiny_photo_folder
 
-    return write_tiny_photo_folder(tmp_path_factory.mktemp("photos") / "imagenette224", IMAGENETTE_WNIDS)
+    return write_tiny_photo_folder(tmp_path_factory.mktemp("photos") / "imagenette224", IMAGENETTE_WNIDS,
+                                   PHOTOS_PER_CLASS)
 
 
 @pytest.fixture(scope="session")

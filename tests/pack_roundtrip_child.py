@@ -34,9 +34,9 @@ def main(pack: str, links_file: str, out: str) -> None:
     report = import_pack(Path(pack), cache)
     # A laptop with no generator weights (tiny-random is built in code: make building it fail too) and no CLIP.
     blocked = ["core.models.load_pipeline", "core.models.load_clip", "ui.load_pipeline", "ui.load_clip",
-               "ui.locate_generator", "core.models.locate_generator", "core.tiny.ensure_tiny_sd_folder"]
+               "core.engine.locate_generator", "core.models.locate_generator", "core.tiny.ensure_tiny_sd_folder"]
     patches = [mock.patch(target, unavailable) for target in blocked]
-    patches.append(mock.patch("ui.generator_present", lambda preset: False))
+    patches += [mock.patch(f"{module}.generator_present", lambda preset: False) for module in ("ui", "core.engine")]
     for p in patches:
         p.start()
     results = {page: numbers(render(page, params)) for page, params in links.items()}

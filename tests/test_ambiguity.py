@@ -53,7 +53,6 @@ from core.zeroshot import (
 )
 
 
-
 def unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 

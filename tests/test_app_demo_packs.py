@@ -9,6 +9,7 @@ from unittest import mock
 
 import app_support
 import pytest
+from conftest import PHOTOS_PER_CLASS
 from streamlit.testing.v1 import AppTest
 
 from core.models import ModelUnavailableError
@@ -32,12 +33,13 @@ def no_models(*args, **kwargs):
     raise ModelUnavailableError("no weights here (test)")
 
 
-BLOCKED = ("ui.load_pipeline", "ui.load_clip", "ui.locate_generator")
+BLOCKED = ("ui.load_pipeline", "ui.load_clip", "core.engine.locate_generator")
 
 
 @pytest.fixture
 def blocked_models():
-    patches = [mock.patch(t, no_models) for t in BLOCKED] + [mock.patch("ui.generator_present", lambda p: False)]
+    patches = [mock.patch(t, no_models) for t in BLOCKED] + [mock.patch(f"{module}.generator_present", lambda p: False)
+                                                        for module in ("ui", "core.engine")]
     for p in patches:
         p.start()
     yield
@@ -66,7 +68,8 @@ def built_pack(tmp_path_factory, imagenette_dir):
         at.text_input(key="pack_title").set_value("Tench lecture")
         at = at.button(key="pack_build").click().run()
         assert not at.exception
-        assert "'Tench lecture': 1 runs (4 images), 100 natural photos in 1 classes" in at.success[0].value
+        built = at.success[0].value
+        assert f"'Tench lecture': 1 runs (4 images), {PHOTOS_PER_CLASS} natural photos in 1 classes" in built
         data, _ = at.session_state["pack_built"]
     return data, numbers
 
@@ -78,8 +81,8 @@ def test_export_builds_a_pack_of_the_run_and_the_compared_class(built_pack):
     manifest, tables = read_pack(data)
     assert [(r["prompt"], r["seeds"]) for r in manifest["runs"]] == [("a photo of a tench", [0, 1, 2, 3])]
     assert manifest["natural"] == [{"source_id": "folder:imagenette224", "label": manifest["natural"][0]["label"],
-                                    "class": "tench", "photos": 100}]
-    assert len(tables["images"]) == 4 and len(tables["natural"]) == 100
+                                    "class": "tench", "photos": PHOTOS_PER_CLASS}]
+    assert len(tables["images"]) == 4 and len(tables["natural"]) == PHOTOS_PER_CLASS
 
 
 def test_import_then_the_link_reopens_with_the_same_numbers(built_pack, tmp_path, monkeypatch, blocked_models):
@@ -90,7 +93,8 @@ def test_import_then_the_link_reopens_with_the_same_numbers(built_pack, tmp_path
     at.get("file_uploader")[0].set_value(("lecture.zip", data, "application/zip"))
     at = at.run().button(key="pack_import").click().run()
     assert not at.exception
-    assert at.success[0].value.startswith("Imported 'Tench lecture': 1 runs (4 images), 100 natural photos")
+    imported = f"Imported 'Tench lecture': 1 runs (4 images), {PHOTOS_PER_CLASS} natural photos"
+    assert at.success[0].value.startswith(imported)
     links = [link for link in at.get("page_link") if link.proto.label == "Open in Diversity"]
     assert len(links) == 1
     params = dict(link_params(links[0]))

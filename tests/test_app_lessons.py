@@ -113,7 +113,7 @@ def texts(elements) -> str:
 @contextlib.contextmanager
 def no_generation(images_embedded: bool = True, texts_embedded: bool = False):
     """Fail if a generator loads or an image is generated (or, when asked, an image or a text is embedded)."""
-    guards = [("ui.load_pipeline", "a generator was loaded"), ("ui.generate_missing", "generation ran")]
+    guards = [("ui.load_pipeline", "a generator was loaded"), ("core.engine.generate_missing", "generation ran")]
     if images_embedded:
         guards.append(("core.embed.encode_preprocessed", "an image was embedded again"))
     if texts_embedded:

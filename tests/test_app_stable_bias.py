@@ -90,8 +90,8 @@ def test_generates_clusters_and_shows_the_table(generated):
 
 
 def test_the_link_reopens_from_the_cache_without_generating_or_embedding(generated):
-    guards = [mock.patch(f"ui.{name}", side_effect=AssertionError(name)) for name in ("load_pipeline",
-                                                                                     "generate_missing")]
+    guards = [mock.patch(target, side_effect=AssertionError(target)) for target in ("ui.load_pipeline",
+                                                                                    "core.engine.generate_missing")]
     guards += [mock.patch(f"core.embed.{name}", side_effect=AssertionError(name)) for name in ("embed_pil",
                                                                                                "encode_preprocessed")]
     for guard in guards:

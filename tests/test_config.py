@@ -97,31 +97,50 @@ def test_cpu_batch_size_is_capped_by_pixels():
     assert config.auto_batch_size(CPU, 4096, 4096) == 1  # never zero
 
 
-@pytest.mark.parametrize("free_gib, size, expected", [
-    (70, 512, 8),  # a big GPU: the cap
-    (70, 1024, 2),  # the cap scales with pixels
-    (4, 512, 5),  # (4 - 1) GiB / (2 GiB per megapixel x 0.262 megapixels) = 5.6
-    (1.2, 512, 1),  # almost full: one image, never zero
+@pytest.mark.parametrize("free_gib, size, compiled, expected", [
+    (70, 512, False, 16),  # a big GPU: the eager cap, where throughput stopped growing on the H200
+    (70, 512, True, 32),  # compiled: the compiled cap
+    (70, 1024, False, 4),  # the cap scales with pixels
+    (4, 512, False, 5),  # (4 - 1) GiB / (2 GiB per megapixel x 0.262 megapixels) = 5.6
+    (1.2, 512, False, 1),  # almost full: one image, never zero
 ])
-def test_cuda_batch_size_follows_free_memory(free_gib, size, expected):
+def test_cuda_batch_size_follows_free_memory(free_gib, size, compiled, expected):
     with mock.patch("torch.cuda.mem_get_info", return_value=(int(free_gib * GiB), 80 * GiB)):
-        assert config.auto_batch_size(CUDA, size, size) == expected
+        assert config.auto_batch_size(CUDA, size, size, compiled=compiled) == expected
 
 
-def test_pipeline_tuning_per_device(monkeypatch):
-    cuda = config.pipeline_tuning(CUDA)
-    assert cuda.channels_last and cuda.vae_slicing and cuda.compile_mode is None
-    cpu = config.pipeline_tuning(CPU)
-    assert not cpu.channels_last and cpu.vae_slicing and cpu.compile_mode is None
+def recipe(free_gib: float, images: int, size: int = 512) -> config.GenerationRecipe:
+    with mock.patch("torch.cuda.mem_get_info", return_value=(int(free_gib * GiB), 141 * GiB)):
+        return config.generation_recipe(CUDA, size, size, images)
+
+
+def test_cuda_recipe_compiles_only_runs_long_enough_to_pay_for_it(monkeypatch):
+    page_run, sweep = recipe(130, 16), recipe(130, config.COMPILE_MIN_IMAGES)
+    assert (page_run.compile_mode, page_run.channels_last, page_run.batch_size) == (None, False, 16)
+    assert (sweep.compile_mode, sweep.channels_last, sweep.batch_size) == ("default", True, 32)
+    # Per pixel: 250 images of 1024 px are as much work as 1000 of 512 px.
+    assert recipe(130, config.COMPILE_MIN_IMAGES // 4, 1024).compile_mode == "default"
+    assert recipe(130, config.COMPILE_MIN_IMAGES // 4 - 1, 1024).compile_mode is None
     monkeypatch.setenv("DDL_COMPILE", "1")
-    assert config.pipeline_tuning(CUDA).compile_mode == "default"
-    assert config.pipeline_tuning(CPU).compile_mode is None  # CUDA only
+    assert recipe(130, 1).compile_mode == "default"
+    monkeypatch.setenv("DDL_COMPILE", "0")
+    assert recipe(130, 10**6).compile_mode is None
     monkeypatch.setenv("DDL_COMPILE", "max-autotune")
-    assert config.pipeline_tuning(CUDA).compile_mode == "max-autotune"
-    assert "torch.compile" in config.pipeline_tuning(CUDA).describe()
+    assert "torch.compile" in recipe(130, 1).describe() and recipe(130, 1).compile_mode == "max-autotune"
     monkeypatch.setenv("DDL_COMPILE", "fastest")
     with pytest.raises(ValueError, match="DDL_COMPILE='fastest'"):
-        config.pipeline_tuning(CUDA)
+        recipe(130, 1)
+
+
+def test_cuda_recipe_slices_the_vae_only_when_memory_needs_it():
+    assert not recipe(130, 16).vae_slicing  # an H200: 16 images decode at once with room to spare
+    small = recipe(8, 16)  # an 8 GiB card: the UNet batch fits, decoding it at once would not
+    assert small.batch_size == 13 and small.vae_slicing
+
+
+def test_cpu_recipe_is_fixed():
+    cpu = config.generation_recipe(CPU, 512, 512, 10**6)
+    assert (cpu.batch_size, cpu.vae_slicing, cpu.channels_last, cpu.compile_mode) == (4, True, False, None)
 
 
 def test_embedding_batches_and_decode_workers():

@@ -124,3 +124,117 @@ def test_l2_normalise_refuses_zero_rows():
     np.testing.assert_allclose(l2_normalise(np.array([[3.0, 4.0]])), [[0.6, 0.8]])
     with pytest.raises(ValueError, match="zero or not finite"):
         l2_normalise(np.array([[0.0, 0.0], [1.0, 0.0]]))
+
+
+# -- decoding in worker processes: the same pixels as clip.preprocess ------------------------------------------------
+@pytest.fixture(scope="module")
+def odd_photos(tmp_path_factory):
+    """Files in the shapes and modes real folders hold: portrait, landscape, tiny, exact size, grey, palette, RGBA."""
+    from core.tiny import tiny_photo
+
+    root = tmp_path_factory.mktemp("odd-photos")
+    shapes = [((333, 500), "RGB", "jpg"), ((500, 333), "RGB", "png"), ((100, 60), "L", "jpg"),
+              ((224, 224), "RGB", "png"), ((225, 224), "P", "png"), ((640, 481), "RGBA", "png"),
+              ((48, 1000), "RGB", "jpg"), ((301, 299), "L", "png")]
+    files = []
+    for i, (size, mode, ext) in enumerate(shapes):
+        path = root / f"photo-{i}.{ext}"
+        tiny_photo(i, i / len(shapes), size, mode).save(path)
+        files.append(path)
+    return files
+
+
+def test_worker_pixels_equal_clip_preprocess_bit_for_bit(tiny_clip, odd_photos):
+    import torch
+
+    from core.embed import clip_pixels, normalised, pixel_recipe
+    from core.natural import open_rgb
+
+    recipe = pixel_recipe(tiny_clip.preprocess)
+    assert recipe is not None and recipe.resize == 224 and recipe.crop == (224, 224)
+    for path in odd_photos:
+        expected = tiny_clip.preprocess(open_rgb(path))
+        got = normalised(clip_pixels(str(path), recipe)[None], recipe, "cpu")[0]
+        assert got.shape == expected.shape and torch.equal(got, expected), path.name
+
+
+def test_unusual_preprocessing_falls_back_to_threads(tiny_clip):
+    from torchvision import transforms as T
+
+    from core.embed import pixel_recipe
+
+    steps = list(tiny_clip.preprocess.transforms)
+    assert pixel_recipe(T.Compose([T.Resize((224, 224)), *steps[1:]])) is None  # a fixed (h, w) resize
+    assert pixel_recipe(T.Compose(steps[:4])) is None  # no normalisation
+    assert pixel_recipe(lambda im: im) is None
+
+
+@pytest.mark.slow
+def test_embedding_in_worker_processes_equals_the_thread_path(tmp_path, tiny_clip, odd_photos, monkeypatch):
+    """Two spawned decoders (as on a GPU box with many photos) give the vectors the in-process path gives."""
+    from core.natural import open_rgb
+
+    items = [(f"sha-{i}", (lambda p=p: open_rgb(p))) for i, p in enumerate(odd_photos)]
+    threads = embeddings_for(Cache(tmp_path / "threads"), tiny_clip.key, items, lambda: tiny_clip, batch_size=3)
+    monkeypatch.setattr(core.embed, "decode_processes", lambda device, n: 2)
+    used = []
+    monkeypatch.setattr(core.embed, "_preprocessed_batches", lambda *a: used.append(a) or iter(()))
+    procs = embeddings_for(Cache(tmp_path / "procs"), tiny_clip.key, items, lambda: tiny_clip, batch_size=3,
+                           files=odd_photos)
+    assert not used  # the thread path was not taken
+    np.testing.assert_allclose(procs, threads, atol=1e-6)
+
+
+def test_an_unreadable_file_in_a_worker_process_is_explained(tmp_path, tiny_clip, monkeypatch):
+    from core.embed import clip_pixels, pixel_recipe
+    from core.natural import UnreadableImageError
+
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff not a jpeg")
+    with pytest.raises(UnreadableImageError, match="broken.jpg is not a readable image"):
+        clip_pixels(str(bad), pixel_recipe(tiny_clip.preprocess))
+
+
+# -- precision: bf16 autocast on GPUs, in the key ---------------------------------------------------------------
+def test_precision_is_part_of_the_clip_key_and_other_precisions_are_found(tmp_path, monkeypatch):
+    from core.models import clip_key
+    from core.registry import CLIP_MODELS, TINY_RANDOM
+
+    preset = CLIP_MODELS[TINY_RANDOM]
+    base = clip_key(preset, "float32")
+    monkeypatch.setenv("DDL_CLIP_PRECISION", "bfloat16")
+    bf16 = clip_key(preset)
+    assert bf16 == base + ":bfloat16-autocast" and clip_key(preset, "float32") == base
+    monkeypatch.setenv("DDL_CLIP_PRECISION", "half")
+    with pytest.raises(ValueError, match="DDL_CLIP_PRECISION='half'"):
+        clip_key(preset)
+    cache = Cache(tmp_path)
+    a, b = l2_normalise(np.array([[1.0, 0.0]])), l2_normalise(np.array([[0.0, 1.0]]))
+    cache.put_embeddings(bf16, {"made-on-a-gpu": a[0], "both": a[0]})
+    cache.put_embeddings(base, {"both": b[0]})
+    found = cache.get_embeddings(base, ["made-on-a-gpu", "both", "nowhere"])
+    assert set(found) == {"made-on-a-gpu", "both"}  # another precision of the same model stands in for a miss...
+    np.testing.assert_array_equal(found["both"], b[0])  # ...but the exact key wins
+    assert cache.get_embeddings("another-model", ["both"]) == {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["ViT-B-32", "ViT-L-14"])
+def test_bf16_autocast_embeddings_agree_with_float32(arch, odd_photos):
+    """The full-size architectures (random weights) under bf16 autocast vs float32: per-vector cosine >= 0.999.
+    Autocast on the CPU stands in for CUDA's here: both run the matmuls in bf16 with float32 accumulation."""
+    import open_clip
+    import torch
+
+    from core.embed import encode_preprocessed
+    from core.models import ClipModel
+    from core.natural import open_rgb
+    from core.registry import CLIP_MODELS, DEFAULT_CLIP
+
+    torch.manual_seed(0)
+    model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None)
+    batch = torch.stack([preprocess(open_rgb(p)) for p in odd_photos[:4]])
+    fp32 = ClipModel(CLIP_MODELS[DEFAULT_CLIP], "k", model.eval(), preprocess, None, "cpu")
+    bf16 = ClipModel(CLIP_MODELS[DEFAULT_CLIP], "k", model.eval(), preprocess, None, "cpu", "bfloat16")
+    cos = (encode_preprocessed(fp32, batch) * encode_preprocessed(bf16, batch)).sum(axis=1)
+    assert cos.min() >= 0.999, cos

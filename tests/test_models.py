@@ -177,12 +177,12 @@ def test_cuda_tuning_changes_pixels_only_within_float_tolerance(tiny_folder, cpu
     """channels_last + VAE slicing (the CUDA settings) run on the CPU too: same images within rounding."""
     import torch
 
-    from core.config import PipelineTuning
-    from core.models import load_pipeline, tune_pipeline
+    from core.config import GenerationRecipe
+    from core.models import apply_recipe, load_pipeline
 
     plain, tuned = load_pipeline(tiny_folder, cpu), load_pipeline(tiny_folder, cpu)
     plain.vae.disable_slicing()
-    tune_pipeline(tuned, cpu, PipelineTuning(channels_last=True, vae_slicing=True, compile_mode=None))
+    apply_recipe(tuned, GenerationRecipe(3, (64, 64), vae_slicing=True, channels_last=True, compile_mode=None))
     conv = tuned.unet.conv_in.weight
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
 
@@ -194,10 +194,15 @@ def test_cuda_tuning_changes_pixels_only_within_float_tolerance(tiny_folder, cpu
 
 
 def test_compile_wraps_the_unet_and_keeps_sdpa(tiny_folder, cpu):
-    """DDL_COMPILE's path, without compiling (that happens on the first call, on CUDA)."""
-    from core.config import PipelineTuning
-    from core.models import attention_processors, load_pipeline, tune_pipeline
+    """The compiled recipe's path, without compiling (that happens on the first call, on CUDA)."""
+    from core.config import GenerationRecipe
+    from core.models import apply_recipe, attention_processors, load_pipeline
 
-    pipe = tune_pipeline(load_pipeline(tiny_folder, cpu), cpu, PipelineTuning(False, False, "default"))
-    assert type(pipe.unet).__name__ == "OptimizedModule"
+    pipe = load_pipeline(tiny_folder, cpu)
+    first = GenerationRecipe(2, (64, 64), False, False, "default")
+    assert apply_recipe(pipe, first)  # a new shape: the first batch compiles
+    unet = pipe.unet
+    assert not apply_recipe(pipe, first) and pipe.unet is unet  # compiled once, the shape already seen
+    assert apply_recipe(pipe, GenerationRecipe(4, (64, 64), False, False, "default"))  # another batch size
+    assert type(pipe.unet).__name__ == "OptimizedModule" and hasattr(pipe.vae.decode, "_torchdynamo_orig_callable")
     assert attention_processors(pipe)["unet"] == {"AttnProcessor2_0"}

@@ -24,7 +24,6 @@ from core.natural import (
     store_upload,
 )
 
-
 # -- the folder loader on Imagenette-style folders: generated photos, and the real ones where present -----------
 BOTH_SETS = pytest.mark.parametrize("photos", [
     pytest.param(("imagenette_dir", 24), id="generated"),

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import PHOTOS_PER_CLASS
 
 from core.cache import Cache
 from core.diversity import embed_set, natural_set, synthetic_set, thumbnails
@@ -69,7 +70,7 @@ def test_cached_runs_lists_each_run_with_a_link(source_cache):
 def test_natural_classes_counts_embedded_photos(source_cache):
     cache, sources, _, _ = source_cache
     found = {(c.source_id, c.class_name): c for c in natural_classes(cache, sources)}
-    assert found[(SOURCE, "tench")].photos == 100 and found[(SOURCE, "tench")].embedded == 6
+    assert found[(SOURCE, "tench")].photos == PHOTOS_PER_CLASS and found[(SOURCE, "tench")].embedded == 6
     assert found[(SOURCE, "church")].embedded == 0
 
 
@@ -77,7 +78,7 @@ def test_round_trip_restores_every_entry(source_cache, tmp_path):
     cache, sources, settings, gpu = source_cache
     pack = tmp_path / "demo.zip"
     summary = export_pack(pack, cache, cached_runs(cache), [(SOURCE, "tench")], sources, "Tench demo")
-    assert (summary.runs, summary.images, summary.natural_photos, summary.thumbnails) == (2, 7, 100, 7)
+    assert (summary.runs, summary.images, summary.natural_photos, summary.thumbnails) == (2, 7, PHOTOS_PER_CLASS, 7)
     # 7 generated + 6 photos + 1 text embedded, nothing else in this cache
     assert summary.embeddings == 14
 
@@ -222,9 +223,10 @@ def test_command_line_export_show_import(source_cache, tmp_path, monkeypatch, ca
     monkeypatch.setenv("DDL_NATURAL_ROOTS", str(imagenette_dir))
     pack = tmp_path / "cli.zip"
     assert main(["export", str(pack), "--prompt", "tench"]) == 0
-    assert "1 runs (4 images), 100 natural photos in 1 classes" in capsys.readouterr().out  # tench: embedded photos
+    wrote = capsys.readouterr().out
+    assert f"1 runs (4 images), {PHOTOS_PER_CLASS} natural photos in 1 classes" in wrote  # tench: embedded photos
     assert main(["show", str(pack)]) == 0
-    assert "natural: folder:imagenette224: tench (100 photos)" in capsys.readouterr().out
+    assert f"natural: folder:imagenette224: tench ({PHOTOS_PER_CLASS} photos)" in capsys.readouterr().out
     monkeypatch.setenv("DDL_CACHE_DIR", str(tmp_path / "fresh"))
     assert main(["import", str(pack)]) == 0
     assert Cache(tmp_path / "fresh").count_images() == 4

@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from core.charts import data_uri, embedding_map, similarity_heatmap
+from core.cache import data_uri
+from core.charts import embedding_map, similarity_heatmap
 from core.generate import GenerationSettings, RunRequest
 from core.registry import CLIP_MODELS, GENERATORS, TINY_RANDOM
 from core.report import (
