@@ -54,7 +54,7 @@ def _render(params: dict, clear_data: bool, n: int):
         at.query_params[k] = v
     # Everything is on disk: loading a model or generating would be a bug (and would wreck the timing).
     with mock.patch("core.models.load_pipeline", side_effect=AssertionError("the generator was loaded")), \
-            mock.patch("core.generate.generate_missing", side_effect=AssertionError("generation ran")), \
+            mock.patch("core.engine.generate_missing", side_effect=AssertionError("generation ran")), \
             Stopwatch() as sw:
         at.run()
     if at.exception:
@@ -143,9 +143,9 @@ def bench_page(pipe, n: int, repeats: int, tmp_root: Path, log, with_reference: 
     import streamlit as st
 
     from core.cache import Cache
-    from core.config import auto_batch_size, select_device
-    from core.generate import RunRequest, generate_missing, resolve_settings
-    from core.models import locate_generator
+    from core.config import select_device
+    from core.engine import Engine
+    from core.generate import RunRequest
     from core.registry import GENERATORS, TINY_RANDOM
 
     _quiet_streamlit()
@@ -156,10 +156,9 @@ def bench_page(pipe, n: int, repeats: int, tmp_root: Path, log, with_reference: 
         device = select_device()
         preset = GENERATORS[TINY_RANDOM]
         req = RunRequest(PROMPT, n=n, generator=TINY_RANDOM, clip=TINY_RANDOM).with_preset_defaults(preset)
-        settings = resolve_settings(req, locate_generator(preset), device)
-        with Stopwatch() as sw:
-            report = generate_missing(pipe, settings, req.prompt, req.seeds, Cache(cache_root),
-                                      batch_size=auto_batch_size(device, settings.width, settings.height))
+        with Stopwatch() as sw:  # the engine, as the page's Generate button runs it (embedding left to the page)
+            (run,), report = Engine(Cache(cache_root), device, lambda folder: pipe).run([req])
+        settings = run.settings
         log(f"[page] the {n}-image tiny-random run: {report.reused} images were in the cache, {report.generated} "
             f"generated ({fmt_s(sw.wall)})")
         variants = [("no reference", {"prompt": PROMPT, "n": str(n), "generator": TINY_RANDOM,

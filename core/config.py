@@ -277,13 +277,13 @@ class GenerationRecipe:
     channels_last: bool  # UNet in NHWC, the layout compiled convolutions prefer (diffusers' torch.compile recipe)
     compile_mode: str | None  # torch.compile the UNet and the VAE decoder with this mode; None: eager
 
-    def describe(self) -> str:
-        parts = [f"batch {self.batch_size}"]
+    def describe(self, batch: bool = True) -> str:
+        parts = [f"batch {self.batch_size}"] if batch else []
         parts += [name for name, on in (("channels_last UNet", self.channels_last), ("VAE slicing", self.vae_slicing))
                   if on]
         if self.compile_mode:
             parts.append(f"torch.compile UNet + VAE decoder ({self.compile_mode})")
-        return ", ".join(parts)
+        return ", ".join(parts) or "eager, no slicing"
 
 
 def compile_setting() -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
@@ -145,25 +146,50 @@ def normalised(pixels: np.ndarray, recipe: PixelRecipe, device: str):
     return x.sub_(mean).div_(std)
 
 
-def _pixels_in_processes(clip: ClipModel, recipe: PixelRecipe, batches: list[list[str]], processes: int) -> Iterator:
-    """Each batch of files as one normalised tensor on CLIP's device, decoded by `processes` spawned workers a
-    batch or two ahead. A file that cannot be decoded raises its UnreadableImageError for its batch."""
+_POOL: dict[str, object] = {}  # the decoding processes: started once per process, reused by every call
+_POOL_LOCK = threading.Lock()
+
+
+def decode_pool(processes: int):
+    """The process's pool of `processes` spawned decoders (a pool of another size replaces it). Spawning costs
+    about a second, so the pool is kept for the process's life: a server decodes each page's photos warm."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+
+    with _POOL_LOCK:
+        pool = _POOL.get("pool")
+        if pool is None or _POOL.get("size") != processes:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+            # spawn, not fork: the parent may hold CUDA and a web server's threads, which a child must not inherit.
+            pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+            _POOL.update(pool=pool, size=processes)
+        return pool
+
+
+def _pixels_in_processes(clip: ClipModel, recipe: PixelRecipe, batches: list[list[str]], processes: int) -> Iterator:
+    """Each batch of files as one normalised tensor on CLIP's device, decoded by the worker processes a batch or
+    two ahead (each batch split across the workers). A file that cannot be decoded raises its
+    UnreadableImageError for its batch."""
     from functools import partial
 
-    # spawn, not fork: the parent may hold CUDA and a web server's threads, which a forked child must not inherit.
-    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-        decode = partial(clip_pixels, recipe=recipe)
-        pending = [pool.submit(_decode_batch, decode, b) for b in batches[:2]]
-        try:
-            for i in range(len(batches)):
-                current = pending.pop(0)
-                if i + 2 < len(batches):
-                    pending.append(pool.submit(_decode_batch, decode, batches[i + 2]))
-                yield normalised(current.result(), recipe, clip.device)
-        finally:
-            for f in pending:
+    pool = decode_pool(processes)
+    decode = partial(clip_pixels, recipe=recipe)
+
+    def submit(files: list[str]) -> list:
+        share = max(1, -(-len(files) // processes))
+        return [pool.submit(_decode_batch, decode, files[i : i + share]) for i in range(0, len(files), share)]
+
+    pending = [submit(b) for b in batches[:2]]
+    try:
+        for i in range(len(batches)):
+            parts = pending.pop(0)
+            if i + 2 < len(batches):
+                pending.append(submit(batches[i + 2]))
+            yield normalised(np.concatenate([f.result() for f in parts]), recipe, clip.device)
+    finally:
+        for parts in pending:
+            for f in parts:
                 f.cancel()
 
 
@@ -179,14 +205,16 @@ def embeddings_for(
     batch_size: int | None = None,
     workers: int | None = None,
     files: Sequence[Path] | None = None,
+    processes: int | None = None,
 ) -> np.ndarray:
     """Embeddings of (sha256, load_image) items in order. Only uncached images are decoded and embedded, each
     distinct sha256 once; the CLIP model is requested (`get_clip()`) only when there is something to embed.
 
     Runs in batches (`batch_size`, default core.config.embed_batch_size), each committed to the cache as soon as it
     is encoded: a kill loses at most one batch of work. `workers` threads (default core.config.decode_workers; 0:
-    none) decode and preprocess the next batch meanwhile. With `files` (each item's image file, in order) and
-    enough images for core.config.decode_processes, worker processes decode instead (see PixelRecipe)."""
+    none) decode and preprocess the next batch meanwhile. With `files` (each item's image file, in order),
+    `processes` worker processes decode instead (default core.config.decode_processes: on a GPU, for large sets).
+    """
     shas = [sha for sha, _ in items]
     found = cache.get_embeddings(clip_key, shas)
     todo: dict[str, tuple[Callable[[], Image.Image], Path | None]] = {}
@@ -198,7 +226,10 @@ def embeddings_for(
         size = batch_size or embed_batch_size(clip.device)
         pending = list(todo.items())
         chunks = [pending[i : i + size] for i in range(0, len(pending), size)]
-        processes = decode_processes(clip.device, len(pending)) if files is not None else 0
+        if files is None:
+            processes = 0
+        elif processes is None:
+            processes = decode_processes(clip.device, len(pending))
         recipe = pixel_recipe(clip.preprocess) if processes else None
         if recipe is not None:
             batches = _pixels_in_processes(clip, recipe, [[str(f) for _, (_, f) in chunk] for chunk in chunks],

@@ -176,13 +176,13 @@ def test_embedding_in_worker_processes_equals_the_thread_path(tmp_path, tiny_cli
 
     items = [(f"sha-{i}", (lambda p=p: open_rgb(p))) for i, p in enumerate(odd_photos)]
     threads = embeddings_for(Cache(tmp_path / "threads"), tiny_clip.key, items, lambda: tiny_clip, batch_size=3)
-    monkeypatch.setattr(core.embed, "decode_processes", lambda device, n: 2)
     used = []
     monkeypatch.setattr(core.embed, "_preprocessed_batches", lambda *a: used.append(a) or iter(()))
     procs = embeddings_for(Cache(tmp_path / "procs"), tiny_clip.key, items, lambda: tiny_clip, batch_size=3,
-                           files=odd_photos)
+                           files=odd_photos, processes=2)
     assert not used  # the thread path was not taken
     np.testing.assert_allclose(procs, threads, atol=1e-6)
+    assert core.embed.decode_pool(2) is core.embed.decode_pool(2)  # started once, kept warm
 
 
 def test_an_unreadable_file_in_a_worker_process_is_explained(tmp_path, tiny_clip, monkeypatch):
