@@ -226,3 +226,65 @@ class Engine:
         plan = self.plan(requests, generate=generate, on_download=on_download)
         totals = self.generate(plan, on_progress=on_progress, should_cancel=should_cancel) if generate else Totals()
         return self.runs(plan), totals
+
+
+# -- command line: ./lab run PROMPT [options] ------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    """Generate (and embed) one run into the cache from a shell: what a page's Generate button does."""
+    import argparse
+    import sys
+
+    from .generate import validate_request
+    from .local import all_clip_models
+    from .models import ModelUnavailableError, load_clip, load_pipeline
+    from .registry import DEFAULT_CLIP, DEFAULT_GENERATOR
+
+    p = argparse.ArgumentParser(prog="./lab run", description="Generate a run into the lab's cache (DDL_CACHE_DIR), "
+                                "embed it with CLIP, and print where it is. Cached images are reused.")
+    p.add_argument("prompt")
+    p.add_argument("--n", type=int, default=16, help="images (default 16)")
+    p.add_argument("--generator", default=DEFAULT_GENERATOR, help=f"a preset (default {DEFAULT_GENERATOR})")
+    p.add_argument("--clip", default=DEFAULT_CLIP, help=f"a CLIP preset (default {DEFAULT_CLIP})")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--guidance", type=float)
+    p.add_argument("--size", type=int)
+    p.add_argument("--first-seed", type=int, default=0)
+    args = p.parse_args(argv)
+    try:
+        preset = generator_preset(args.generator)
+    except (KeyError, ValueError) as exc:
+        print(f"./lab run: {exc}", file=sys.stderr)
+        return 2
+    clips = all_clip_models()
+    if args.clip not in clips:
+        print(f"./lab run: unknown CLIP preset {args.clip!r}; choose one of {', '.join(clips)}.", file=sys.stderr)
+        return 2
+    req = RunRequest(args.prompt, n=args.n, generator=args.generator, steps=args.steps, guidance=args.guidance,
+                     size=args.size, first_seed=args.first_seed, clip=args.clip).with_preset_defaults(preset)
+    problems = validate_request(req, preset)
+    if problems:
+        print("./lab run: " + " ".join(problems), file=sys.stderr)
+        return 2
+    device = config.select_device()
+    engine = Engine(Cache(config.cache_dir()), device, lambda folder: load_pipeline(folder, device),
+                    load_clip=lambda key: load_clip(clips[key], device))
+    last = [""]
+
+    def show(progress: Progress) -> None:
+        text = progress.describe()
+        if text != last[0]:
+            print(f"  {text}", file=sys.stderr, flush=True)
+            last[0] = text
+
+    try:
+        (run,), totals = engine.run([req], on_progress=show)
+    except ModelUnavailableError as exc:
+        print(f"./lab run: {exc}", file=sys.stderr)
+        return 1
+    print(f"{totals.generated} images generated, {totals.reused} reused; {len(run.images)} of {req.n} in "
+          f"{engine.cache.root} (settings {run.settings.key()[:12]})")
+    return 0 if not run.missing else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

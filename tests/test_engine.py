@@ -180,3 +180,20 @@ def test_the_cached_images_follow_seed_order(engine):
     (run,), totals = engine.run([req])
     assert totals.generated == 1 and [im.seed for im in run.images] == [4, 5, 6]
     assert [im.seed for im in cached_images(run.settings, req.prompt, req.seeds, engine.cache)] == [4, 5, 6]
+
+
+@pytest.mark.slow
+def test_the_command_line_generates_embeds_and_reuses(tmp_path):
+    env = {**__import__("os").environ, "DDL_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "core.engine", "a photo of a tench", "--n", "2", "--generator", TINY_RANDOM,
+           "--clip", TINY_RANDOM]
+    first = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("2 images generated, 0 reused; 2 of 2 in") and "2 of 2 images done" in first.stderr
+    cache = Cache(tmp_path / "cache")
+    assert cache.count_images() == 2 and len(cache.embedding_keys()) == 2  # embedded as they were made
+    again = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and again.stdout.startswith("0 images generated, 2 reused")
+    bad = subprocess.run([*cmd[:3], "", "--generator", TINY_RANDOM], cwd=REPO_ROOT, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 2 and "The prompt is empty" in bad.stderr
