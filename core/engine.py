@@ -17,6 +17,7 @@ Progress and cancellation are callbacks: the engine draws nothing and never impo
 from __future__ import annotations
 
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -171,7 +172,8 @@ class Engine:
             #     needs it, compilation only when the run is long enough to pay for it (core.config).
             pipe = self.load_pipeline(folder)
             recipe = config.generation_recipe(self.device, settings.width, settings.height, remaining)
-            compiling = apply_recipe(pipe, recipe)
+            with self.lock or nullcontext():  # the pipeline is shared: never change it under another run
+                compiling = apply_recipe(pipe, recipe)
 
             def report(done: int, n: int, step: int, steps: int, offset=offset, run=i + 1, reused=reused,
                        compiling=compiling) -> None:
