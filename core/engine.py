@@ -156,8 +156,6 @@ class Engine:
                  should_cancel: Callable[[], bool] | None = None) -> Totals:
         """Generate what `plan` lacks. A progress report of n done means n images are in the cache; a cancel (or
         an exception raised by `on_progress`, as a UI's stop) keeps every finished batch."""
-        from .models import apply_recipe
-
         totals = Totals()
         total = sum(req.n for req, _, _ in plan.to_generate)
         cached = [len(cached_images(s, req.prompt, req.seeds, self.cache)) for req, _, s in plan.to_generate]
@@ -168,12 +166,7 @@ class Engine:
                 totals.reused += req.n
                 offset += req.n
                 continue
-            # 2a. The device's recipe for this run: batch size from free memory, VAE slicing only when memory
-            #     needs it, compilation only when the run is long enough to pay for it (core.config).
-            pipe = self.load_pipeline(folder)
-            recipe = config.generation_recipe(self.device, settings.width, settings.height, remaining)
-            with self.lock or nullcontext():  # the pipeline is shared: never change it under another run
-                compiling = apply_recipe(pipe, recipe)
+            pipe, recipe, compiling = self.prepare(folder, settings, remaining)
 
             def report(done: int, n: int, step: int, steps: int, offset=offset, run=i + 1, reused=reused,
                        compiling=compiling) -> None:
@@ -181,11 +174,8 @@ class Engine:
                     on_progress(Progress(offset + done, total, step, steps, run, len(plan.to_generate),
                                          compiling and done == reused))
 
-            # 2b. Only the missing seeds, batch by batch; commits overlap the next batch.
-            result = generate_missing(
-                pipe, settings, req.prompt, req.seeds, self.cache, batch_size=recipe.batch_size, lock=self.lock,
-                on_progress=report, should_cancel=should_cancel, encode_threads=config.encode_threads(self.device),
-                after_commit=self._embedder(req.clip))
+            result = self.generate_seeds(pipe, recipe, settings, req.prompt, req.seeds, req.clip,
+                                         on_progress=report, should_cancel=should_cancel)
             totals.generated += result.generated
             totals.reused += result.reused
             remaining -= req.n - reused
@@ -194,6 +184,29 @@ class Engine:
                 totals.cancelled = True
                 break
         return totals
+
+    def prepare(self, folder: Path, settings: GenerationSettings, run_images: int):
+        """(pipeline, recipe, compiling): the loaded pipeline prepared with the device's recipe for a run of
+        `run_images` images: batch size from free memory, VAE slicing only when memory needs it, compilation only
+        when the run is long enough to pay for it (core.config). `compiling`: its first batch will compile."""
+        from .models import apply_recipe
+
+        pipe = self.load_pipeline(folder)
+        recipe = config.generation_recipe(self.device, settings.width, settings.height, run_images)
+        with self.lock or nullcontext():  # the pipeline is shared: never change it under another run
+            compiling = apply_recipe(pipe, recipe)
+        return pipe, recipe, compiling
+
+    def generate_seeds(self, pipe, recipe: config.GenerationRecipe, settings: GenerationSettings, prompt: str,
+                       seeds: list[int], clip_preset: str | None = None, *, on_progress=None,
+                       should_cancel: Callable[[], bool] | None = None):
+        """The missing images of any `seeds` of one prompt and settings (a sweep's batch need not be a range),
+        with a pipeline from `prepare`; embedded as they are committed when `clip_preset` is given and the engine
+        has a CLIP loader. Returns core.generate.GenerationReport."""
+        return generate_missing(
+            pipe, settings, prompt, seeds, self.cache, batch_size=recipe.batch_size, lock=self.lock,
+            on_progress=on_progress, should_cancel=should_cancel, encode_threads=config.encode_threads(self.device),
+            after_commit=self._embedder(clip_preset) if clip_preset else None)
 
     def _embedder(self, clip_preset: str) -> Callable[[list[CachedImage], list], None] | None:
         """Embeds freshly committed images from their pixels in memory (no PNG decode round trip), under the
