@@ -7,7 +7,7 @@ this machine. The job, step by step:
    images without --yes are refused before any work starts.
 2. Rows: one per (prompt, generator settings, seed), keyed exactly as the app keys the same image
    (core.generate.GenerationSettings.image_key), minus the rows already in a finished shard: a rerun resumes.
-3. `ray.data.from_items(rows)` -> `map_batches(Generate)`: an actor pool (one GPU each where the cluster has GPUs)
+3. `ray.data.from_items(rows)` -> `map_batches(Generate)`: an actor pool (0.75 of a GPU each where there are GPUs)
    that runs the engine's generation step (core.engine.Engine.generate_seeds) into an actor-local cache.
 4. -> `map_batches(Embed)`: an actor pool embedding each new image with every CLIP model of the plan.
 5. -> `map_batches(WriteShards)`: each batch becomes one shard per table, written atomically (temp file, fsync,
@@ -362,12 +362,16 @@ def run_sweep(plan: Plan, out: Path, *, address: str | None = None, num_cpus: in
             ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
                      object_store_memory=None if address else 200 * 2**20, log_to_driver=False)
         try:
-            gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+            # Each generation actor with an embedding actor beside it fits one GPU (0.75 + 0.25), so a one-GPU
+            # machine runs both stages at once; without GPUs generation takes a core per actor and embedding
+            # (a few percent of the work) none, so the stages cannot wait on each other for a slot.
+            on_gpus = ray.cluster_resources().get("GPU", 0) > 0
             ds = ray.data.from_items(todo)
             ds = ds.map_batches(Generate, fn_constructor_kwargs={"settings": settings, "work": str(out / WORK_DIR)},
-                                batch_size=plan.batch, concurrency=plan.actors, num_gpus=gpus)
+                                batch_size=plan.batch, concurrency=plan.actors,
+                                **({"num_gpus": 0.75} if on_gpus else {"num_cpus": 1}))
             ds = ds.map_batches(Embed, fn_constructor_kwargs={"clip_presets": plan.clip}, batch_size=plan.batch,
-                                concurrency=plan.actors, num_gpus=gpus)
+                                concurrency=plan.actors, **({"num_gpus": 0.25} if on_gpus else {"num_cpus": 0}))
             # Writing is light I/O: no CPU reserved, so it never waits behind the model actors for a slot.
             ds = ds.map_batches(WriteShards, fn_constructor_kwargs={"out": str(out)}, batch_size=plan.batch,
                                 concurrency=1, num_cpus=0)
