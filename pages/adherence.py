@@ -36,7 +36,7 @@ from core.models import ModelUnavailableError, clip_key
 from core.natural import DownloadError, download_reference_set, reference_sources
 from core.registry import CLIP_MODELS, GENERATORS
 from core.report import LAB_CHOICES, generation_defaults, report_file_stem
-from core.zeroshot import ZERO_SHOT_TEMPLATES, class_vectors, clip_scores, mean_estimate, ranks, text_embeddings
+from core.zeroshot import ZERO_SHOT_TEMPLATES, class_vectors, clip_scores, ranks, score_estimate, text_embeddings
 
 URL_KEY = "adherence_url"
 EXTRA_PARAMS = ("ref", "ref_class", "classes", "intended", "sweep", "sweep_values")  # kept when the run changes
@@ -193,8 +193,8 @@ nat_estimate = None
 if natural is not None:
     nat_scores = clip_scores(nat_emb, prompt_vector)
     named["natural"] = (natural.labels, nat_scores)
-    nat_estimate = mean_estimate("mean CLIPScore", nat_scores)
-syn_estimate = mean_estimate("mean CLIPScore", syn_scores)
+    nat_estimate = score_estimate("mean CLIPScore", nat_scores)
+syn_estimate = score_estimate("mean CLIPScore", syn_scores)
 score_line = f"**{score_reading(syn_estimate, nat_estimate)}**"
 st.markdown(score_line)
 table = score_rows(named)
