@@ -512,12 +512,14 @@ def fmt(e: Estimate, digits: int = 2, scale: float = 1.0) -> str:
         return f"n/a ({e.note})" if e.note else "n/a"
     if not np.isfinite(e.low):
         return f"{e.value * scale:.{digits}f}"
-    return f"{e.value * scale:.{digits}f} [{e.low * scale:.{digits}f}, {e.high * scale:.{digits}f}]"
+    text = f"{e.value * scale:.{digits}f} [{e.low * scale:.{digits}f}, {e.high * scale:.{digits}f}]"
+    return text + (f" (interval clipped to {e.clipped})" if e.clipped and scale == 1.0 else "")
 
 
 def scaled(e: Estimate, scale: float, name: str | None = None) -> Estimate:
     """The estimate in the units the page shows (e.g. an accuracy in %), for the report's numbers."""
-    return Estimate(e.name if name is None else name, e.value * scale, e.low * scale, e.high * scale, e.n, e.note)
+    return Estimate(e.name if name is None else name, e.value * scale, e.low * scale, e.high * scale, e.n, e.note,
+                    e.clipped and f"the range {e.clipped} x {scale:g}")
 
 
 def estimate_rows(rows: list[tuple[str, Estimate]], key: str = "class") -> pd.DataFrame:
