@@ -92,7 +92,7 @@ def _as64(x: np.ndarray) -> np.ndarray:
 
 def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
     """FD between the Gaussians fitted to `x` and `y` (see the module docstring for the numerics). Needs at least
-    FD_MIN_IMAGES rows per set; it is biased upwards at small n (compare at equal n, or see `frechet_distance_infinity`)."""
+    FD_MIN_IMAGES rows per set; it is biased upwards at small n: compare sets at equal n."""
     x, y = _as64(x), _as64(y)
     n1, n2, d = len(x), len(y), x.shape[1]
     if min(n1, n2) < FD_MIN_IMAGES:

@@ -200,8 +200,8 @@ st.markdown(score_line)
 table = score_rows(named)
 histogram = score_histogram(table)
 st.altair_chart(histogram, key="score_histogram")
-histogram_note = ("Dashed lines: each source's mean. Intervals: estimate +- 1.96 x the bootstrap standard deviation "
-                  "(200 resamples of the images, seed 0).")
+histogram_note = ("Dashed lines: each source's mean. Intervals: Student's t for a mean of independent images, "
+                  "clipped to CLIPScore's range [0, 2.5]; top-1 shares: Wilson (continuity-corrected).")
 st.caption(histogram_note)
 st.markdown("**Generated images, least to most adherent**")
 order = np.argsort(syn_scores, kind="stable")
@@ -329,7 +329,7 @@ if sweep_reqs:
     sweep_figure = sweep_chart(rows, sweep.setting)
     st.altair_chart(sweep_figure, key="sweep_chart")
     sweep_note = " · ".join(f"**{name}**: {meaning}" for name, meaning in SWEEP_METRICS) + \
-        ". Bars: 95% bootstrap intervals."
+        ". Bars: 95% intervals (t for the mean CLIPScore; jackknife for Vendi and mean cosine)."
     st.caption(sweep_note)
     (report.heading(f"Sweep: what does {SWEEP_SETTINGS[sweep.setting].label} trade?").chart(sweep_figure)
      .numbers(rows, caption=sweep_note, value="estimate", labels=[sweep.setting, "metric"]))
