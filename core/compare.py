@@ -115,6 +115,47 @@ def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
     return max(value, 0.0)  # a distance: tiny negative round-off is 0
 
 
+FD_INFINITY_FRACTIONS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+FD_INFINITY_REPEATS = 5
+
+
+@dataclass(frozen=True)
+class ExtrapolatedFD:
+    """FD extrapolated to infinitely many images (Chong & Forsyth 2020, "Effectively Unbiased FID and Inception
+    Score and where to find them"): a model-based estimate, to be labelled as such, never the measured FD."""
+
+    value: float  # the intercept: FD at 1/n -> 0
+    slope: float  # FD added per unit of 1/f (f = the fraction of both sets used)
+    points: list[tuple[int, int, float]]  # (synthetic images, natural images, mean FD over the random subsets)
+
+
+def frechet_distance_infinity(x: np.ndarray, y: np.ndarray, fractions: tuple[float, ...] = FD_INFINITY_FRACTIONS,
+                              repeats: int = FD_INFINITY_REPEATS, seed: int = DISTANCE_SEED) -> ExtrapolatedFD:
+    """FD's bias shrinks like 1/n (Chong & Forsyth 2020, who fit FID_N against 1/N and read the intercept). Here
+    both sets are subsampled to the same fraction f of their sizes (so the bias a/n1 + b/n2 scales as 1/f), the
+    FD of `repeats` random subsets per fraction is fitted by least squares against 1/f, and the fit is read at
+    1/f = 0. The linear model is asymptotic: with far fewer images than dimensions (CLIP's 512) treat the value
+    as rough."""
+    x, y = _as64(x), _as64(y)
+    rng = np.random.default_rng(seed)
+    points, inverse, fds = [], [], []
+    for f in fractions:
+        m1, m2 = int(round(f * len(x))), int(round(f * len(y)))
+        if min(m1, m2) < FD_MIN_IMAGES:
+            continue
+        reps = 1 if (m1, m2) == (len(x), len(y)) else repeats
+        values = [frechet_distance(x[rng.choice(len(x), m1, replace=False)], y[rng.choice(len(y), m2, replace=False)])
+                  for _ in range(reps)]
+        points.append((m1, m2, float(np.mean(values))))
+        inverse += [1.0 / f] * reps
+        fds += values
+    if len(points) < 3:
+        raise ValueError(f"FD extrapolation needs at least 3 subset sizes of >= {FD_MIN_IMAGES} images per set: "
+                         f"{len(x)} and {len(y)} images are too few.")
+    slope, intercept = np.polyfit(np.asarray(inverse), np.asarray(fds), 1)
+    return ExtrapolatedFD(float(intercept), float(slope), points)
+
+
 # -- CMMD --------------------------------------------------------------------------------------------------------------
 
 def _mean_rbf(a: np.ndarray, b: np.ndarray, gamma: float, block_elements: int) -> float:

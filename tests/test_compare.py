@@ -285,3 +285,21 @@ def test_distance_intervals_say_when_they_were_clipped():
     synthetic = natural[:6] + 1e-4
     clipped = [e for e in distance_estimates(natural, synthetic, resamples=50) if e.clipped]
     assert clipped and all("interval clipped to" in e.format() for e in clipped)
+
+
+def test_fd_extrapolated_to_infinite_n_removes_most_of_the_small_n_bias():
+    from core.compare import frechet_distance_infinity
+
+    # Two Gaussians whose true FD is known: same covariance (identity), means 0.5 apart in each of 4 dimensions.
+    d = 4
+    truth = d * 0.5**2
+    rng = np.random.default_rng(21)
+    plain, extrapolated = [], []
+    for _ in range(40):
+        x, y = rng.normal(size=(40, d)), rng.normal(size=(40, d)) + 0.5
+        plain.append(frechet_distance(x, y))
+        extrapolated.append(frechet_distance_infinity(x, y).value)
+    assert np.mean(plain) - truth > 0.25  # biased upwards at n = 40
+    assert abs(np.mean(extrapolated) - truth) < 0.4 * (np.mean(plain) - truth)
+    with pytest.raises(ValueError, match="too few"):
+        frechet_distance_infinity(x[:3], y[:3])
