@@ -682,8 +682,10 @@ def _estimates_of_frame(frame: pd.DataFrame, value: str, labels: Sequence[str] |
     out = []
     for row in frame.to_dict("records"):
         name = " · ".join(format_cell(row[c]) for c in labels)
+        # A table that says its interval was clipped ("interval clipped to [a, b]" in a note) keeps saying so.
+        clipped = re.search(r"interval clipped to (\[[^\]]*\])", str(row.get("note", "")))
         out.append(("", Estimate(name, float(row[value]), float(row["95% low"]), float(row["95% high"]),
-                                 int(row["n"]))))
+                                 int(row["n"]), clipped=clipped[1] if clipped else "")))
     return out
 
 
