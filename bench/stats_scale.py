@@ -152,7 +152,7 @@ def compare_cases(log) -> list[Case]:
             zeros = np.zeros(len(x), int)
             return probe.separability(x, y, zeros, np.zeros(len(y), int), ["class"])
 
-        cases.append(Case("separability probe (5-fold CV + bootstrap)", "core.probe", run_probe))
+        cases.append(Case("separability probe (5-fold CV + permutation test)", "core.probe", run_probe))
     return cases
 
 

@@ -26,7 +26,7 @@ PAGE_PARAMS = ("nn_class",)
 NEIGHBOURS = 5
 
 
-@st.cache_data(show_spinner="Cross-validating the probe...", max_entries=16)
+@st.cache_data(show_spinner="Cross-validating the probe and its permutation test (up to 200 refits)...", max_entries=16)
 def separability_of(syn, nat, syn_y, nat_y, names: tuple):
     return separability(syn, nat, syn_y, nat_y, list(names))
 
