@@ -17,7 +17,10 @@ Intervals (README, "How to read the numbers"):
   Why not the bootstrap: a resample with replacement repeats images, and a repeated image is a pair with no
   diversity, so on resamples the statistic drops by an amount that varies with the number of distinct images. That
   adds spread which the statistic does not have: for the effective rank the bootstrap SD was 2-7x the SD across
-  independent sets. Leaving images out never repeats one; measured in tests/test_stats.py.
+  independent sets. Leaving images out never repeats one. Measured in tests/test_stats.py: coverage 93-95% and
+  SD 0.96-1.04x the true SD for the effective rank (n = 20 and 100; 64 and 512 dimensions), 93-94% for the mean
+  cosine. Not exact everywhere: in other trial settings the jackknife SD ranged from ~0.6x to ~1.8x (it tends to
+  be conservative for nearly isotropic sets), still far closer than the bootstrap.
   What the interval covers: the statistic's expected value for a set of *this many* images from the same source.
   Vendi, effective rank and the variance share change with n themselves: compare sets at equal n
   (`equal_n_estimate`), never a 16-image set with a 3-image one.
