@@ -25,9 +25,10 @@ import numpy as np
 
 from .cache import Cache
 from .embed import embed_texts, l2_normalise
-from .stats import Estimate, bootstrap_interval, clip_to_range, count_estimate
-from .stats import mean_estimate as _t_mean
-from .stats import proportion_estimate as _proportion
+# mean_estimate (Student's t) and proportion_estimate (Wilson) live in core.stats; imported here too because the
+# zero-shot pages take them from this module.
+from .stats import Estimate, bootstrap_interval, clip_to_range, count_estimate, mean_estimate
+from .stats import proportion_estimate as proportion_estimate  # re-exported (redundant alias)
 
 # A plain subset of the 80 ImageNet templates published with CLIP: varied enough to average out the wording,
 # none that changes the subject (no "origami", "tattoo" or "video game").
@@ -167,21 +168,10 @@ def clip_scores(images: np.ndarray, text: np.ndarray, weight: float = CLIPSCORE_
     return weight * np.maximum(cos, 0.0)
 
 
-def mean_estimate(name: str, values: np.ndarray, note: str = "",
-                  bounds: tuple[float, float] = (-np.inf, np.inf)) -> Estimate:
-    """Mean of per-image values with Student's t interval clipped to `bounds` (core.stats.mean_estimate).
-    CLIPScores: bounds (0, 2.5); ranks: (1, k)."""
-    return _t_mean(name, values, note, bounds)
-
-
 def score_estimate(name: str, scores: np.ndarray, weight: float = CLIPSCORE_WEIGHT) -> Estimate:
     """Mean CLIPScore with its t interval, clipped to CLIPScore's range [0, weight]."""
     return mean_estimate(name, scores, bounds=(0.0, weight))
 
-
-def proportion_estimate(name: str, flags: np.ndarray, note: str = "") -> Estimate:
-    """Share of True flags with its Wilson interval (core.stats.proportion_estimate)."""
-    return _proportion(name, flags, note)
 
 
 def ranks(images: np.ndarray, classes: np.ndarray, intended: int) -> np.ndarray:
