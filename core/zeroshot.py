@@ -25,6 +25,7 @@ import numpy as np
 
 from .cache import Cache
 from .embed import embed_texts, l2_normalise
+
 # mean_estimate (Student's t) and proportion_estimate (Wilson) live in core.stats; imported here too because the
 # zero-shot pages take them from this module.
 from .stats import Estimate, bootstrap_interval, clip_to_range, count_estimate, mean_estimate
