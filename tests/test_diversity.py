@@ -115,3 +115,13 @@ def test_sets_of_different_sizes_get_no_verdict_and_are_compared_at_equal_n():
     assert set(rows["source"]) == {"synthetic", "natural"} and rows["n"].max() == 16
     assert rows[rows["source"] == "synthetic"]["value"].tolist() == pytest.approx(
         rows[rows["source"] == "synthetic"]["n"].tolist())
+
+
+def test_the_vendi_against_n_chart_has_one_line_per_source():
+    from core.charts import statistic_curve_chart
+    from core.diversity import curve_rows
+
+    rows = curve_rows({"synthetic": np.eye(12), "natural": np.eye(12)[:4]})
+    spec = statistic_curve_chart(rows, "Vendi score").to_dict()
+    assert spec["title"] == "Vendi score against n" and len(spec["layer"]) == 2
+    assert set(rows["source"]) == {"synthetic", "natural"} and rows[rows["source"] == "natural"]["n"].max() == 4
