@@ -181,8 +181,8 @@ def permutation_test(x: np.ndarray, y: np.ndarray, cls: np.ndarray, n_splits: in
             shuffled[rows] = y[rng.permutation(rows)]
         if roc_auc(shuffled, _out_of_fold_scores(x, shuffled, cls, n_splits, seed)) >= observed_auc - 1e-12:
             reached += 1
-            if reached >= stop_after:
-                return PermutationTest(reached / b, b, reached, b < permutations)
+            if reached >= stop_after and b < permutations:  # at the last shuffle the full-run p applies
+                return PermutationTest(reached / b, b, reached, True)
     return PermutationTest((reached + 1) / (permutations + 1), permutations, reached, False)
 
 

@@ -249,3 +249,5 @@ def test_permutation_p_value_is_the_share_of_refits_reaching_the_observed_auc():
     assert result.p_value == pytest.approx((result.reached + 1) / 31)
     stopped = permutation_test(x, y, cls, 3, 0.0, permutations=30, stop_after=4)  # every refit reaches AUC 0
     assert stopped.stopped_early and stopped.shuffles == 4 and stopped.p_value == 1.0
+    last = permutation_test(x, y, cls, 3, 0.0, permutations=4, stop_after=4)  # the stop falls on the last shuffle
+    assert not last.stopped_early and last.p_value == 1.0 and last.shuffles == 4
