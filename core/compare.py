@@ -15,9 +15,9 @@ Memory: nothing here builds a full n x m distance matrix. Pairwise work runs ove
 - CMMD (Jayasumana et al. 2024, google-research cmmd/distance.py): squared MMD with a Gaussian RBF kernel,
   sigma = 10, the minimum-variance estimator (plain means over all pairs, diagonals included), times 1000. The
   diagonal (each image with itself, kernel 1) biases it upwards by 1000 * ((1 - mean k within X) / n_X +
-  (1 - mean k within Y) / n_Y): measured in tests/test_compare.py, ~0.45 at n = 30 per set on CLIP-like sets whose
-  value at large n is ~1.7. `cmmd_unbiased` is the U-statistic (Gretton et al. 2012, Eq. 3: self-pairs left out),
-  unbiased at every n and so sometimes negative; the pages show it beside the reference number.
+  (1 - mean k within Y) / n_Y): on CLIP sets, 2.12 at n = 30 against 1.67 at large n; in tests/test_compare.py
+  1.48 against 0.83 (unbiased: 0.85). `cmmd_unbiased` is the U-statistic (Gretton et al. 2012, Eq. 3: self-pairs
+  left out), unbiased at every n and so sometimes negative; the pages show it beside the reference number.
 - PRDC (Naeem et al. 2020, PyPI `prdc`): k-NN radii by Euclidean distance, k = 5, the distance to the k-th nearest
   *other* point (the package takes the (k+1)-th smallest distance, self included); strict '<' as the package.
   "real" = natural photos, "fake" = synthetic images.
