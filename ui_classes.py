@@ -511,12 +511,17 @@ def fmt(e: Estimate, digits: int = 2, scale: float = 1.0) -> str:
         return f"n/a ({e.note})" if e.note else "n/a"
     if not np.isfinite(e.low):
         return f"{e.value * scale:.{digits}f}"
-    return f"{e.value * scale:.{digits}f} [{e.low * scale:.{digits}f}, {e.high * scale:.{digits}f}]"
+    text = f"{e.value * scale:.{digits}f} [{e.low * scale:.{digits}f}, {e.high * scale:.{digits}f}]"
+    if not e.clipped:
+        return text
+    bounds = e.clipped if scale == 1.0 else "the statistic's range"  # e.clipped is in the statistic's own units
+    return text + f" (interval clipped to {bounds})"
 
 
 def scaled(e: Estimate, scale: float, name: str | None = None) -> Estimate:
     """The estimate in the units the page shows (e.g. an accuracy in %), for the report's numbers."""
-    return Estimate(e.name if name is None else name, e.value * scale, e.low * scale, e.high * scale, e.n, e.note)
+    return Estimate(e.name if name is None else name, e.value * scale, e.low * scale, e.high * scale, e.n, e.note,
+                    e.clipped and ("the statistic's range" if scale != 1.0 else e.clipped))
 
 
 def estimate_rows(rows: list[tuple[str, Estimate]], key: str = "class") -> pd.DataFrame:

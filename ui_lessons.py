@@ -55,7 +55,7 @@ from core.natural import DownloadError, NaturalFolder, download_reference_set, r
 from core.registry import CLIP_MODELS, GENERATORS
 from core.report import Report, report_file_stem
 from core.stats import diversity_statistics
-from core.zeroshot import assign, class_vectors, clip_scores, mean_estimate, text_embeddings
+from core.zeroshot import assign, class_vectors, clip_scores, score_estimate, text_embeddings
 
 RUN_LABEL = "Run the experiment"
 TRY_IT_LABEL = "Try it yourself"
@@ -282,7 +282,7 @@ def _adherence(ctx: Context) -> Answer:
     prompt_vector = text_embeddings(ctx.cache, ctx.ckey, [ctx.exp.prompt], ctx.get_clip)[0]
     syn_scores, nat_scores = clip_scores(syn_emb, prompt_vector), clip_scores(nat_emb, prompt_vector)
     table = score_rows({"synthetic": (synthetic.labels, syn_scores), "natural": (natural.labels, nat_scores)})
-    reading = score_reading(mean_estimate("mean CLIPScore", syn_scores), mean_estimate("mean CLIPScore", nat_scores))
+    reading = score_reading(score_estimate("mean CLIPScore", syn_scores), score_estimate("mean CLIPScore", nat_scores))
     return Answer(reading, score_histogram(table), table, [
         _strip(ctx, synthetic, [f"{s:.3f}" for s in syn_scores], "Generated, with each image's CLIPScore"),
         _strip(ctx, natural, [f"{s:.3f}" for s in nat_scores], "Real photos, with each photo's CLIPScore")])

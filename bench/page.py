@@ -128,7 +128,7 @@ def _breakdown(req, settings, n: int, repeats: int, with_reference: bool) -> dic
             sets.append(nat)
             embs.append(timed("embeddings (SQLite)", embed_set, cache, key, nat, never))
         for e in embs:
-            timed("diversity_statistics (bootstrap, per set)", diversity_statistics, e)
+            timed("diversity_statistics (jackknife, per set)", diversity_statistics, e)
         timed("PCA map (project_2d)", project_2d, np.concatenate(embs), "pca")
         for one in sets:
             timed("map thumbnails (80 px, from SQLite)", thumbnails, cache, one)

@@ -116,10 +116,9 @@ def stats_cases(quick: bool) -> list[Case]:
         Case("variance in first 2 PCs", "core.stats", lambda x, y: stats.variance_explained(x)),
         boot("Vendi", stats.vendi_score),
     ]
-    page = Case(f"diversity_statistics (4 stats x {BOOTSTRAP_PAGE_RESAMPLES} resamples)", "core.stats",
-                lambda x, y: stats.diversity_statistics(x, resamples=_resamples_for(len(x), quick)),
-                scale=lambda n: (BOOTSTRAP_PAGE_RESAMPLES + 1) / (_resamples_for(n, quick) + 1),
-                estimated=lambda n: _resamples_for(n, quick) != BOOTSTRAP_PAGE_RESAMPLES)
+    # The page's intervals are delete-a-group jackknives: at most JACKKNIFE_GROUPS + 1 evaluations whatever n.
+    page = Case(f"diversity_statistics (4 stats, jackknife of <= {stats.JACKKNIFE_GROUPS} groups)", "core.stats",
+                lambda x, y: stats.diversity_statistics(x))
     cases.append(page)
     return cases
 
@@ -153,7 +152,7 @@ def compare_cases(log) -> list[Case]:
             zeros = np.zeros(len(x), int)
             return probe.separability(x, y, zeros, np.zeros(len(y), int), ["class"])
 
-        cases.append(Case("separability probe (5-fold CV + bootstrap)", "core.probe", run_probe))
+        cases.append(Case("separability probe (5-fold CV + permutation test)", "core.probe", run_probe))
     return cases
 
 

@@ -3,7 +3,7 @@
 
 The analysis as plain functions, used by pages/adherence.py and the tests:
 1. CLIPScore of each image against the prompt (core.zeroshot: Hessel et al.'s 2.5 * max(cos, 0)), per source, with
-   bootstrap intervals.
+   t intervals (clipped to CLIPScore's range [0, 2.5]).
 2. Confusable-class rank: the rank of the intended class among K class names by zero-shot, per image.
 3. Sweeps: one generic "vary one setting" that turns a base RunRequest into one normal RunRequest per value (so
    each point is cached like any run), and per-point adherence and diversity estimates.
@@ -23,7 +23,7 @@ from .charts import SOURCE_COLOURS
 from .generate import RunRequest, validate_request
 from .natural import IMAGENETTE_WNIDS
 from .registry import GENERATORS
-from .stats import Estimate, bootstrap_interval, mean_pairwise_cosine, vendi_score
+from .stats import Estimate, diversity_statistics
 from .zeroshot import CLIPSCORE_WEIGHT, TORCHMETRICS_SCALE, mean_estimate, proportion_estimate
 
 SCORE_LABEL = "CLIPScore (2.5 x max(cos, 0))"
@@ -94,7 +94,7 @@ def guess_class(prompt: str, names: Sequence[str]) -> str | None:
 def rank_estimates(ranks: np.ndarray) -> list[Estimate]:
     ranks = np.asarray(ranks, dtype=np.float64)
     return [proportion_estimate("top-1 (intended class ranked first)", ranks == 1),
-            mean_estimate("mean rank of the intended class", ranks)]
+            mean_estimate("mean rank of the intended class", ranks, bounds=(1.0, np.inf))]
 
 
 def rank_rows(named: dict[str, np.ndarray], k: int) -> pd.DataFrame:
@@ -218,14 +218,16 @@ SWEEP_METRICS = (
 
 
 def sweep_point(embeddings: np.ndarray, scores: np.ndarray) -> list[Estimate]:
-    """Adherence and diversity of one sweep point's images, each with its 95% bootstrap interval."""
-    out = [mean_estimate("mean CLIPScore", scores)]
-    for name, fn in (("Vendi score", vendi_score), ("mean pairwise cosine", mean_pairwise_cosine)):
+    """Adherence and diversity of one sweep point's images, each with its 95% interval: t for the mean CLIPScore,
+    the jackknife for the diversity statistics (as on the Diversity page), each clipped to its range."""
+    out = [mean_estimate("mean CLIPScore", scores, bounds=(0.0, CLIPSCORE_WEIGHT))]
+    by_name = {e.name: e for e in diversity_statistics(embeddings)} if len(embeddings) else {}
+    for name in ("Vendi score", "mean pairwise cosine"):
         if len(embeddings) < 2:
             out.append(Estimate(name, float("nan"), float("nan"), float("nan"), len(embeddings),
                                 "needs at least 2 images"))
         else:
-            out.append(Estimate(name, *bootstrap_interval(embeddings, fn), len(embeddings)))
+            out.append(by_name[name])
     return out
 
 

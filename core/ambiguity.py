@@ -317,7 +317,8 @@ def entropy_rows(variants: Sequence[Variant], assignments: Sequence[Assignment],
     for v, a in zip(variants, assignments):
         e = entropy_estimate(a.labels, k)
         rows.append({"variant": v.prompt, "entropy (nats)": e.value, "95% low": e.low, "95% high": e.high,
-                     "maximum ln k": float(np.log(k)), "n": e.n})
+                     "maximum ln k": float(np.log(k)), "n": e.n,
+                     "note": f"interval clipped to {e.clipped}" if e.clipped else ""})
     return pd.DataFrame(rows)
 
 

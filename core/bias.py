@@ -22,6 +22,7 @@ import pandas as pd
 
 from .generate import MAX_IMAGES, RunRequest, validate_request
 from .registry import CLIP_MODELS, DEFAULT_CLIP, GENERATORS
+from .stats import count_estimate
 
 PROMPT_TEMPLATE = "Photo portrait of a {adjective} {profession}"
 NO_ADJECTIVE = ""  # "Photo portrait of a {profession}": the lab's addition, a baseline without an adjective
@@ -252,11 +253,18 @@ class ClusterTable:
         return self.counts[prompts] / self.counts[prompts].sum(axis=0)
 
     def long(self) -> pd.DataFrame:
-        """One row per (cluster, prompt): count and share of the prompt's images, for the heat map."""
-        shares = self.shares
-        rows = [{"cluster": cluster, "prompt": prompt, "count": int(self.counts.loc[cluster, prompt]),
-                 "share": float(shares.loc[cluster, prompt]), "images of the prompt": self.per_prompt[prompt]}
-                for cluster in self.counts.index for prompt in self.counts.columns if prompt != ALL]
+        """One row per (cluster, prompt): count and share of the prompt's images with its 95% Wilson interval
+        (core.stats.count_estimate), for the heat map."""
+        rows = []
+        for cluster in self.counts.index:
+            for prompt in self.counts.columns:
+                if prompt == ALL:
+                    continue
+                count = int(self.counts.loc[cluster, prompt])
+                share = count_estimate("share", count, self.per_prompt[prompt])
+                rows.append({"cluster": cluster, "prompt": prompt, "count": count, "share": share.value,
+                             "95% low": share.low, "95% high": share.high,
+                             "images of the prompt": self.per_prompt[prompt]})
         return pd.DataFrame(rows)
 
 
@@ -299,11 +307,15 @@ def reading(table: ClusterTable) -> str:
     spread = {p: int((table.counts[p] > 0).sum()) for p in prompts}
     most = max(prompts, key=lambda p: (top_share[p], -spread[p]))
     least = min(prompts, key=lambda p: (top_share[p], -spread[p]))
+    def interval(prompt: str) -> str:  # the largest cluster's share: its 95% Wilson interval
+        e = count_estimate("share", int(table.counts[prompt].max()), table.per_prompt[prompt])
+        return f"95% interval {e.low:.0%}-{e.high:.0%}"
+
     line = (f"At {table.k} clusters, '{most}' is the most uniform prompt: {top_share[most]:.0%} of its "
-            f"{table.per_prompt[most]} images fall in one cluster ({shares[most].idxmax()})")
+            f"{table.per_prompt[most]} images fall in one cluster ({shares[most].idxmax()}; {interval(most)})")
     if least != most:
-        line += (f"; '{least}' varies most: its largest cluster holds {top_share[least]:.0%} and its images spread "
-                 f"over {spread[least]} clusters")
+        line += (f"; '{least}' varies most: its largest cluster holds {top_share[least]:.0%} ({interval(least)}) "
+                 f"and its images spread over {spread[least]} clusters")
     shared = [c for c in table.counts.index if sum(shares[p].idxmax() == c for p in prompts) > 1]
     if shared:
         line += f". Several prompts have the same largest cluster: {', '.join(shared[:3])}"

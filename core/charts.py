@@ -71,3 +71,15 @@ def statistics_chart(rows: list[tuple[str, Estimate]]) -> alt.Chart:
     return (bars + dots).properties(width=260, height=60).facet(
         facet=alt.Facet("statistic:N", title=None), columns=2
     ).resolve_scale(x="independent")
+
+
+def statistic_curve_chart(rows: pd.DataFrame, name: str) -> alt.Chart:
+    """A statistic against n per source (mean over random subsets, band = +-1 SD across subsets): `rows` from
+    core.diversity.curve_rows. Where two sets differ in size, compare the curves at the same n."""
+    df = rows.assign(low=rows["value"] - rows["sd"], high=rows["value"] + rows["sd"])
+    base = alt.Chart(df).encode(x=alt.X("n:Q", title="images (random subsets of each size)"),
+                                color=alt.Color("source:N", scale=SOURCE_COLOURS))
+    band = base.mark_area(opacity=0.2).encode(y="low:Q", y2="high:Q")
+    line = base.mark_line(point=True).encode(
+        y=alt.Y("value:Q", title=name), tooltip=["source:N", "n:Q", alt.Tooltip("value:Q", format=".2f")])
+    return (band + line).properties(title=f"{name} against n", height=240)

@@ -13,7 +13,11 @@ Memory: nothing here builds a full n x m distance matrix. Pairwise work runs ove
   dimension), the same trace is taken in d x d: the sum of sqrt(eigenvalues of S1^(1/2) S2 S1^(1/2)), eigenvalues
   clipped at 0. Both routes are exact and are checked against scipy.linalg.sqrtm in the tests.
 - CMMD (Jayasumana et al. 2024, google-research cmmd/distance.py): squared MMD with a Gaussian RBF kernel,
-  sigma = 10, the minimum-variance estimator (plain means over all pairs, diagonals included), times 1000.
+  sigma = 10, the minimum-variance estimator (plain means over all pairs, diagonals included), times 1000. The
+  diagonal (each image with itself, kernel 1) biases it upwards by 1000 * ((1 - mean k within X) / n_X +
+  (1 - mean k within Y) / n_Y): on CLIP sets, 2.12 at n = 30 against 1.67 at large n; in tests/test_compare.py
+  1.48 against 0.83 (unbiased: 0.85). `cmmd_unbiased` is the U-statistic (Gretton et al. 2012, Eq. 3: self-pairs
+  left out), unbiased at every n and so sometimes negative; the pages show it beside the reference number.
 - PRDC (Naeem et al. 2020, PyPI `prdc`): k-NN radii by Euclidean distance, k = 5, the distance to the k-th nearest
   *other* point (the package takes the (k+1)-th smallest distance, self included); strict '<' as the package.
   "real" = natural photos, "fake" = synthetic images.
@@ -26,12 +30,13 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .stats import Estimate
+from .stats import Estimate, clip_to_range
 
 BLOCK_ELEMENTS = 8_000_000  # distances per block: 64 MB of float64
 PRDC_K = 5
 CMMD_SIGMA = 10.0
 CMMD_SCALE = 1000.0
+FD_MIN_IMAGES = 3  # per set: 2 images give a one-direction "covariance", an FD ruled by which two were drawn
 DISTANCE_RESAMPLES = 100  # bootstrap resamples per distance (two-sample: both sets resampled)
 DISTANCE_SEED = 0
 
@@ -86,11 +91,13 @@ def _as64(x: np.ndarray) -> np.ndarray:
 # -- Fréchet distance ------------------------------------------------------------------------------------------------
 
 def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
-    """FD between the Gaussians fitted to `x` and `y` (see the module docstring for the numerics)."""
+    """FD between the Gaussians fitted to `x` and `y` (see the module docstring for the numerics). Needs at least
+    FD_MIN_IMAGES rows per set; it is biased upwards at small n: compare sets at equal n."""
     x, y = _as64(x), _as64(y)
     n1, n2, d = len(x), len(y), x.shape[1]
-    if n1 < 2 or n2 < 2:
-        return float("nan")
+    if min(n1, n2) < FD_MIN_IMAGES:
+        raise ValueError(f"FD fits a mean and a covariance to each set and needs at least {FD_MIN_IMAGES} images in "
+                         f"each (got {n1} and {n2}): with 2 the covariance has a single direction.")
     mu1, mu2 = x.mean(axis=0), y.mean(axis=0)
     a = (x - mu1) / np.sqrt(n1 - 1)
     b = (y - mu2) / np.sqrt(n2 - 1)
@@ -108,6 +115,47 @@ def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
     return max(value, 0.0)  # a distance: tiny negative round-off is 0
 
 
+FD_INFINITY_FRACTIONS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+FD_INFINITY_REPEATS = 5
+
+
+@dataclass(frozen=True)
+class ExtrapolatedFD:
+    """FD extrapolated to infinitely many images (Chong & Forsyth 2020, "Effectively Unbiased FID and Inception
+    Score and where to find them"): a model-based estimate, to be labelled as such, never the measured FD."""
+
+    value: float  # the intercept: FD at 1/n -> 0
+    slope: float  # FD added per unit of 1/f (f = the fraction of both sets used)
+    points: list[tuple[int, int, float]]  # (synthetic images, natural images, mean FD over the random subsets)
+
+
+def frechet_distance_infinity(x: np.ndarray, y: np.ndarray, fractions: tuple[float, ...] = FD_INFINITY_FRACTIONS,
+                              repeats: int = FD_INFINITY_REPEATS, seed: int = DISTANCE_SEED) -> ExtrapolatedFD:
+    """FD's bias shrinks like 1/n (Chong & Forsyth 2020, who fit FID_N against 1/N and read the intercept). Here
+    both sets are subsampled to the same fraction f of their sizes (so the bias a/n1 + b/n2 scales as 1/f), the
+    FD of `repeats` random subsets per fraction is fitted by least squares against 1/f, and the fit is read at
+    1/f = 0. The linear model is asymptotic: with far fewer images than dimensions (CLIP's 512) treat the value
+    as rough."""
+    x, y = _as64(x), _as64(y)
+    rng = np.random.default_rng(seed)
+    points, inverse, fds = [], [], []
+    for f in fractions:
+        m1, m2 = int(round(f * len(x))), int(round(f * len(y)))
+        if min(m1, m2) < FD_MIN_IMAGES:
+            continue
+        reps = 1 if (m1, m2) == (len(x), len(y)) else repeats
+        values = [frechet_distance(x[rng.choice(len(x), m1, replace=False)], y[rng.choice(len(y), m2, replace=False)])
+                  for _ in range(reps)]
+        points.append((m1, m2, float(np.mean(values))))
+        inverse += [1.0 / f] * reps
+        fds += values
+    if len(points) < 3:
+        raise ValueError(f"FD extrapolation needs at least 3 subset sizes of >= {FD_MIN_IMAGES} images per set: "
+                         f"{len(x)} and {len(y)} images are too few.")
+    slope, intercept = np.polyfit(np.asarray(inverse), np.asarray(fds), 1)
+    return ExtrapolatedFD(float(intercept), float(slope), points)
+
+
 # -- CMMD --------------------------------------------------------------------------------------------------------------
 
 def _mean_rbf(a: np.ndarray, b: np.ndarray, gamma: float, block_elements: int) -> float:
@@ -118,15 +166,39 @@ def _mean_rbf(a: np.ndarray, b: np.ndarray, gamma: float, block_elements: int) -
     return total / (len(a) * len(b))
 
 
+def _two_each(x: np.ndarray, y: np.ndarray, what: str) -> None:
+    if len(x) < 2 or len(y) < 2:
+        raise ValueError(f"{what} needs at least 2 images in each set (got {len(x)} and {len(y)}): with one image the "
+                         f"within-set term is only the image compared with itself.")
+
+
 def cmmd(x: np.ndarray, y: np.ndarray, sigma: float = CMMD_SIGMA, scale: float = CMMD_SCALE,
          block_elements: int = BLOCK_ELEMENTS) -> float:
-    """scale * (mean k(x, x') + mean k(y, y') - 2 mean k(x, y)), k = exp(-|a - b|^2 / (2 sigma^2)).
+    """scale * (mean k(x, x') + mean k(y, y') - 2 mean k(x, y)), k = exp(-|a - b|^2 / (2 sigma^2)), all pairs
+    including each image with itself, as the reference code: biased upwards at small n (module docstring).
     Embeddings are used as given: CMMD's definition asks for L2-normalised CLIP embeddings (the lab's are)."""
     x, y = _as64(x), _as64(y)
-    if len(x) == 0 or len(y) == 0:
-        return float("nan")
+    _two_each(x, y, "CMMD")
     gamma = 1.0 / (2.0 * sigma**2)
     return scale * (_mean_rbf(x, x, gamma, block_elements) + _mean_rbf(y, y, gamma, block_elements)
+                    - 2.0 * _mean_rbf(x, y, gamma, block_elements))
+
+
+def _without_self_pairs(mean_all: float, n: int) -> float:
+    """Mean kernel over pairs i != j from the mean over all n^2 pairs: the diagonal holds k(x, x) = 1."""
+    return (mean_all * n * n - n) / (n * (n - 1))
+
+
+def cmmd_unbiased(x: np.ndarray, y: np.ndarray, sigma: float = CMMD_SIGMA, scale: float = CMMD_SCALE,
+                  block_elements: int = BLOCK_ELEMENTS) -> float:
+    """The unbiased (U-statistic) squared MMD with CMMD's kernel and scale (Gretton et al. 2012, Eq. 3): the
+    within-set means leave out each image paired with itself. Its expectation is the population MMD^2 at every n,
+    so it can be negative when the sets are alike."""
+    x, y = _as64(x), _as64(y)
+    _two_each(x, y, "The unbiased CMMD")
+    gamma = 1.0 / (2.0 * sigma**2)
+    return scale * (_without_self_pairs(_mean_rbf(x, x, gamma, block_elements), len(x))
+                    + _without_self_pairs(_mean_rbf(y, y, gamma, block_elements), len(y))
                     - 2.0 * _mean_rbf(x, y, gamma, block_elements))
 
 
@@ -242,11 +314,16 @@ def natural_coverage(natural: np.ndarray, synthetic: np.ndarray, k: int = PRDC_K
 DISTANCES: dict[str, str] = {
     "FD (CLIP)": "Fréchet distance between Gaussians fitted to the two sets; 0 = same mean and covariance. "
                  "Biased upwards at small n.",
-    "CMMD": "squared MMD, RBF kernel (sigma 10), x1000; 0 = same distribution. Little sample-size bias.",
+    "CMMD": "squared MMD, RBF kernel (sigma 10), x1000, as published (Jayasumana et al.); 0 = same distribution. "
+            "Biased upwards at small n: it pairs each image with itself, adding about 1000 x (1 - mean kernel) / n "
+            "per set (~0.2 per set at n = 30 on CLIP features). Compare at equal n, or read the unbiased value.",
     "precision": "share of synthetic images that fall inside the natural photos' manifold (fidelity); 1 = all",
     "recall": "share of natural photos that fall inside the synthetic images' manifold (diversity); 1 = all",
     "density": "how many natural neighbourhoods a synthetic image falls in, over k; ~1 for matching sets",
     "coverage": "share of natural photos with a synthetic image in their neighbourhood; 1 = fully covered",
+    "CMMD (unbiased)": "the same squared MMD without the self-pairs (U-statistic, Gretton et al. 2012): no "
+                       "sample-size bias, so it can be slightly negative when the two sets are alike; 0 = same "
+                       "distribution.",
 }
 
 
@@ -307,9 +384,11 @@ class _Pairwise:
         gamma = 1.0 / (2.0 * sigma**2)
         self.k_ss, self.k_nn, self.k_sn = (np.exp(-gamma * d**2) for d in (self.d_ss, self.d_nn, self.d_sn))
 
-    def cmmd(self, i: np.ndarray, j: np.ndarray) -> float:
-        return CMMD_SCALE * (self.k_ss[np.ix_(i, i)].mean() + self.k_nn[np.ix_(j, j)].mean()
-                             - 2.0 * self.k_sn[np.ix_(i, j)].mean())
+    def cmmd(self, i: np.ndarray, j: np.ndarray) -> list[float]:
+        """[CMMD, unbiased CMMD] of synthetic[i] against natural[j]."""
+        ss, nn, sn = self.k_ss[np.ix_(i, i)].mean(), self.k_nn[np.ix_(j, j)].mean(), self.k_sn[np.ix_(i, j)].mean()
+        unbiased = _without_self_pairs(ss, len(i)) + _without_self_pairs(nn, len(j)) - 2.0 * sn
+        return [CMMD_SCALE * (ss + nn - 2.0 * sn), CMMD_SCALE * unbiased]
 
     def prdc(self, i: np.ndarray, j: np.ndarray, k: int) -> list[float]:
         """prdc(natural[j], synthetic[i], k), the same formulas as `prdc`, on the stored distances."""
@@ -326,8 +405,9 @@ def distance_estimates(natural: np.ndarray, synthetic: np.ndarray, k: int = PRDC
                        resamples: int = DISTANCE_RESAMPLES) -> list[Estimate]:
     """Every DISTANCES entry for one pair of sets, with its bootstrap interval; n = synthetic + natural images
     (the note splits it). Point estimates come from the blockwise functions above (checked against the reference
-    implementations); intervals from `two_sample_interval`. PRDC needs more than k images in each set: below that
-    it is n/a, saying why."""
+    implementations); intervals from `two_sample_interval`, clipped to each statistic's range (RANGES; the
+    Estimate says when). Too few images for a statistic (PRDC: more than k per set; FD: FD_MIN_IMAGES; CMMD: 2):
+    n/a, saying why."""
     n_syn, n_nat = len(synthetic), len(natural)
     n = n_syn + n_nat
     note = f"{n_syn} synthetic + {n_nat} natural"
@@ -339,17 +419,26 @@ def distance_estimates(natural: np.ndarray, synthetic: np.ndarray, k: int = PRDC
     # FD costs an SVD or two d x d eigendecompositions per resample: large pairs of sets get fewer resamples.
     fd_resamples = resamples if n_syn * n_nat <= FD_PAIRS_LIMIT else min(resamples, LARGE_SET_RESAMPLES)
     fd_note = note + (f"; interval from {fd_resamples} resamples" if fd_resamples < resamples else "")
-    (fd,) = two_sample_interval(synthetic, natural, frechet_distance, fd_resamples)
-    values = {"FD (CLIP)": fd}
-    if small:
+    values = {}
+    missing = {}  # name -> why it is n/a
+    if min(n_syn, n_nat) >= FD_MIN_IMAGES:
+        (values["FD (CLIP)"],) = two_sample_interval(synthetic, natural, frechet_distance, fd_resamples)
+    else:
+        missing["FD (CLIP)"] = f"FD needs at least {FD_MIN_IMAGES} images in each set"
+    if not has_prdc:
+        missing.update({name: f"needs more than k = {k} images in each set" for name in PRDC_NAMES})
+    if min(n_syn, n_nat) < 2:  # PRDC needs more than k >= 1 images: it is n/a already
+        missing["CMMD"] = missing["CMMD (unbiased)"] = "CMMD needs at least 2 images in each set"
+    elif small:
         pair = _Pairwise(synthetic, natural)
         rows_syn, rows_nat = np.arange(n_syn), np.arange(n_nat)
-        values["CMMD"] = two_sample_interval(rows_syn, rows_nat, pair.cmmd, resamples)[0]
+        values["CMMD"], values["CMMD (unbiased)"] = two_sample_interval(rows_syn, rows_nat, pair.cmmd, resamples)
         if has_prdc:
             four = two_sample_interval(rows_syn, rows_nat, lambda i, j: pair.prdc(i, j, k), resamples)
             values.update(zip(PRDC_NAMES, four))
     else:
-        values["CMMD"] = two_sample_interval(synthetic, natural, cmmd, resamples)[0]
+        values["CMMD"], values["CMMD (unbiased)"] = two_sample_interval(
+            synthetic, natural, lambda s, r: [cmmd(s, r), cmmd_unbiased(s, r)], resamples)
         if has_prdc:
             def all_four(s: np.ndarray, r: np.ndarray) -> list[float]:
                 result = prdc(r, s, k)
@@ -357,15 +446,16 @@ def distance_estimates(natural: np.ndarray, synthetic: np.ndarray, k: int = PRDC
 
             values.update(zip(PRDC_NAMES, two_sample_interval(synthetic, natural, all_four, resamples)))
     # The exact point estimates of the blockwise functions, with the bootstrap's half-width around them.
-    exact = {"CMMD": cmmd(synthetic, natural)}
+    exact = {}
+    if min(n_syn, n_nat) >= 2:
+        exact.update({"CMMD": cmmd(synthetic, natural), "CMMD (unbiased)": cmmd_unbiased(synthetic, natural)})
     if has_prdc:
         result = prdc(natural, synthetic, k)
         exact.update({name: getattr(result, name) for name in PRDC_NAMES})
     out = []
     for name in DISTANCES:
         if name not in values:
-            out.append(Estimate(name, float("nan"), float("nan"), float("nan"), n,
-                                f"needs more than k = {k} images in each set"))
+            out.append(Estimate(name, float("nan"), float("nan"), float("nan"), n, missing.get(name, "")))
             continue
         value, low, high = values[name]
         if name in exact:
@@ -377,14 +467,12 @@ def distance_estimates(natural: np.ndarray, synthetic: np.ndarray, k: int = PRDC
 
 
 # The range each statistic can take: a normal interval near a bound (precision 1.0 of 6 images) would otherwise
-# reach impossible values. FD and CMMD (a V-statistic, a squared RKHS norm) are never negative.
+# reach impossible values. FD and CMMD (a V-statistic, a squared RKHS norm) are never negative; the unbiased CMMD
+# can be. Density is at most n_natural / k (every synthetic image inside every ball), left open here.
 RANGES = {"FD (CLIP)": (0.0, np.inf), "CMMD": (0.0, np.inf), "precision": (0.0, 1.0), "recall": (0.0, 1.0),
-          "density": (0.0, np.inf), "coverage": (0.0, 1.0)}
+          "density": (0.0, np.inf), "coverage": (0.0, 1.0), "CMMD (unbiased)": (-np.inf, np.inf)}
 
 
 def _clipped(name: str, values: tuple[float, float, float], n: int, note: str) -> Estimate:
     value, low, high = values
-    lo, hi = RANGES[name]
-    if np.isfinite(low):
-        low, high = float(np.clip(low, lo, hi)), float(np.clip(high, lo, hi))
-    return Estimate(name, value, low, high, n, note)
+    return clip_to_range(Estimate(name, value, low, high, n, note), *RANGES[name])

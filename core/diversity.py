@@ -21,7 +21,7 @@ from PIL import Image
 from .cache import Cache, CachedImage, data_uri
 from .embed import embeddings_for
 from .natural import NaturalImage
-from .stats import STATISTICS, Estimate
+from .stats import STATISTICS, Estimate, curve_sizes, equal_n_estimate, statistic_curve
 
 THUMB_SIZE = 80  # map tooltips: small JPEGs keep the chart payload light
 PREVIEW_SIZE = 256  # the image grid
@@ -85,13 +85,36 @@ def map_points(cache: Cache, sets: list[ImageSet], coords: np.ndarray,
     return pd.DataFrame(rows)
 
 
+def equal_n_estimates(synthetic: np.ndarray, natural: np.ndarray,
+                      name: str = "Vendi score") -> tuple[Estimate, Estimate]:
+    """An n-dependent statistic (Vendi, effective rank) of both sets at the smaller set's n: the larger set is
+    subsampled (core.stats.equal_n_estimate: the mean over random subsets, its note says so)."""
+    n = min(len(synthetic), len(natural))
+    return equal_n_estimate(synthetic, name, n), equal_n_estimate(natural, name, n)
+
+
+def curve_rows(named: dict[str, np.ndarray], name: str = "Vendi score") -> pd.DataFrame:
+    """The statistic against n for each set (mean and SD over random subsets of each size), up to the largest
+    set's size: where the sets differ in size, read both curves at the same n."""
+    largest = max((len(x) for x in named.values()), default=0)
+    rows = [{"source": source, "n": n, "value": mean, "sd": sd}
+            for source, x in named.items() for n, mean, sd in statistic_curve(x, name, curve_sizes(largest))]
+    return pd.DataFrame(rows, columns=["source", "n", "value", "sd"])
+
+
 def reading(synthetic: list[Estimate], natural: list[Estimate]) -> str:
-    """One sentence comparing the Vendi scores of the two sets, honest about overlap."""
+    """One sentence comparing the Vendi scores of the two sets, honest about overlap. Vendi grows with n: sets of
+    different sizes get no verdict (compare them with `equal_n_estimates`)."""
     syn = next(e for e in synthetic if e.name == "Vendi score")
     nat = next(e for e in natural if e.name == "Vendi score")
     head = f"Synthetic Vendi {syn.format(1)} (n={syn.n}) vs natural {nat.format(1)} (n={nat.n})"
     if not (np.isfinite(syn.value) and np.isfinite(nat.value)):
         return head + ": not enough images to compare."
+    if syn.n != nat.n:
+        return head + ": Vendi grows with n, so sets of different sizes cannot be compared; compare them at equal n."
+    subsampled = next((e.note for e in (syn, nat) if "subsets" in e.note), "")
+    if subsampled:
+        head += f", at equal n ({'synthetic' if subsampled == syn.note else 'natural'}: {subsampled})"
     if syn.high < nat.low:
         verdict = "far less" if syn.value < 0.5 * nat.value else "less"
         return head + f": the synthetic set covers {verdict} than the natural photos."
@@ -103,7 +126,8 @@ def reading(synthetic: list[Estimate], natural: list[Estimate]) -> str:
 def statistics_table(named: dict[str, list[Estimate]]) -> pd.DataFrame:
     meaning = {name: text for name, _, text in STATISTICS}
     return pd.DataFrame([{"statistic": e.name, "source": src, "value": e.value, "95% low": e.low,
-                          "95% high": e.high, "n": e.n, "meaning": meaning.get(e.name, "")}
+                          "95% high": e.high, "n": e.n, "meaning": meaning.get(e.name, ""),
+                          "note": "; ".join(filter(None, [e.note, e.clipped and f"interval clipped to {e.clipped}"]))}
                          for src, ests in named.items() for e in ests])
 
 

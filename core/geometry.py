@@ -15,7 +15,8 @@ dot products. Definitions (the lab's; each page line says what it means):
 - embedding norms: the length of CLIP's output *before* normalisation, which the cache does not keep: measured
   here by running the image encoder again (`embedding_norms`), and kept in the cache's embeddings table under
   namespaced keys so it is measured once.
-Intervals: the normal bootstrap, as in core.stats (resampling images, within class and source; prompts fixed).
+Intervals: the normal bootstrap (resampling images, within class and source; prompts fixed), clipped to each
+statistic's range (GEOMETRY_RANGES; the Estimate says when).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from .compare import single_threaded
-from .stats import BOOTSTRAP_RESAMPLES, Estimate
+from .stats import BOOTSTRAP_RESAMPLES, Estimate, clip_to_range
 
 GEOMETRY_STATS: dict[str, str] = {
     "modality gap": "distance from the images' centroid to the prompts' text embedding (0 = same point; unit "
@@ -39,6 +40,17 @@ GEOMETRY_STATS: dict[str, str] = {
     "conformity": "mean cosine of each image with its own set's centroid: how alike and typical the images are "
                   "(1 = all the same).",
 }
+
+
+# What each statistic can be for unit vectors: a distance between points of the unit ball is in [0, 2]; cosines
+# (and a mean of cosines) in [-1, 1]. Intervals are cut to these.
+GEOMETRY_RANGES: dict[str, tuple[float, float]] = {
+    "modality gap": (0.0, 2.0), "cos(image, own prompt)": (-1.0, 1.0), "cos(prompt, centroid)": (-1.0, 1.0),
+    "conformity": (-1.0, 1.0), "offset norm": (0.0, 2.0), "mean pairwise cosine of offsets": (-1.0, 1.0)}
+
+
+def _in_range(e: Estimate) -> Estimate:
+    return clip_to_range(e, *GEOMETRY_RANGES[e.name])
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -109,7 +121,7 @@ def source_geometry(x: np.ndarray, labels: np.ndarray, texts: np.ndarray,
     out = []
     for name in GEOMETRY_STATS:
         sd = float(np.std(draws[name], ddof=1)) if len(draws[name]) > 1 else float("nan")
-        out.append(Estimate(name, values[name], values[name] - z * sd, values[name] + z * sd, n))
+        out.append(_in_range(Estimate(name, values[name], values[name] - z * sd, values[name] + z * sd, n)))
     return out
 
 
@@ -155,13 +167,13 @@ def synthetic_offsets(syn_x: np.ndarray, syn_y: np.ndarray, nat_x: np.ndarray, n
     norms = np.linalg.norm(offsets, axis=1)
     norm_sd = np.std(norm_draws, axis=0, ddof=1) if resamples > 1 else np.full(n_classes, np.nan)
     counts = np.bincount(syn_y, minlength=n_classes) + np.bincount(nat_y, minlength=n_classes)
-    norm_estimates = [Estimate("offset norm", float(v), float(v - z * sd), float(v + z * sd), int(c))
+    norm_estimates = [_in_range(Estimate("offset norm", float(v), float(v - z * sd), float(v + z * sd), int(c)))
                       for v, sd, c in zip(norms, norm_sd, counts)]
     mean_cos = _mean_offdiag(cosines)
     mean_sd = float(np.std(mean_draws, ddof=1)) if resamples > 1 and n_classes > 1 else float("nan")
-    mean_estimate = Estimate("mean pairwise cosine of offsets", mean_cos, mean_cos - z * mean_sd,
-                             mean_cos + z * mean_sd, len(syn_x) + len(nat_x),
-                             "" if n_classes > 1 else "needs at least 2 classes")
+    mean_estimate = _in_range(Estimate("mean pairwise cosine of offsets", mean_cos, mean_cos - z * mean_sd,
+                                       mean_cos + z * mean_sd, len(syn_x) + len(nat_x),
+                                       "" if n_classes > 1 else "needs at least 2 classes"))
     direction = _unit(offsets.mean(axis=0))
     return Offsets(offsets, norm_estimates, cosines, mean_estimate, 2.0 / np.sqrt(syn_x.shape[1]), direction)
 

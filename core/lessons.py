@@ -37,7 +37,7 @@ from .classes import (
 from .generate import RunRequest, validate_request
 from .geometry import source_geometry
 from .registry import CLIP_MODELS, GENERATORS, prompt_for_class
-from .stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+from .stats import BOOTSTRAP_RESAMPLES
 from .zeroshot import ZERO_SHOT_TEMPLATES, ranks
 
 PAPER = ("Marwood, Baluja & Alon (2023), Diversity and Diffusion: Observations on Synthetic Image Distributions "
@@ -51,8 +51,8 @@ YOUR_CHOICE = "your choice (the link, or the Generator / CLIP boxes)"
 # 512 px image in two steps (a live demo on a laptop GPU); ViT-B/32 LAION-2B is the lab's general-purpose CLIP.
 LESSON_GENERATOR = "sd-turbo"
 LESSON_CLIP = "ViT-B-32/laion2b"
-INTERVALS = (f"95% normal bootstrap intervals ({BOOTSTRAP_RESAMPLES} resamples of the images, seed "
-             f"{BOOTSTRAP_SEED})")
+INTERVALS = ("95% intervals: Wilson for shares, Student's t for means, the jackknife for diversity statistics; "
+             "each clipped to the statistic's range")
 
 
 # -- the experiment one click runs -----------------------------------------------------------------------------------

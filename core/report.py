@@ -66,9 +66,12 @@ REPORT_LIBRARIES = ("diffusers", "torch", "transformers", "open_clip_torch", "nu
 
 # Defaults shared by several pages that are the lab's own choice (the paper does not give its settings).
 LAB_CHOICES: dict[str, str] = {
-    "bootstrap": f"95% intervals: the estimate +- 1.96 x the standard deviation of the statistic over "
-                 f"{BOOTSTRAP_RESAMPLES} bootstrap resamples of the images (seed {BOOTSTRAP_SEED}); the normal "
-                 f"interval, centred on the estimate (core/stats.py says why not the percentile interval).",
+    "bootstrap": "95% intervals: shares and accuracies, the Wilson interval (continuity-corrected); means of "
+                 "per-image values, Student's t; diversity statistics of a set (mean cosine, Vendi, effective rank, "
+                 "variance share), the estimate +- t x the delete-a-group jackknife standard error; entropies and "
+                 f"geometry, the normal bootstrap ({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}). Every "
+                 "interval is clipped to the statistic's range and says so (core/stats.py says why these methods; "
+                 "README: How to read the numbers).",
     "natural sample": "Natural photos: as many as generated images, drawn without replacement with seed 0 "
                       "(Vendi score and effective rank grow with n: equal n keeps them comparable).",
     "models": "Default generator SD-Turbo and CLIP ViT-B/32 (LAION-2B): fast, openly available models; the "
@@ -679,8 +682,10 @@ def _estimates_of_frame(frame: pd.DataFrame, value: str, labels: Sequence[str] |
     out = []
     for row in frame.to_dict("records"):
         name = " · ".join(format_cell(row[c]) for c in labels)
+        # A table that says its interval was clipped ("interval clipped to [a, b]" in a note) keeps saying so.
+        clipped = re.search(r"interval clipped to (\[[^\]]*\])", str(row.get("note", "")))
         out.append(("", Estimate(name, float(row[value]), float(row["95% low"]), float(row["95% high"]),
-                                 int(row["n"]))))
+                                 int(row["n"]), clipped=clipped[1] if clipped else "")))
     return out
 
 

@@ -1,5 +1,7 @@
 """Zero-shot CLIP, shared by the Ambiguity and Adherence pages: texts -> class vectors -> labels, margins, ranks,
-CLIPScores, and the sense distribution's entropy, each with a bootstrap interval.
+CLIPScores, and the sense distribution's entropy, each with an interval: shares and top-1 rates with the Wilson
+interval (core.stats.proportion_estimate), means with Student's t, the entropy with the normal bootstrap (clipped
+to [0, ln k], and saying so).
 
 Definitions (match the references):
 - Class vector (CLIP's zero-shot recipe, Radford et al. 2021): embed the class name in each prompt template,
@@ -23,7 +25,11 @@ import numpy as np
 
 from .cache import Cache
 from .embed import embed_texts, l2_normalise
-from .stats import Estimate, bootstrap_interval
+
+# mean_estimate (Student's t) and proportion_estimate (Wilson) live in core.stats; imported here too because the
+# zero-shot pages take them from this module.
+from .stats import Estimate, bootstrap_interval, clip_to_range, count_estimate, mean_estimate
+from .stats import proportion_estimate as proportion_estimate  # re-exported (redundant alias)
 
 # A plain subset of the 80 ImageNet templates published with CLIP: varied enough to average out the wording,
 # none that changes the subject (no "origami", "tattoo" or "video game").
@@ -96,11 +102,24 @@ class Assignment:
         return len(self.labels)
 
 
-def assign(images: np.ndarray, classes: np.ndarray) -> Assignment:
-    """Each image's nearest class by cosine, with its margin. Both inputs are L2-normalised rows."""
+def _check_finite(images: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both as float64, refusing NaN/inf rows: argmax over a NaN row returns 0, so a broken embedding would silently
+    count as class 0 (or as a top-1 success)."""
     images, classes = np.asarray(images, np.float64), np.asarray(classes, np.float64)
     if classes.ndim != 2 or len(classes) == 0:
         raise ValueError("Zero-shot assignment needs at least one class text to compare the images with.")
+    for what, x in (("image", images), ("class-text", classes)):
+        if x.ndim == 2 and len(x):
+            bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+            if len(bad):
+                raise ValueError(f"{len(bad)} {what} embedding(s) are NaN or infinite (rows {bad[:10].tolist()}): "
+                                 f"re-embed them; a NaN cannot be given a label.")
+    return images, classes
+
+
+def assign(images: np.ndarray, classes: np.ndarray) -> Assignment:
+    """Each image's nearest class by cosine, with its margin. Both inputs are L2-normalised rows."""
+    images, classes = _check_finite(images, classes)
     sims = images @ classes.T if len(images) else np.zeros((0, len(classes)))
     labels = sims.argmax(axis=1) if len(images) else np.zeros(0, int)
     if len(classes) < 2:
@@ -123,28 +142,23 @@ def distribution(labels: np.ndarray, k: int) -> np.ndarray:
     return np.bincount(labels, minlength=k)[:k] / max(len(labels), 1)
 
 
-def _clipped(name: str, values: np.ndarray, statistic, low_bound: float, high_bound: float,
-             note: str = "") -> Estimate:
-    value, low, high = bootstrap_interval(np.asarray(values), statistic)
-    if np.isfinite(low):  # the normal interval can reach past what the statistic can be (a share above 1)
-        low, high = max(low, low_bound), min(high, high_bound)
-    return Estimate(name, value, low, high, len(values), note)
-
-
 def share_estimates(labels: np.ndarray, names: Sequence[str]) -> list[Estimate]:
-    """Share of images per class (sense), with 95% bootstrap intervals (clipped to [0, 1])."""
+    """Share of images per class (sense), each with its Wilson interval (core.stats.wilson_interval): a share of
+    0 of 20 still gets an upper bound, not a zero-width [0, 0]."""
     labels = np.asarray(labels, dtype=int)
     if len(labels) == 0:
         return [Estimate(n, float("nan"), float("nan"), float("nan"), 0, "no images") for n in names]
-    return [_clipped(name, labels, lambda a, j=j: float(np.mean(a == j)), 0.0, 1.0) for j, name in enumerate(names)]
+    return [count_estimate(name, int(np.sum(labels == j)), len(labels)) for j, name in enumerate(names)]
 
 
 def entropy_estimate(labels: np.ndarray, k: int) -> Estimate:
-    """Entropy (nats) of the label distribution over k classes, with its 95% bootstrap interval in [0, ln k]."""
+    """Entropy (nats) of the label distribution over k classes, with its 95% normal bootstrap interval, clipped to
+    [0, ln k] (and saying so when it was)."""
     labels = np.asarray(labels, dtype=int)
     if len(labels) == 0:
         return Estimate("sense entropy (nats)", float("nan"), float("nan"), float("nan"), 0, "no images")
-    return _clipped("sense entropy (nats)", labels, lambda a: entropy(distribution(a, k)), 0.0, float(np.log(k)))
+    value, low, high = bootstrap_interval(labels, lambda a: entropy(distribution(a, k)))
+    return clip_to_range(Estimate("sense entropy (nats)", value, low, high, len(labels)), 0.0, float(np.log(k)))
 
 
 def clip_scores(images: np.ndarray, text: np.ndarray, weight: float = CLIPSCORE_WEIGHT) -> np.ndarray:
@@ -155,25 +169,17 @@ def clip_scores(images: np.ndarray, text: np.ndarray, weight: float = CLIPSCORE_
     return weight * np.maximum(cos, 0.0)
 
 
-def mean_estimate(name: str, values: np.ndarray, note: str = "") -> Estimate:
-    values = np.asarray(values, dtype=np.float64)
-    if len(values) == 0:
-        return Estimate(name, float("nan"), float("nan"), float("nan"), 0, "no images")
-    value, low, high = bootstrap_interval(values, lambda a: float(a.mean()))
-    return Estimate(name, value, low, high, len(values), note)
+def score_estimate(name: str, scores: np.ndarray, weight: float = CLIPSCORE_WEIGHT) -> Estimate:
+    """Mean CLIPScore with its t interval, clipped to CLIPScore's range [0, weight]."""
+    return mean_estimate(name, scores, bounds=(0.0, weight))
 
-
-def proportion_estimate(name: str, flags: np.ndarray, note: str = "") -> Estimate:
-    flags = np.asarray(flags, dtype=np.float64)
-    if len(flags) == 0:
-        return Estimate(name, float("nan"), float("nan"), float("nan"), 0, "no images")
-    return _clipped(name, flags, lambda a: float(a.mean()), 0.0, 1.0, note)
 
 
 def ranks(images: np.ndarray, classes: np.ndarray, intended: int) -> np.ndarray:
     """Rank (1 = first) of class `intended` among the classes, for each image, by zero-shot cosine. A tie counts in
     the intended class's favour: rank = 1 + the number of classes strictly more similar."""
+    images, classes = _check_finite(images, classes)  # a NaN row would otherwise rank 1: a false top-1 success
     if not 0 <= intended < len(classes):
         raise ValueError(f"The intended class index {intended} is not among the {len(classes)} classes.")
-    sims = np.asarray(images, np.float64) @ np.asarray(classes, np.float64).T
+    sims = images @ classes.T
     return 1 + (sims > sims[:, [intended]]).sum(axis=1)

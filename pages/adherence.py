@@ -36,7 +36,7 @@ from core.models import ModelUnavailableError, clip_key
 from core.natural import DownloadError, download_reference_set, reference_sources
 from core.registry import CLIP_MODELS, GENERATORS
 from core.report import LAB_CHOICES, generation_defaults, report_file_stem
-from core.zeroshot import ZERO_SHOT_TEMPLATES, class_vectors, clip_scores, mean_estimate, ranks, text_embeddings
+from core.zeroshot import ZERO_SHOT_TEMPLATES, class_vectors, clip_scores, ranks, score_estimate, text_embeddings
 
 URL_KEY = "adherence_url"
 EXTRA_PARAMS = ("ref", "ref_class", "classes", "intended", "sweep", "sweep_values")  # kept when the run changes
@@ -193,15 +193,15 @@ nat_estimate = None
 if natural is not None:
     nat_scores = clip_scores(nat_emb, prompt_vector)
     named["natural"] = (natural.labels, nat_scores)
-    nat_estimate = mean_estimate("mean CLIPScore", nat_scores)
-syn_estimate = mean_estimate("mean CLIPScore", syn_scores)
+    nat_estimate = score_estimate("mean CLIPScore", nat_scores)
+syn_estimate = score_estimate("mean CLIPScore", syn_scores)
 score_line = f"**{score_reading(syn_estimate, nat_estimate)}**"
 st.markdown(score_line)
 table = score_rows(named)
 histogram = score_histogram(table)
 st.altair_chart(histogram, key="score_histogram")
-histogram_note = ("Dashed lines: each source's mean. Intervals: estimate +- 1.96 x the bootstrap standard deviation "
-                  "(200 resamples of the images, seed 0).")
+histogram_note = ("Dashed lines: each source's mean. Intervals: Student's t for a mean of independent images, "
+                  "clipped to CLIPScore's range [0, 2.5]; top-1 shares: Wilson (continuity-corrected).")
 st.caption(histogram_note)
 st.markdown("**Generated images, least to most adherent**")
 order = np.argsort(syn_scores, kind="stable")
@@ -329,7 +329,7 @@ if sweep_reqs:
     sweep_figure = sweep_chart(rows, sweep.setting)
     st.altair_chart(sweep_figure, key="sweep_chart")
     sweep_note = " · ".join(f"**{name}**: {meaning}" for name, meaning in SWEEP_METRICS) + \
-        ". Bars: 95% bootstrap intervals."
+        ". Bars: 95% intervals (t for the mean CLIPScore; jackknife for Vendi and mean cosine)."
     st.caption(sweep_note)
     (report.heading(f"Sweep: what does {SWEEP_SETTINGS[sweep.setting].label} trade?").chart(sweep_figure)
      .numbers(rows, caption=sweep_note, value="estimate", labels=[sweep.setting, "metric"]))

@@ -199,7 +199,8 @@ shares_chart = variant_shares_chart(shares)
 st.altair_chart(shares_chart, key="shares_chart")
 shares_note = ("Each image is given the sense whose CLIP text is most similar to it (cosine of the image embedding "
                "and the sense's text embedding, averaged over the templates). Share: fraction of a variant's images "
-               "given each sense, with a 95% bootstrap interval (200 resamples of the images, seed 0). Entropy of the "
+               "given each sense, with a 95% Wilson interval (continuity-corrected; never of zero width at 0% or "
+               "100%). Entropy of the "
                "sense distribution in nats (natural log): 0 = always the same sense, ln k = all k senses equally "
                "often.")
 st.caption(shares_note)

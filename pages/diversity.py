@@ -9,10 +9,12 @@ import ui
 import ui_report
 from core import config
 from core.cache import CacheError
-from core.charts import embedding_map, similarity_heatmap, statistics_chart
+from core.charts import embedding_map, similarity_heatmap, statistic_curve_chart, statistics_chart
 from core.diversity import (
     PREVIEW_SIZE,
+    curve_rows,
     embed_set,
+    equal_n_estimates,
     export_zip,
     map_points,
     natural_set,
@@ -231,13 +233,24 @@ except ValueError as exc:  # NaN or zero-norm embeddings: name them rather than 
     st.stop()
 report.heading("Diversity statistics")
 if natural is not None:
-    st.markdown(f"**{reading(stats['synthetic'], stats['natural'])}**")
-    report.text(f"Natural reference: {natural_line}").text(f"**{reading(stats['synthetic'], stats['natural'])}**")
+    # Vendi grows with n: the sentence compares both sets at the smaller n (the larger one subsampled).
+    vendi_line = reading(*([e] for e in equal_n_estimates(syn_emb, nat_emb)))
+    st.markdown(f"**{vendi_line}**")
+    report.text(f"Natural reference: {natural_line}").text(f"**{vendi_line}**")
+    if len(nat_emb) != len(syn_emb):
+        curve = statistic_curve_chart(curve_rows({"synthetic": syn_emb, "natural": nat_emb}), "Vendi score")
+        curve_note = ("The two sets differ in size and Vendi grows with n: read them at the same n on this curve "
+                      "(each point: the mean over random subsets of that size; band: +-1 SD across subsets).")
+        st.altair_chart(curve)
+        st.caption(curve_note)
+        report.chart(curve, caption=curve_note)
 stats_chart = statistics_chart([(src, e) for src, ests in stats.items() for e in ests])
 st.altair_chart(stats_chart)
 st.dataframe(statistics_table(stats), hide_index=True)
-stats_note = ("Point estimate [95% interval]: estimate +- 1.96 x the bootstrap standard deviation (200 resamples "
-              "of the images, seed 0). CLIP: " + clip_preset.label + ".")
+stats_note = ("Point estimate [95% interval]: estimate +- t x the jackknife standard error (each image left out in "
+              "turn; over 100 images, 100 groups), clipped to the statistic's range (the table says when). Each set "
+              "at its own n: Vendi and effective rank grow with n, so compare them only at equal n. CLIP: "
+              + clip_preset.label + ".")
 st.caption(stats_note)
 report.chart(stats_chart, "Diversity statistics").numbers(stats, caption=stats_note)
 

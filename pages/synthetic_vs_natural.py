@@ -18,7 +18,7 @@ from core.compare import (
     single_threaded_blas,
 )
 from core.literature import PRESETS, matching_presets
-from core.probe import FOLDS, separability, separability_reading
+from core.probe import ALPHA, FOLDS, PERMUTATIONS, separability, separability_reading
 from core.stats import project_2d
 
 PAGE = "synthetic_vs_natural"
@@ -26,7 +26,7 @@ PAGE_PARAMS = ("nn_class",)
 NEIGHBOURS = 5
 
 
-@st.cache_data(show_spinner="Cross-validating the probe...", max_entries=16)
+@st.cache_data(show_spinner="Cross-validating the probe and its permutation test (up to 200 refits)...", max_entries=16)
 def separability_of(syn, nat, syn_y, nat_y, names: tuple):
     return separability(syn, nat, syn_y, nat_y, list(names))
 
@@ -91,7 +91,12 @@ with right:
 probe_note = (f"Logistic regression (L2, C = 1) on standardised CLIP embeddings; stratified {sep.folds}-fold "
               f"cross-validation (up to {FOLDS}; strata = class x source, random_state 0); classes weighted so both "
               f"sources count equally. Every image is scored by a probe that never saw it. Per class: the pooled "
-              f"probe's scores restricted to that class. Intervals: percentile bootstrap over images (200 resamples).")
+              f"probe's scores restricted to that class. 'The sources differ' comes from a permutation test: the "
+              f"source labels shuffled within each class and the whole cross-validated probe refitted (up to "
+              f"{PERMUTATIONS} times, stopping once p cannot fall below {ALPHA}); the verdict needs p <= {ALPHA} "
+              f"(one-sided). ROC AUC intervals: DeLong on the out-of-fold scores; they hold the fold models fixed, so "
+              f"they leave out the refitting variance and are a little too narrow: the verdict does not use them. "
+              f"Balanced accuracy: percentile bootstrap over images (200 resamples).")
 st.caption(probe_note)
 report.heading("Can a probe tell them apart?").text(reading)
 report.numbers([sep.auc, sep.accuracy], "All classes", digits=2)
@@ -133,8 +138,9 @@ with st.expander("What each distance means"):
 distance_note = (f"CLIP features, L2-normalised. FD: Fréchet distance; CMMD: RBF kernel, sigma 10, x1000; precision "
                  f"/ recall / density / coverage: k = {PRDC_K} nearest neighbours, natural photos as 'real'. "
                  f"Intervals: normal bootstrap (estimate +- 1.96 SD over {DISTANCE_RESAMPLES} resamples of both sets, "
-                 f"seed 0; fewer for very large sets, as the table says), clipped to each statistic's range. FD grows "
-                 f"when n is small; compare classes at equal n. {uc.LAB_DEFAULTS_NOTE}")
+                 f"seed 0; fewer for very large sets, as the table says), clipped to each statistic's range (the cell "
+                 f"says when). FD and CMMD (as published) grow when n is small: compare classes at equal n, or read "
+                 f"'CMMD (unbiased)', which has no sample-size bias. {uc.LAB_DEFAULTS_NOTE}")
 st.caption(distance_note)
 report.text("\n".join(f"- **{name}**: {meaning}" for name, meaning in DISTANCES.items())).text(distance_note)
 
@@ -238,7 +244,8 @@ uc.finish_report(report, exp, PAGE, settings={
     "PRDC k": PRDC_K, "distance bootstrap resamples": DISTANCE_RESAMPLES, "map": "PCA",
     "nearest neighbours": NEIGHBOURS}, defaults={
     "probe": f"logistic regression (L2, C = 1) on standardised embeddings, stratified cross-validation with up to "
-             f"{FOLDS} folds (random_state 0); intervals: percentile bootstrap over images (200 resamples).",
+             f"{FOLDS} folds (random_state 0); verdict: permutation test, up to {PERMUTATIONS} refits, one-sided "
+             f"alpha {ALPHA}; AUC intervals: DeLong on out-of-fold scores.",
     "distances": f"PRDC k = {PRDC_K} (Naeem et al.'s default); CMMD sigma 10 (Jayasumana et al.); intervals: normal "
                  f"bootstrap over {DISTANCE_RESAMPLES} resamples of both sets (seed 0), clipped to each range.",
     "map and neighbours": f"PCA of all images and prompts together; the {NEIGHBOURS} nearest natural photos by "

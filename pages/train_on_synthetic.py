@@ -108,7 +108,8 @@ accuracy_note = (f"Each training set has up to {per_class} images per class, onl
                  f"{int(TEST_FRACTION * 100)}% of each class's natural photos, held out with a fixed split (seed 0), "
                  f"the same for every row; the natural training images come from the other half. Linear probe: "
                  f"logistic regression (L2, C = 1) on standardised embeddings; k-NN: k = {KNN_K}, cosine. Intervals: "
-                 f"percentile bootstrap over test photos (200 resamples). {uc.LAB_DEFAULTS_NOTE}")
+                 f"Wilson (continuity-corrected), the share of test photos classified correctly. "
+                 f"{uc.LAB_DEFAULTS_NOTE}")
 st.caption(accuracy_note)
 report.heading("Synthetic vs natural training data").text("\n\n".join(gaps))
 report.numbers({f"{CLASSIFIERS[clf]} · {label}": [uc.scaled(r.accuracy, 100.0, f"accuracy (%), trained on "
@@ -341,4 +342,4 @@ uc.finish_report(report, exp, PAGE, presets=(PRESETS["he2023"],) if filter_setti
                            "training sets": f"mix 50% synthetic unless changed; up to {per_class} images per class; "
                                             f"{int(TEST_FRACTION * 100)}% of each class's natural photos held out "
                                             f"(split seed 0), the same for every training set.",
-                           "intervals": "percentile bootstrap over the test photos (200 resamples)."})
+                           "intervals": "Wilson (continuity-corrected) over the test photos."})

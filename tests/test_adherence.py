@@ -178,3 +178,16 @@ def test_sweep_points_measure_adherence_and_diversity_with_intervals():
     model_rows = sweep_rows("generator", ["sd-1.5", "sd-turbo"], points)
     assert sweep_chart(model_rows, "generator").to_dict()["spec"]["layer"][1]["encoding"]["x"]["type"] == "nominal"
     assert json.dumps(spec).count("independent") == 1
+
+
+def test_a_nan_image_is_refused_rather_than_counted_as_a_top1_success():
+    images = np.array([[1.0, 0.0, 0.0], [np.nan, np.nan, np.nan]])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        ranks(images, np.eye(3), intended=0)
+
+
+def test_mean_clipscore_interval_stays_in_clipscores_range():
+    from core.zeroshot import score_estimate
+
+    e = score_estimate("mean CLIPScore", np.array([0.0, 0.0, 0.0, 0.4]))
+    assert e.low == 0.0 and e.clipped == "[0, 2.5]" and "interval clipped to [0, 2.5]" in e.format()

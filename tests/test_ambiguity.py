@@ -300,3 +300,28 @@ def test_variant_chart_has_one_row_per_variant_and_intervals():
     assert [m["mark"]["type"] for m in spec["layer"]] == ["bar", "rule", "point"]
     ent = entropy_rows(variants, assignments, 2)
     assert ent["entropy (nats)"].tolist() == pytest.approx([math.log(2), 0.0, 0.0])
+
+
+def test_sense_shares_cover_the_true_share_in_seeded_simulations():
+    # Known truth: labels drawn with fixed sense probabilities; the share of each sense is a proportion.
+    rng = np.random.default_rng(7)
+    probabilities = np.array([0.05, 0.1, 0.3, 0.55])
+    for n in (20, 50):
+        hits = np.zeros(4)
+        for _ in range(1000):
+            shares = share_estimates(rng.choice(4, n, p=probabilities), ["a", "b", "c", "d"])
+            hits += [s.low <= p <= s.high for s, p in zip(shares, probabilities)]
+        assert (hits / 1000 >= 0.93).all(), (n, hits / 1000)
+
+
+def test_a_zero_share_still_has_an_upper_bound():
+    none, every = share_estimates(np.ones(20, int), ["bird", "machine"])
+    assert none.value == 0 and none.low == 0 and none.high > 0.1
+    assert every.value == 1 and every.high == 1 and every.low < 0.9
+
+
+def test_a_nan_image_is_refused_not_labelled_class_zero():
+    images = unit(np.array([[1.0, 0.1, 0.0], [0.0, 1.0, 0.0]]))
+    images[1] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or infinite \(rows \[1\]\)"):
+        assign(images, np.eye(3))

@@ -167,3 +167,24 @@ def test_switching_pages_and_coming_back_keeps_the_run():
         at.switch_page("pages/diversity.py").run()
     assert not at.exception and len(at.get("image")) == 8
     assert at.query_params["prompt"] == "a photo of a tench"
+
+
+def test_fewer_photos_than_images_are_compared_at_equal_n_with_a_curve(tmp_path, monkeypatch):
+    # Three photos of the class against 8 generated images: the sentence compares Vendi at n = 3 (the synthetic set
+    # subsampled) and the page draws Vendi against n for both sets.
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "few" / "tench"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(folder / f"photo{i}.png")
+    monkeypatch.setenv("DDL_NATURAL_ROOTS", str(tmp_path / "few"))
+    at = diversity({**RUN, "ref": "folder:few", "ref_class": "tench"})
+    if at.warning:  # not cached yet in this order of tests
+        at = generate(at, n=8)
+    assert not at.exception, at.exception
+    reading = [m.value for m in at.markdown if "Synthetic Vendi" in m.value]
+    assert len(reading) == 1 and "(n=3) vs natural" in reading[0] and "at equal n (synthetic:" in reading[0]
+    assert "Vendi score against n" in [c.get("title") for c in charts(at)]

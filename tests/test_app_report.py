@@ -95,9 +95,14 @@ def bold_text(markdown: str) -> str:
 
 
 def estimate_rows(frame, value: str = "value") -> list[tuple[str, str]]:
-    """(estimate as the report writes it, n) for every row of a page's table of estimates."""
-    return [(Estimate("", row[value], row["95% low"], row["95% high"], int(row["n"])).format(3), str(int(row["n"])))
-            for row in frame.to_dict("records")]
+    """(estimate as the report writes it, n) for every row of a page's table of estimates; a table whose note
+    says "interval clipped to [a, b]" gets the same words the report writes."""
+    def clipped(row) -> str:
+        found = re.search(r"interval clipped to (\[[^\]]*\])", str(row.get("note", "")))
+        return found[1] if found else ""
+
+    return [(Estimate("", row[value], row["95% low"], row["95% high"], int(row["n"]), clipped=clipped(row)).format(3),
+             str(int(row["n"]))) for row in frame.to_dict("records")]
 
 
 def check_common(doc: ParsedHTML, at: AppTest, prompt: str) -> None:

@@ -129,3 +129,14 @@ def test_exemplars_are_nearest_the_cluster_mean():
     x = np.array([[1.0, 0.0], [0.9, 0.1], [0.8, 0.3], [0.0, 1.0]])
     picks = exemplars(x, np.array([0, 0, 0, 1]), m=2)
     assert list(picks[0]) == [1, 0] and list(picks[1]) == [3]
+
+
+def test_cluster_shares_carry_wilson_intervals_in_the_table_and_the_reading():
+    from core.stats import wilson_interval
+
+    table = cluster_table(np.array([0, 0, 0, 1, 0, 0, 0, 0]), ["a"] * 8, ["a"], 2)
+    row = table.long().set_index("cluster").loc["C1"]
+    assert row["share"] == pytest.approx(7 / 8)
+    assert (row["95% low"], row["95% high"]) == pytest.approx(wilson_interval(7, 8))
+    low, high = wilson_interval(7, 8)
+    assert f"(C1; 95% interval {low:.0%}-{high:.0%})" in reading(table)

@@ -62,7 +62,8 @@ def test_frechet_golden_values():
     assert frechet_distance(x, x + shift) == pytest.approx(float(shift @ shift), rel=1e-9)  # same covariance
     assert frechet_distance(x, 2 * x) == pytest.approx(float(np.trace(np.cov(x, rowvar=False))) + x.mean(0) @ x.mean(0),
                                                        rel=1e-9)  # Tr(S + 4S - 2*2S) = Tr(S), |mu|^2
-    assert np.isnan(frechet_distance(x[:1], x))
+    with pytest.raises(ValueError, match="at least 3 images"):
+        frechet_distance(x[:1], x)
 
 
 def test_frechet_both_routes_agree_when_n_exceeds_d():
@@ -204,7 +205,7 @@ def test_intervals_stay_inside_each_statistics_range():
     natural = unit_rows(30, 8, 50)
     synthetic = natural[:6] + 1e-4
     for e in distance_estimates(natural, synthetic, resamples=50):
-        if np.isfinite(e.low):
+        if np.isfinite(e.low) and e.name != "CMMD (unbiased)":  # the U-statistic can be negative
             assert e.low >= 0.0, e
             if e.name in ("precision", "recall", "coverage"):
                 assert e.high <= 1.0, e
@@ -224,3 +225,81 @@ def test_the_fast_bootstrap_on_stored_distances_equals_recomputing_each_resample
         assert a.low == pytest.approx(b.low, rel=1e-6, abs=1e-9) and a.high == pytest.approx(b.high, rel=1e-6,
                                                                                               abs=1e-9), a.name
     assert "interval from 40 resamples" in slow[0].note and "resamples" not in fast[0].note
+
+
+# -- sample-size bias and guards (issue #15) ------------------------------------------------------------------------
+
+def reference_unbiased_mmd(x, y, sigma=10, scale=1000):
+    """Gretton et al. 2012, Eq. 3, written out: within-set means over i != j."""
+    gamma = 1 / (2 * sigma**2)
+
+    def k(a, b):
+        return np.exp(-gamma * ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
+
+    kxx, kyy = k(x, x), k(y, y)
+    m, n = len(x), len(y)
+    return scale * ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+                    - 2 * k(x, y).mean())
+
+
+def test_unbiased_cmmd_matches_the_u_statistic_definition():
+    from core.compare import cmmd_unbiased
+
+    x, y = unit_rows(30, 16, 1), unit_rows(45, 16, 2, shift=0.2)
+    assert cmmd_unbiased(x, y) == pytest.approx(reference_unbiased_mmd(x, y), rel=1e-9)
+    assert cmmd_unbiased(x, y, block_elements=53) == pytest.approx(reference_unbiased_mmd(x, y), rel=1e-9)
+
+
+def test_cmmd_is_biased_upwards_at_small_n_and_the_u_statistic_is_not():
+    from core.compare import cmmd_unbiased
+
+    # Two fixed populations; the value at large n is known from all of them.
+    syn_pop, nat_pop = unit_rows(3000, 16, 5, shift=0.3), unit_rows(3000, 16, 6)
+    truth = cmmd_unbiased(syn_pop, nat_pop)
+    rng = np.random.default_rng(7)
+    v, u = [], []
+    for _ in range(300):
+        x, y = syn_pop[rng.choice(3000, 30, replace=False)], nat_pop[rng.choice(3000, 30, replace=False)]
+        v.append(cmmd(x, y))
+        u.append(cmmd_unbiased(x, y))
+    se = np.std(u, ddof=1) / np.sqrt(len(u))
+    assert abs(np.mean(u) - truth) < 3 * se  # unbiased
+    assert np.mean(v) - truth > 10 * se and np.mean(v) > 1.1 * truth  # the reference estimator is not
+
+
+def test_cmmd_needs_two_images_per_set_and_fd_needs_three():
+    x, y = unit_rows(5, 8, 1), unit_rows(5, 8, 2)
+    with pytest.raises(ValueError, match="at least 2 images in each set"):
+        cmmd(x[:1], y)
+    with pytest.raises(ValueError, match="at least 3 images in each"):
+        frechet_distance(x[:2], y)
+    ests = {e.name: e for e in distance_estimates(x, y[:2], resamples=10)}
+    assert np.isnan(ests["FD (CLIP)"].value) and "at least 3" in ests["FD (CLIP)"].format()
+    assert np.isfinite(ests["CMMD"].value) and np.isfinite(ests["CMMD (unbiased)"].value)
+    one = {e.name: e for e in distance_estimates(x, y[:1], resamples=10)}
+    assert all(np.isnan(e.value) and e.note for e in one.values())
+
+
+def test_distance_intervals_say_when_they_were_clipped():
+    natural = unit_rows(30, 8, 50)
+    synthetic = natural[:6] + 1e-4
+    clipped = [e for e in distance_estimates(natural, synthetic, resamples=50) if e.clipped]
+    assert clipped and all("interval clipped to" in e.format() for e in clipped)
+
+
+def test_fd_extrapolated_to_infinite_n_removes_most_of_the_small_n_bias():
+    from core.compare import frechet_distance_infinity
+
+    # Two Gaussians whose true FD is known: same covariance (identity), means 0.5 apart in each of 4 dimensions.
+    d = 4
+    truth = d * 0.5**2
+    rng = np.random.default_rng(21)
+    plain, extrapolated = [], []
+    for _ in range(40):
+        x, y = rng.normal(size=(40, d)), rng.normal(size=(40, d)) + 0.5
+        plain.append(frechet_distance(x, y))
+        extrapolated.append(frechet_distance_infinity(x, y).value)
+    assert np.mean(plain) - truth > 0.25  # biased upwards at n = 40
+    assert abs(np.mean(extrapolated) - truth) < 0.4 * (np.mean(plain) - truth)
+    with pytest.raises(ValueError, match="too few"):
+        frechet_distance_infinity(x[:3], y[:3])

@@ -98,3 +98,30 @@ def test_statistics_table_explains_each_statistic():
     table = statistics_table({"synthetic": diversity_statistics(x, 10)})
     assert list(table["statistic"])[:2] == ["mean pairwise cosine", "Vendi score"]
     assert table.loc[1, "value"] == pytest.approx(4.0) and "distinct" in table.loc[1, "meaning"]
+
+
+def test_sets_of_different_sizes_get_no_verdict_and_are_compared_at_equal_n():
+    from core.diversity import curve_rows, equal_n_estimates
+
+    syn = np.eye(16)  # 16 orthonormal images: Vendi 16, and m of them have Vendi m
+    nat = np.eye(16)[:3]
+    text = reading(diversity_statistics(syn), diversity_statistics(nat))
+    assert "(n=16)" in text and "(n=3)" in text and "cannot be compared" in text
+    syn_eq, nat_eq = equal_n_estimates(syn, nat)
+    assert syn_eq.n == nat_eq.n == 3 and syn_eq.value == pytest.approx(3.0) and nat_eq.value == pytest.approx(3.0)
+    text = reading([syn_eq], [nat_eq])
+    assert text.startswith("Synthetic Vendi 3.0") and "at equal n (synthetic: mean over 20 random subsets of 3" in text
+    rows = curve_rows({"synthetic": syn, "natural": nat})
+    assert set(rows["source"]) == {"synthetic", "natural"} and rows["n"].max() == 16
+    assert rows[rows["source"] == "synthetic"]["value"].tolist() == pytest.approx(
+        rows[rows["source"] == "synthetic"]["n"].tolist())
+
+
+def test_the_vendi_against_n_chart_has_one_line_per_source():
+    from core.charts import statistic_curve_chart
+    from core.diversity import curve_rows
+
+    rows = curve_rows({"synthetic": np.eye(12), "natural": np.eye(12)[:4]})
+    spec = statistic_curve_chart(rows, "Vendi score").to_dict()
+    assert spec["title"] == "Vendi score against n" and len(spec["layer"]) == 2
+    assert set(rows["source"]) == {"synthetic", "natural"} and rows[rows["source"] == "natural"]["n"].max() == 4

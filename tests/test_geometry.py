@@ -142,3 +142,18 @@ def test_embedding_norms_match_the_raw_encoder_and_are_measured_once(tmp_path, t
     t1 = text_norms(cache, tiny_clip.key, ["a photo of a tench"], get_clip)
     t2 = text_norms(cache, tiny_clip.key, ["a photo of a tench"], get_clip)
     assert t1.shape == (1,) and t1[0] > 0 and np.array_equal(t1, t2) and len(loads) == 2
+
+
+def test_geometry_intervals_stay_in_range_and_say_when_clipped():
+    # Two images on either side of their prompt: their centroid is near it (gap 1 - cos 0.3 = 0.045), but a
+    # resample holding one image twice has gap ~0.3, so the normal interval reaches below 0 and is cut there.
+    from core.geometry import GEOMETRY_RANGES
+
+    texts = np.array([[1.0, 0.0, 0.0]])
+    x = np.array([[np.cos(0.3), np.sin(0.3), 0.0], [np.cos(0.3), -np.sin(0.3), 0.0]])
+    ests = source_geometry(x, np.zeros(2, int), texts, resamples=50)
+    for e in ests:
+        lo, hi = GEOMETRY_RANGES[e.name]
+        assert lo <= e.low <= e.high <= hi, e
+    gap = next(e for e in ests if e.name == "modality gap")
+    assert gap.low == 0.0 and gap.clipped == "[0, 2]" and "interval clipped to [0, 2]" in gap.format()

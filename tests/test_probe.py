@@ -36,7 +36,7 @@ def test_far_apart_sources_are_separable_with_auc_near_one():
     c = centres(3)
     syn, syn_y = blobs(c + 6.0, 20, 1, spread=0.5)  # every synthetic class shifted the same way
     nat, nat_y = blobs(c, 30, 2, spread=0.5)
-    result = separability(syn, nat, syn_y, nat_y, ["a", "b", "c"], resamples=50)
+    result = separability(syn, nat, syn_y, nat_y, ["a", "b", "c"], resamples=50, permutations=50)
     assert result.auc.value > 0.99 and result.auc.low > 0.95
     assert result.accuracy.value > 0.95
     assert all(auc.value > 0.95 for _, _, auc in result.per_class)
@@ -182,3 +182,72 @@ def test_roc_auc_equals_sklearn_including_ties():
     assert roc_auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
     with pytest.raises(ValueError):
         roc_auc(np.ones(5), np.arange(5.0))
+
+
+# -- "the sources differ": permutation test and DeLong (issue #15) -------------------------------------------------
+def test_delong_variance_matches_the_structural_components_written_out():
+    from core.probe import delong_auc
+
+    rng = np.random.default_rng(3)
+    y = np.r_[np.ones(12, int), np.zeros(17, int)]
+    score = np.round(rng.normal(size=29) + 0.7 * y, 1)  # rounded: ties count half
+    pos, neg = score[y == 1], score[y == 0]
+    psi = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+    auc = psi.mean()
+    var = psi.mean(axis=1).var(ddof=1) / 12 + psi.mean(axis=0).var(ddof=1) / 17
+    e = delong_auc("ROC AUC", y, score)
+    assert e.value == pytest.approx(auc)
+    assert (e.low, e.high) == pytest.approx((auc - 1.959964 * np.sqrt(var), auc + 1.959964 * np.sqrt(var)))
+
+
+def _says_differ_with_no_difference(n_syn, n_nat, rng):
+    """One dataset with no real difference (both sources drawn around the same class centres): does the lab say
+    "the sources differ"?"""
+    from core.probe import sources_differ
+
+    centres = rng.normal(size=(2, 8)) * 2.0
+    syn, syn_y = blobs(centres, n_syn // 2, int(rng.integers(1 << 30)))
+    nat, nat_y = blobs(centres, n_nat // 2, int(rng.integers(1 << 30)))
+    return bool(sources_differ(separability(syn, nat, syn_y, nat_y, ["a", "b"], resamples=2)))
+
+
+@pytest.mark.slow
+def test_the_probe_says_the_sources_differ_at_most_5_percent_of_the_time_when_they_do_not():
+    # 200 datasets, half 40 vs 40 and half 20 vs 100 (the unbalanced case fired most often with the former rule).
+    # ~100 s on two shared cores: the permutation test refits the probe ~25 times per dataset under no difference.
+    rng = np.random.default_rng(15)
+    fired = {(40, 40): 0, (20, 100): 0}
+    for i in range(200):
+        design = (40, 40) if i % 2 == 0 else (20, 100)
+        fired[design] += _says_differ_with_no_difference(*design, rng)
+    assert sum(fired.values()) / 200 <= 0.05, fired
+    assert all(count / 100 <= 0.07 for count in fired.values()), fired
+
+
+def test_the_permutation_test_detects_a_real_shift_and_stops_early_without_one():
+    c = centres(2, seed=8)
+    syn, syn_y = blobs(c + 1.0, 20, 9)
+    nat, nat_y = blobs(c, 20, 10)
+    shifted = separability(syn, nat, syn_y, nat_y, ["a", "b"], resamples=2)
+    assert shifted.test.p_value == pytest.approx(1 / 201) and shifted.test.shuffles == 200
+    assert "the sources differ" in separability_reading(shifted) and "p = 0.005" in separability_reading(shifted)
+    same, same_y = blobs(c, 20, 11)
+    null = separability(same, nat, same_y, nat_y, ["a", "b"], resamples=2)
+    assert null.test.stopped_early and null.test.shuffles < 200 and null.test.p_value > 0.025
+    assert "no evidence" in separability_reading(null)
+
+
+def test_permutation_p_value_is_the_share_of_refits_reaching_the_observed_auc():
+    from core.probe import _out_of_fold_scores, permutation_test, roc_auc
+
+    c = centres(2, seed=12)
+    x, cls = blobs(c, 12, 13)
+    y = np.tile(np.r_[np.ones(6, int), np.zeros(6, int)], 2)
+    observed = roc_auc(y, _out_of_fold_scores(x, y, cls, 3, 0))
+    result = permutation_test(x, y, cls, 3, observed, permutations=30, stop_after=1000)
+    assert not result.stopped_early and result.shuffles == 30
+    assert result.p_value == pytest.approx((result.reached + 1) / 31)
+    stopped = permutation_test(x, y, cls, 3, 0.0, permutations=30, stop_after=4)  # every refit reaches AUC 0
+    assert stopped.stopped_early and stopped.shuffles == 4 and stopped.p_value == 1.0
+    last = permutation_test(x, y, cls, 3, 0.0, permutations=4, stop_after=4)  # the stop falls on the last shuffle
+    assert not last.stopped_early and last.p_value == 1.0 and last.shuffles == 4
