@@ -74,10 +74,19 @@ def real_ambiguous_dir() -> Path:
 
 
 def pytest_collection_modifyitems(items):
-    """Mark every test that reads the real photos, so `-m real_photos` / `-m "not real_photos"` select them."""
+    """Mark every test that reads the real photos, so `-m real_photos` / `-m "not real_photos"` select them; skip
+    the `gpu` tests where torch sees no CUDA device (CI has none: they run on a GPU machine, `-m gpu`)."""
     for item in items:
         if {"real_imagenette_dir", "real_ambiguous_dir"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.real_photos)
+    if any(item.get_closest_marker("gpu") for item in items):
+        import torch
+
+        if not torch.cuda.is_available():
+            reason = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
+            for item in items:
+                if item.get_closest_marker("gpu"):
+                    item.add_marker(reason)
 
 
 @pytest.fixture

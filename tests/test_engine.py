@@ -197,3 +197,24 @@ def test_the_command_line_generates_embeds_and_reuses(tmp_path):
     bad = subprocess.run([*cmd[:3], "", "--generator", TINY_RANDOM], cwd=REPO_ROOT, env=env, capture_output=True,
                          text=True, timeout=300)
     assert bad.returncode == 2 and "The prompt is empty" in bad.stderr
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_the_engine_runs_the_gpu_recipe_and_keys_bf16_embeddings(tmp_path, tiny_folder, monkeypatch):
+    """On CUDA: the tiny pipeline through the engine with the device's recipe, CLIP under bf16 autocast (on GPUs
+    with native bf16) and its vectors under the precision's key; the images equal the CPU's within a level."""
+    from core import config
+    from core.models import load_clip, load_pipeline
+    from core.registry import CLIP_MODELS
+
+    monkeypatch.setenv("DDL_CACHE_DIR", str(tmp_path / "cache"))
+    device = config.select_device()
+    assert device.device == "cuda"
+    clip = load_clip(CLIP_MODELS[TINY_RANDOM], device)
+    pipe = load_pipeline(tiny_folder, device)
+    engine = Engine(Cache(tmp_path / "cache"), device, lambda folder: pipe, load_clip=lambda key: clip)
+    (run,), totals = engine.run([request(n=4)])
+    assert totals.generated == 4 and clip.precision == config.clip_precision(device)
+    assert clip.key.endswith(":bfloat16-autocast") == (clip.precision == "bfloat16")
+    images = synthetic_set(run.images)
+    assert set(engine.cache.get_embeddings(clip.key, images.shas)) == set(images.shas)
