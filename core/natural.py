@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from .cache import atomic_write_bytes, sha256_bytes
 
@@ -57,8 +57,12 @@ def open_rgb(source: Path | bytes, name: str | None = None) -> Image.Image:
         raise UnreadableImageError(f"{label} is refused as a possible decompression bomb ({exc}). "
                                    f"Fix: downscale it.") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # Pillow's ways of saying "not an image"
-        raise UnreadableImageError(f"{label} is not a readable image ({type(exc).__name__}: {exc}). "
-                                   f"Fix: re-save it as JPEG or PNG, or remove it from the folder.") from exc
+        # Pillow names bytes by the repr of its buffer ('<_io.BytesIO object at 0x...>'): say what it means instead.
+        why = ("its content is not an image format Pillow knows" if isinstance(exc, UnidentifiedImageError)
+               else f"{type(exc).__name__}: {exc}")
+        fix = ("re-save it as JPEG or PNG, or remove it from the folder" if isinstance(source, Path)
+               else "re-save it as JPEG or PNG and upload that file")
+        raise UnreadableImageError(f"{label} is not a readable image ({why}). Fix: {fix}.") from exc
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

@@ -19,6 +19,7 @@ from core.geometry import (
     synthetic_offsets,
     text_norms,
 )
+from core.markup import md_literal
 from core.models import ModelUnavailableError, clip_key
 from core.registry import CLIP_MODELS
 
@@ -133,7 +134,7 @@ def prompt_closeness() -> None:
             report.text("", key="closeness_class")
         else:
             i = names.index(chosen)
-            st.subheader(f"Selected: {chosen}")
+            st.subheader(f"Selected: {md_literal(chosen)}")
             st.dataframe(per_class[per_class["class"] == chosen][["statistic", "source", "shown", "n"]]
                          .rename(columns={"shown": "value [95% interval]"}), hide_index=True)
             proj = pd.DataFrame({"projection": np.concatenate([project(exp.classes[i].syn_emb, offsets.direction),
@@ -151,7 +152,7 @@ offsets = offsets_of(syn_x, syn_y, nat_x, nat_y, k)
 prompt_closeness()
 
 st.header("Is there one 'synthetic direction'?")
-offsets_line = f"**{offsets_reading(offsets)}**"
+offsets_line = f"**{md_literal(offsets_reading(offsets))}**"  # may name classes
 st.markdown(offsets_line)
 left, right = st.columns(2)
 with left:
@@ -215,7 +216,14 @@ shas = [s for c in exp.classes for s in c.synthetic.shas] + [s for c in exp.clas
 have = cached_norms(cache, ckey, [norm_cache_key(s) for s in shas])
 if len(have) < len(shas):
     todo = len(shas) - len(have)
-    if st.button(f"Measure the norms ({todo} images to embed again with CLIP)"):
+    measure = st.empty()  # the button goes once it has done its job
+    if measure.button(f"Measure the norms ({todo} images to embed again with CLIP)", key="measure_norms"):
+        measure.empty()
+        # Clicking Cancel reruns the page, which stops this loop at its next progress update; every finished batch
+        # of norms is already in the cache, so the next click measures only the rest.
+        cancel = st.empty()
+        cancel.button("Cancel", key="measure_norms_cancel",
+                      help="Stop after the current batch; the norms measured so far stay in the cache.")
         bar = st.progress(0.0, text="Embedding images without normalising...")
         loaders = [ld for c in exp.classes for ld in c.synthetic.loaders] + [ld for c in exp.classes
                                                                               for ld in c.natural.loaders]
@@ -225,8 +233,9 @@ if len(have) < len(shas):
                                                                     f"({100 * f:.0f}%)"))
             text_norms(cache, ckey, [c.prompt for c in exp.classes], lambda: ui.clip(exp.spec.clip))
         except (ModelUnavailableError, ValueError, OSError) as exc:
-            st.error(str(exc))
+            st.error(md_literal(exc))
         bar.empty()
+        cancel.empty()
         have = cached_norms(cache, ckey, [norm_cache_key(s) for s in shas])
 report.heading("Embedding norms before normalisation")
 if len(have) == len(shas):
@@ -237,7 +246,7 @@ if len(have) == len(shas):
     prompt_norms = text_norms(cache, ckey, [c.prompt for c in exp.classes], lambda: ui.clip(exp.spec.clip))
     medians = (f"Median image norm: synthetic **{np.median(norms[:len(syn_x)]):.2f}**, natural "
                f"**{np.median(norms[len(syn_x):]):.2f}** ({len(syn_x)} and {len(nat_x)} images); prompt text "
-               f"norms: {', '.join(f'{c.name} {v:.2f}' for c, v in zip(exp.classes, prompt_norms))}.")
+               f"norms: {', '.join(f'{md_literal(c.name)} {v:.2f}' for c, v in zip(exp.classes, prompt_norms))}.")
     st.markdown(medians)
     meaning = ("The norm carries no meaning for cosine similarity; a different norm for one source says the "
                "encoder responds differently to those images (e.g. smoother, more saturated pictures).")

@@ -33,6 +33,7 @@ from core.cache import key_of
 from core.diversity import embed_set, synthetic_set
 from core.generate import RunRequest
 from core.literature import PRESETS
+from core.markup import md_literal
 from core.models import ModelUnavailableError, clip_key
 from core.registry import CLIP_MODELS, GENERATORS
 from core.report import generation_defaults, report_file_stem
@@ -88,7 +89,7 @@ st.markdown("Prompt the generator with *Photo portrait of a {adjective} {profess
 
 url_spec, url_problems = BiasSpec.from_params(st.query_params.to_dict())
 for problem in url_problems:
-    st.warning(problem)
+    st.warning(md_literal(problem))
 base = url_spec or BiasSpec(generator=ui.selected_generator() if ui.selected_generator() in GENERATORS
                             else BiasSpec.generator)
 preset_choice = uc.preset_picker(PAGE, base)
@@ -132,7 +133,7 @@ if spec is None:
 problems = validate_bias_spec(spec)
 if problems:
     for problem in problems:
-        st.error(problem)
+        st.error(md_literal(problem))
     st.stop()
 if submitted:
     extra = {"k": st.query_params["k"]} if "k" in st.query_params else {}
@@ -143,11 +144,12 @@ st.session_state[URL_KEY] = st.query_params.to_dict()
 prompts = spec.prompts()
 runs = ui.runs(spec.requests(), generate=submitted)
 first = runs[0].settings
-run_line = (f"**Run:** {len(prompts)} prompts x N = {spec.n} · {GENERATORS[spec.generator].label} · "
-            f"{first.model_id} @ {first.revision[:12]} · {first.steps} steps · guidance {first.guidance:g} · "
+run_line = (f"**Run:** {len(prompts)} prompts x N = {spec.n} · {md_literal(GENERATORS[spec.generator].label)} · "
+            f"{md_literal(first.model_id)} @ {first.revision[:12]} · {first.steps} steps · "
+            f"guidance {first.guidance:g} · "
             f"{first.width} px · seeds {spec.first_seed}-{spec.first_seed + spec.n - 1} · **CLIP:** "
-            f"{CLIP_MODELS[spec.clip].label}. Adjectives, professions, N, generator and seeds: the lab's defaults "
-            f"unless you chose them.")
+            f"{md_literal(CLIP_MODELS[spec.clip].label)}. Adjectives, professions, N, generator and seeds: the lab's "
+            f"defaults unless you chose them.")
 st.caption(run_line)
 # The experiment report collects what the page shows, as it shows it; it is drawn only when downloaded.
 report = ui_report.start(f"Stable Bias: {', '.join(spec.professions)}", "Stable Bias portraits", PAGE).text(run_line)
@@ -169,7 +171,7 @@ try:
     emb = embed_set(ui.cache(), clip_key(CLIP_MODELS[spec.clip]), portraits, lambda: ui.clip(spec.clip))
 except (ModelUnavailableError, ValueError, OSError) as exc:
     bar.empty()
-    st.error(str(exc))
+    st.error(md_literal(exc))
     st.stop()
 bar.empty()
 
@@ -183,7 +185,7 @@ k = st.radio("Clusters", ks, horizontal=True, format_func=lambda v: f"{v} cluste
 st.query_params["k"] = str(k)
 st.session_state[URL_KEY] = st.query_params.to_dict()
 table = cluster_table(labels_by_k[k], image_prompts, prompts, k)
-table_reading = f"**{reading(table)}**"
+table_reading = f"**{md_literal(reading(table))}**"  # quotes prompts
 st.markdown(table_reading)
 heat = table.long()
 base_chart = alt.Chart(heat).encode(
@@ -225,7 +227,8 @@ for c in range(k):
     rows = picks.get(c, np.zeros(0, int))
     column = table.counts.loc[cluster_name(c)].drop("all prompts")
     top = column.idxmax() if column.sum() else "-"
-    line = f"**{cluster_name(c)}** · {int(column.sum())} portraits · most from '{top}' ({int(column.max())})"
+    line = (f"**{cluster_name(c)}** · {int(column.sum())} portraits · most from '{md_literal(top)}' "
+            f"({int(column.max())})")
     st.markdown(line)
     exemplar_set = ([jpegs[i] for i in rows], [portraits.labels[i].replace("Photo portrait of a ", "") for i in rows])
     ui.grid(*exemplar_set, per_row=EXEMPLARS + 2)

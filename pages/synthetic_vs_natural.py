@@ -18,6 +18,7 @@ from core.compare import (
     single_threaded_blas,
 )
 from core.literature import PRESETS, matching_presets
+from core.markup import md_literal
 from core.probe import FOLDS, separability, separability_reading
 from core.stats import project_2d
 
@@ -69,9 +70,9 @@ st.header("Can a probe tell them apart?")
 try:
     sep = separability_of(syn_x, nat_x, syn_y, nat_y, tuple(names))
 except ValueError as exc:
-    st.error(str(exc))
+    st.error(md_literal(exc))
     st.stop()
-reading = f"**{separability_reading(sep)}**"
+reading = f"**{md_literal(separability_reading(sep))}**"  # may name classes
 st.markdown(reading)
 c1, c2, c3 = st.columns(3)
 c1.metric("ROC AUC (0.5 = chance, 1 = always right)", uc.fmt(sep.auc))
@@ -190,7 +191,7 @@ def neighbours() -> None:
     cls = exp.classes[names.index(chosen)]
     idx, sims = neighbours_of(cls.syn_emb, nat_x, NEIGHBOURS)
     pairs_title = f"Each synthetic '{chosen}' image and its {NEIGHBOURS} nearest natural photos (any class)"
-    st.subheader(pairs_title)
+    st.text(pairs_title)  # names a class: plain text
     shown, captions = [], []  # in the page's order, for the report
     for i, (jpeg, label) in enumerate(zip(uc.thumbs(cls.synthetic), cls.synthetic.labels)):
         cols = st.columns(NEIGHBOURS + 1)
@@ -205,10 +206,11 @@ def neighbours() -> None:
             col.image(njpeg, caption=captions[-1], width="stretch")
     # Keyed blocks: choosing another class reruns this fragment alone, which replaces them (and the link).
     report.heading("Nearest natural photos", key="nn_heading").table(agreement, key="nn_agreement")
-    report.images(shown, captions, pairs_title, f"Class shown: {chosen} (the link's nn_class).", key="nn_pairs")
+    report.images(shown, captions, pairs_title, f"Class shown: {md_literal(chosen)} (the link's nn_class).",
+                  key="nn_pairs")
     report.link = ui_report.page_link(PAGE)
     uncovered_title = f"Natural '{chosen}' photos no synthetic image comes near"
-    st.subheader(uncovered_title)
+    st.text(uncovered_title)
     report.heading(uncovered_title, 3, key="nn_uncovered_heading")
     cov = coverage_of(cls.nat_emb, cls.syn_emb) if len(cls.nat_emb) > PRDC_K else None
     if cov is None:
@@ -217,7 +219,8 @@ def neighbours() -> None:
         report.text("", key="nn_uncovered")
         return
     cover_line = (f"**{int((~cov.covered).sum())} of {len(cls.nat_emb)} natural photos are uncovered**: no synthetic "
-                  f"'{chosen}' image falls within the distance of their {PRDC_K}th nearest natural neighbour (PRDC's "
+                  f"'{md_literal(chosen)}' image falls within the distance of their {PRDC_K}th nearest natural "
+                  f"neighbour (PRDC's "
                   f"coverage = {cov.covered.mean():.2f}). The most isolated first: what the generator never draws.")
     st.markdown(cover_line)
     top = cov.most_uncovered(8)

@@ -19,6 +19,7 @@ from core.filtering import (
     same_size_random,
 )
 from core.literature import PRESETS
+from core.markup import md_literal
 from core.models import ModelUnavailableError, clip_key
 from core.probe import (
     CLASSIFIERS,
@@ -223,7 +224,7 @@ def diversity_vs_accuracy() -> None:
     shown = {f"{chosen}: synthetic images (prompt '{c.prompt}')": (uc.thumbs(c.synthetic, 160), c.synthetic.labels),
              f"{chosen}: natural photos": (uc.thumbs(c.natural, 160)[:16], c.natural.labels[:16])}
     for (title, (jpegs, captions)), key in zip(shown.items(), ("div_synthetic", "div_natural")):
-        st.subheader(title)
+        st.text(title)  # names a class and its prompt: plain text
         uc.image_grid(jpegs, captions)
         report.images(jpegs, captions, title, key=key)
 
@@ -266,10 +267,10 @@ def clip_filter_section() -> dict:
         texts = text_embeddings(cache, clip_key(CLIP_MODELS[exp.spec.clip]), class_texts(names),
                                 lambda: ui.clip(exp.spec.clip))
     except (ModelUnavailableError, ValueError, OSError) as exc:
-        st.error(str(exc))
+        st.error(md_literal(exc))
         return {"CLIP filter": "on", "threshold": threshold}
     result = clip_filter(confidences(syn_x, texts, syn_y, LOGIT_SCALE), syn_y, threshold)
-    filter_line = f"**{filter_reading(result, k)}**"
+    filter_line = f"**{md_literal(filter_reading(result, k))}**"
     st.markdown(filter_line)
     c1, c2, c3 = st.columns(3)
     c1.metric("kept", f"{int(result.kept.sum())} of {len(syn_x)}")
@@ -316,10 +317,10 @@ def clip_filter_section() -> dict:
         rows_i = np.flatnonzero(syn_y == i)
         out = [j for j in rows_i if result.dropped[j]]
         if not out:
-            st.caption(f"{c.name}: nothing filtered out.")
-            report.text(f"{c.name}: nothing filtered out.")
+            st.caption(f"{md_literal(c.name)}: nothing filtered out.")
+            report.text(f"{md_literal(c.name)}: nothing filtered out.")
             continue
-        line = f"**{c.name}**: {len(out)} of {len(rows_i)} filtered out"
+        line = f"**{md_literal(c.name)}**: {len(out)} of {len(rows_i)} filtered out"
         st.markdown(line)
         jpegs = uc.thumbs(c.synthetic)
         shown = out[:16]
