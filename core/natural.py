@@ -194,8 +194,10 @@ def download_reference_set(dest: Path, url: str = IMAGENETTE_URL, md5: str = IMA
                         progress(got / total if total else 0.0, f"Downloading {url} ({got / 1e6:.1f} MB)")
         except OSError as exc:
             raise DownloadError(
-                f"Could not download the reference set from {url}: {exc}. Fix: connect to the internet and retry, "
-                f"or choose 'local folder' and point to photos laid out as <folder>/<class>/<image>."
+                f"Could not download the reference set from {url}: {exc}. Fix: connect to the internet and retry; "
+                f"or use photos already on this machine: list their folders, laid out as <folder>/<class>/<image>, "
+                f"in DDL_NATURAL_ROOTS and restart the lab (each folder then appears in the list of natural "
+                f"photos); or upload photos on the Diversity page (choose 'photos uploaded here')."
             ) from exc
         if digest.hexdigest() != md5:
             raise DownloadError(f"The download from {url} is corrupt (MD5 {digest.hexdigest()}, expected {md5}). "

@@ -227,6 +227,9 @@ def test_offline_download_fails_fast_with_a_fix(tmp_path, loopback_server):
     with pytest.raises(DownloadError, match="Could not download.*Fix"):
         download_reference_set(tmp_path / "x", f"{base}/missing.tgz", "0" * 32)
     closed = "http://127.0.0.1:9/imagenette.tgz"  # discard port: connection refused
-    with pytest.raises(DownloadError, match="connect to the internet"):
+    with pytest.raises(DownloadError, match="connect to the internet") as offline:
         download_reference_set(tmp_path / "x", closed, "0" * 32)
+    # The fix names options that exist (the lab has no 'local folder' choice for natural photos).
+    assert "local folder" not in str(offline.value) and "DDL_NATURAL_ROOTS" in str(offline.value)
+    assert "photos uploaded here" in str(offline.value)
     assert time.monotonic() - start < 5
