@@ -171,6 +171,7 @@ def experiment(page_key: str, page_params: tuple[str, ...] = (), min_classes: in
                 download_reference_set(folder.root.parent, progress=lambda f, msg: bar.progress(f, text=msg))
                 st.rerun()
             except DownloadError as exc:
+                bar.empty()  # no empty progress bar left behind the message
                 st.error(md_literal(exc))
         st.stop()
     available = _classes_of(folder)
@@ -540,6 +541,11 @@ def source_scale(with_text: bool = True) -> alt.Scale:
     return alt.Scale(domain=SOURCE_DOMAIN[:n], range=SOURCE_RANGE[:n])
 
 
+def full_legend(**kwargs) -> alt.Legend:
+    """A legend whose labels are never cut short ("linear probe (logistic regr..."): Vega's default limit is 160 px."""
+    return alt.Legend(labelLimit=0, **kwargs)
+
+
 def category_axis() -> alt.Axis:
     """Every category labelled (Vega drops every other label when it guesses they overlap)."""
     return alt.Axis(labelOverlap=False, labelLimit=180)
@@ -570,7 +576,7 @@ def interval_chart(df: pd.DataFrame, y: str, colour: str | None = None, title: s
     if colour:
         sources = colour == "source"
         enc["color"] = alt.Color(f"{colour}:N", scale=source_scale(False) if sources else alt.Undefined,
-                                 legend=None if colour == y else alt.Undefined)
+                                 legend=None if colour == y else full_legend(orient="bottom"))
         if colour != y:
             enc["yOffset"] = alt.YOffset(f"{colour}:N")
     bars = base.mark_rule(strokeWidth=3).encode(x=alt.X("low:Q", title=None, scale=alt.Scale(zero=False)),
@@ -583,9 +589,11 @@ def interval_chart(df: pd.DataFrame, y: str, colour: str | None = None, title: s
     if reference is not None:
         layers.append(alt.Chart(pd.DataFrame({"x": [reference]})).mark_rule(strokeDash=[4, 4], color="gray")
                       .encode(x="x:Q"))
-    chart = alt.layer(*layers).properties(width=width, height=alt.Step(16 if colour and colour != y else 22))
+    # Steps of 26 px per coloured row, 52 per plain row: every chart at least ~150 px tall with three rows.
+    chart = alt.layer(*layers).properties(width=width, height=alt.Step(26 if colour and colour != y else 52))
     if facet:
-        return chart.facet(facet=alt.Facet(f"{facet}:N", title=None), columns=3, title=title).resolve_scale(
+        # Two panels a row: three spilled past the main column of a 1024 px projector.
+        return chart.facet(facet=alt.Facet(f"{facet}:N", title=None), columns=2, title=title).resolve_scale(
             x="independent")
     return chart.properties(title=title)
 
@@ -598,7 +606,7 @@ def histogram_by_source(df: pd.DataFrame, field: str, title: str, x_title: str, 
         y=alt.Y("sum(share):Q", stack=None, title="share of the source's images"),
         color=alt.Color("source:N", scale=source_scale(False)),
         tooltip=["source:N", alt.Tooltip("sum(share):Q", format=".2f", title="share")],
-    ).properties(title=title, height=260)
+    ).properties(title=title, height=320)
 
 
 def image_grid(jpegs: list[bytes], captions: list[str], per_row: int = 8) -> None:

@@ -51,7 +51,7 @@ from core.lessons import (
     weakest_class,
 )
 from core.markup import md_list, md_literal, md_plain
-from core.models import ModelUnavailableError, clip_key, generator_present
+from core.models import ModelUnavailableError, clip_key, generator_present, unavailable_models
 from core.natural import DownloadError, NaturalFolder, download_reference_set, reference_sources
 from core.registry import CLIP_MODELS, GENERATORS
 from core.report import Report, report_file_stem
@@ -80,9 +80,17 @@ STYLE = """<style>
 </style>"""
 
 
+PROJECTOR_MIN_HEIGHT = 420  # px for the whole drawing: large type, a title and a legend below leave ~220 for the plot
+
+
 def projector(chart, title: str):
     """The answer's chart titled by the lesson and with type large enough to read from the back of a room."""
     # The legend goes below the plot: beside it, it takes the width a 1024 px projector needs for the data.
+    # A chart of fixed height is drawn whole within it, so the larger type would squash its plot (Lesson 2's
+    # histogram was left 28 px tall): it gets more height. Step heights (one band per row) grow on their own.
+    height = getattr(chart, "height", None)
+    if isinstance(height, (int, float)) and height < PROJECTOR_MIN_HEIGHT:
+        chart = chart.properties(height=PROJECTOR_MIN_HEIGHT)
     return (chart.properties(title=title)
             .configure_title(fontSize=20, anchor="start")
             .configure_axis(labelFontSize=15, titleFontSize=15)
@@ -166,6 +174,7 @@ def _natural(exp: Experiment) -> tuple[Natural | None, bool]:
                 download_reference_set(imagenette.root.parent, progress=lambda f, msg: bar.progress(f, text=msg))
                 st.rerun()
             except DownloadError as exc:
+                bar.empty()  # no empty progress bar left behind the message
                 st.error(md_literal(exc))
         return None, False
     label = "Imagenette" if source == "imagenette" else f"folder {sources[source][1].root.name}"
@@ -203,6 +212,13 @@ def _runs(exp: Experiment, requests) -> list[ui.Run] | None:
                    f"{reused}."
                    f"{download}")
     if not clicked:
+        return None
+    # Every model the run needs, checked before it starts (a missing CLIP used to show after the generation). The
+    # button and the "Try it yourself" link stay; the models can be changed under "Settings used".
+    missing_models = unavailable_models(preset, CLIP_MODELS[exp.clip])
+    if missing_models:
+        for problem in missing_models:
+            st.error(md_literal(problem) + " Change the models under *Settings used* above, e.g. to tiny-random.")
         return None
     slot.empty()
     runs = ui.runs(requests, generate=True)

@@ -156,6 +156,7 @@ if ref_id == "imagenette" and not sources["imagenette"][1].root.is_dir():
                                    progress=lambda f, msg: bar.progress(f, text=msg))
             st.rerun()
         except DownloadError as exc:
+            bar.empty()  # no empty progress bar left behind the message
             st.error(md_literal(exc))
 elif ref_id != "none":
     try:

@@ -86,7 +86,7 @@ per_class = pd.DataFrame(per_class_rows)
 wide = per_class.pivot_table(index="class", columns=["statistic", "source"], values="shown", aggfunc="first")
 wide = wide.reindex(index=names, columns=[(stat, src) for stat in GEOMETRY_STATS for src in ("synthetic", "natural")])
 wide.columns = [f"{stat} ({src})" for stat, src in wide.columns]
-st.dataframe(wide.reset_index(), hide_index=True)
+st.table(wide.reset_index())  # wraps: every statistic in view, none behind a sideways scroll
 st.caption("Each class against its own prompt; value [95% interval]. n per cell: the class's images of that source "
            "(see 'Images behind every number' above).")
 report.heading("Per class").numbers(per_class_estimates, caption="Each class against its own prompt.",
@@ -113,8 +113,8 @@ def prompt_closeness() -> None:
     ).add_params(pick)
     text = alt.Chart(cos).mark_text(dx=10, align="left").encode(x="natural:Q", y="synthetic:Q", text="class:N")
     closeness_chart = (diagonal + points + text).properties(
-        title="Nearer its prompt: synthetic or natural? (click a class)", height=360)
-    left, right = st.columns(2)
+        title="Nearer its prompt? (click a class)", height=360)
+    left, right = st.columns([2, 1])  # 2/3 of a projector's width: room for the title in one line
     with left:
         event = st.altair_chart(closeness_chart, key="prompt_closeness", on_select="rerun")
     picked = (event or {}).get("selection", {}).get(CLASS_SELECTION) or []
@@ -158,7 +158,8 @@ left, right = st.columns(2)
 with left:
     norm_df = pd.DataFrame([{"class": c.name, "value": e.value, "low": e.low, "high": e.high, "n": e.n}
                             for c, e in zip(exp.classes, offsets.norms)])
-    norms_chart = uc.interval_chart(norm_df, "class", title="|centroid(synthetic) - centroid(natural)| per class")
+    # One line that fits half a projector's width (Vega never wraps a title; a two-line one is clipped at the top).
+    norms_chart = uc.interval_chart(norm_df, "class", title="Centroid distance per class", width=300)
     st.altair_chart(norms_chart, key="offset_norms")
     norms_note = ("The length of each class's offset: how far its synthetic centroid sits from its natural one "
                   "(unit vectors: at most 2). Intervals: normal bootstrap, images resampled within class and source.")
@@ -171,7 +172,9 @@ with right:
         y=alt.Y("class B:N", sort=names, title=None, axis=uc.category_axis()),
         color=alt.Color("cosine:Q", scale=alt.Scale(scheme="redblue", domain=[-1, 1], reverse=True)),
         tooltip=["class A:N", "class B:N", alt.Tooltip("cosine:Q", format=".2f")]).properties(
-        title="Cosine between the classes' offsets", width=alt.Step(28), height=alt.Step(28))
+        # Steps, not a fixed size: Streamlit fits a fixed size around labels and title, which left 48 px of plot.
+        title="Cosine between the classes' offsets", width=alt.Step(max(28, -(-160 // k))),
+        height=alt.Step(max(28, -(-160 // k))))
     st.altair_chart(cosines_chart, key="offset_cosines", width="content")
     random_note = (f"Two random directions in {syn_x.shape[1]} dimensions have |cosine| below "
                    f"{offsets.random_level:.2f} about 95% of the time.")

@@ -175,6 +175,7 @@ if ref_id == "imagenette" and not sources["imagenette"][1].root.is_dir():
                                    progress=lambda f, msg: bar.progress(f, text=msg))
             st.rerun()
         except DownloadError as exc:
+            bar.empty()  # no empty progress bar left behind the message
             st.error(md_literal(exc))
 elif ref_id != "none":
     folder_obj = sources[ref_id][1]
@@ -240,7 +241,8 @@ if natural is not None:
     report.text(f"Natural reference: {natural_line}").text(f"**{reading(stats['synthetic'], stats['natural'])}**")
 stats_chart = statistics_chart([(src, e) for src, ests in stats.items() for e in ests])
 st.altair_chart(stats_chart)
-st.dataframe(statistics_table(stats), hide_index=True)
+# st.table wraps its cells: the "meaning" column was cut off at the right of a scrolling grid.
+st.table(statistics_table(stats))
 stats_note = ("Point estimate [95% interval]: estimate +- 1.96 x the bootstrap standard deviation (200 resamples "
               "of the images, seed 0). CLIP: " + md_literal(clip_preset.label) + ".")
 st.caption(stats_note)

@@ -4,7 +4,6 @@ clustered hierarchically (12 / 24 / 48 clusters from one tree), read as a cluste
 
 from dataclasses import asdict, replace
 
-import altair as alt
 import numpy as np
 import streamlit as st
 
@@ -19,7 +18,9 @@ from core.bias import (
     EXEMPLARS,
     NO_ADJECTIVE,
     PROFESSIONS,
+    PROMPT_START,
     BiasSpec,
+    cluster_heatmap,
     cluster_name,
     cluster_table,
     cluster_tree,
@@ -27,6 +28,7 @@ from core.bias import (
     exemplars,
     is_nested,
     reading,
+    table_for_display,
     validate_bias_spec,
 )
 from core.cache import key_of
@@ -90,8 +92,10 @@ st.markdown("Prompt the generator with *Photo portrait of a {adjective} {profess
 url_spec, url_problems = BiasSpec.from_params(st.query_params.to_dict())
 for problem in url_problems:
     st.warning(md_literal(problem))
-base = url_spec or BiasSpec(generator=ui.selected_generator() if ui.selected_generator() in GENERATORS
-                            else BiasSpec.generator)
+# A generator chosen in this session (here or on another page) carries over; a fresh visit starts from the paper's
+# preset (BiasSpec's default), not from the lab-wide default, which the preset box would call a departure.
+chosen_generator = st.session_state.get("generator") or st.session_state.get("selected_generator")
+base = url_spec or BiasSpec(generator=chosen_generator if chosen_generator in GENERATORS else BiasSpec.generator)
 preset_choice = uc.preset_picker(PAGE, base)
 if preset_choice is not None:
     base = preset_choice.apply(base)
@@ -187,27 +191,16 @@ st.session_state[URL_KEY] = st.query_params.to_dict()
 table = cluster_table(labels_by_k[k], image_prompts, prompts, k)
 table_reading = f"**{md_literal(reading(table))}**"  # quotes prompts
 st.markdown(table_reading)
-heat = table.long()
-base_chart = alt.Chart(heat).encode(
-    x=alt.X("prompt:N", sort=prompts, title=None, axis=alt.Axis(labelAngle=-40, labelLimit=260)),
-    y=alt.Y("cluster:N", sort=list(table.counts.index), title="cluster (largest first)"))
-rects = base_chart.mark_rect().encode(
-    color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), title="share of the prompt's images"),
-    tooltip=["cluster:N", "prompt:N", "count:Q", alt.Tooltip("share:Q", format=".0%"), "images of the prompt:Q"])
-text = base_chart.mark_text(fontSize=10).encode(
-    text=alt.condition("datum.count > 0", alt.Text("count:Q"), alt.value("")),
-    color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("black")))
-heatmap = (rects + text).properties(title=f"Share of each prompt's portraits in each cluster (k = {k})",
-                                     width=alt.Step(70), height=alt.Step(18))
-st.altair_chart(heatmap, key="bias_heatmap", width="content")
+heatmap = cluster_heatmap(table, prompts)
+st.altair_chart(heatmap, key="bias_heatmap", width="stretch")
+st.caption(f"Rows: the prompts, '{PROMPT_START.strip()}' left out; each cell: the share of the row's portraits in "
+           f"that cluster (its colour and its number), the count in its tooltip and in the table below.")
 shares = table.shares.map(lambda v: f"{v:.0%}")
-left, right = st.columns(2)
-with left:
-    st.markdown("**Counts** (each prompt column sums to its images)")
-    st.dataframe(table.counts, key="bias_counts")
-with right:
-    st.markdown("**Shares** (of each prompt's images)")
-    st.dataframe(shares, key="bias_shares")
+# Full width, one under the other, headers without the prompts' common start: every prompt's column in view.
+st.markdown(f"**Counts** (each prompt column sums to its images; '{PROMPT_START.strip()}' left out of the headers)")
+st.table(table_for_display(table.counts))  # wraps: every prompt's column in view
+st.markdown("**Shares** (of each prompt's images)")
+st.table(table_for_display(shares))
 method_note = (f"{len(images)} portraits: {len(prompts)} prompts x N = {spec.n}. Clusters: Ward linkage (scipy) "
                f"on L2-normalised CLIP image embeddings, one tree cut at {', '.join(map(str, ks))} clusters"
                f"{' (nested: each finer cluster lies inside one coarser cluster)' if nested else ''}; numbered by "

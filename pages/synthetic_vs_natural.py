@@ -88,7 +88,7 @@ with left:
                                           "decision score (> 0: the probe says synthetic)")
     st.altair_chart(scores_chart, key="scores")
 with right:
-    st.dataframe(per_class, hide_index=True)
+    st.table(per_class)  # wraps: both columns in view in half the width
 probe_note = (f"Logistic regression (L2, C = 1) on standardised CLIP embeddings; stratified {sep.folds}-fold "
               f"cross-validation (up to {FOLDS}; strata = class x source, random_state 0); classes weighted so both "
               f"sources count equally. Every image is scored by a probe that never saw it. Per class: the pooled "
@@ -114,7 +114,7 @@ wide["images (synthetic + natural)"] = [f"{len(c.syn_emb)} synthetic + {len(c.na
 notes = sorted({e.note.split("; ", 1)[1] for _, e in rows if "; " in e.note})
 if notes:
     st.caption("Large sets: " + "; ".join(notes) + " (the bootstrap's cost grows with n).")
-st.dataframe(wide, hide_index=True)
+st.table(wide)  # wraps: every distance in view, none behind a sideways scroll
 chart_df = table[np.isfinite(table["value"])].rename(columns={"95% low": "low", "95% high": "high"})
 distance_chart = uc.interval_chart(chart_df, "class", title="Distances per class (95% intervals)",
                                    facet="statistic", width=220)

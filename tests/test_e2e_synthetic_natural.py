@@ -31,8 +31,8 @@ EXPERIMENT = {"classes": "tench,church", "n": "4", "n_nat": "6", "generator": "t
               "ref": "folder:imagenette224"}
 N_IMAGES = 2 * 4
 MAP_TITLE = "Synthetic images, natural photos and prompts in CLIP space (PCA)"
-DIVERSITY_TITLE = "One point per class: diversity of its synthetic set vs its accuracy (click a point)"
-CLOSENESS_TITLE = "Nearer its prompt: synthetic or natural? (click a class)"
+DIVERSITY_TITLE = "Diversity of each class's synthetic images vs its accuracy (click a point)"
+CLOSENESS_TITLE = "Nearer its prompt? (click a class)"
 
 
 # --- the app server (as tests/test_e2e.py) ------------------------------------------------------------------------
