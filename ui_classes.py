@@ -43,6 +43,7 @@ from core.classes import (
 from core.diversity import THUMB_SIZE, embed_set, natural_set, synthetic_set
 from core.generate import MAX_IMAGES
 from core.literature import ORIGIN_LAB, PRESETS, SOURCES, Preset, matching_presets, presets_for
+from core.markup import md_list, md_literal
 from core.models import ModelUnavailableError, clip_key
 from core.natural import DownloadError, NaturalFolder, download_reference_set, open_rgb, reference_sources
 from core.registry import CLIP_MODELS, DEFAULT_CLIP, GENERATORS
@@ -86,7 +87,8 @@ def url_choice(name: str, options: list, default):
     for option in options:
         if str(option) == raw:
             return option
-    st.warning(f"The link's '{name}' is {raw!r}, not one of {', '.join(map(str, options))}: {default} is used.")
+    st.warning(f"The link's '{name}' is {md_literal(repr(raw))}, not one of {md_list(options)}: "
+               f"{md_literal(default)} is used.")
     return default
 
 
@@ -99,7 +101,8 @@ def url_number(name: str, default: float, low: float, high: float, kind=float):
     except ValueError:
         value = None
     if value is None or not low <= value <= high:
-        st.warning(f"The link's '{name}' is {raw!r}, not a number from {low:g} to {high:g}: {default} is used.")
+        st.warning(f"The link's '{name}' is {md_literal(repr(raw))}, not a number from {low:g} to {high:g}: "
+                   f"{default} is used.")
         return default
     return value
 
@@ -147,13 +150,13 @@ def experiment(page_key: str, page_params: tuple[str, ...] = (), min_classes: in
     restore_url(page_key)
     url_spec, url_problems = ClassListSpec.from_params(st.query_params.to_dict())
     for problem in url_problems:
-        st.warning(problem)
+        st.warning(md_literal(problem))
 
     sources = reference_sources(config.cache_dir(), config.natural_roots())
     source_ids = list(sources)
     wanted_source = url_spec.source if url_spec else st.query_params.get("ref", _default_source(sources))
     if wanted_source not in sources:
-        st.warning(f"The link names an unknown natural-photo source '{wanted_source}'; pick one below.")
+        st.warning(f"The link names an unknown natural-photo source '{md_literal(wanted_source)}'; pick one below.")
         wanted_source = _default_source(sources)
     source_id = st.selectbox("Natural photos from", source_ids, index=index_of(source_ids, wanted_source,
                                                                               _default_source(sources)),
@@ -167,11 +170,13 @@ def experiment(page_key: str, page_params: tuple[str, ...] = (), min_classes: in
                 download_reference_set(folder.root.parent, progress=lambda f, msg: bar.progress(f, text=msg))
                 st.rerun()
             except DownloadError as exc:
-                st.error(str(exc))
+                bar.empty()  # no empty progress bar left behind the message
+                st.error(md_literal(exc))
         st.stop()
     available = _classes_of(folder)
     if not available:
-        st.warning(f"{sources[source_id][0]} has no class folders yet. Lay photos out as <folder>/<class>/<image> "
+        st.warning(f"{md_literal(sources[source_id][0])} has no class folders yet. Lay photos out as "
+                   f"`<folder>/<class>/<image>` "
                    f"or choose another source.")
         st.stop()
     if url_spec and url_spec.source != source_id:
@@ -221,7 +226,7 @@ def experiment(page_key: str, page_params: tuple[str, ...] = (), min_classes: in
         st.session_state.pop(applied_preset_key(page_key), None)  # the form now holds the values; the URL keeps them
         lexicon, lexicon_problems = parse_user_lexicon(lexicon_text)
         for problem in lexicon_problems:
-            st.warning(problem)
+            st.warning(md_literal(problem))
         spec = ClassListSpec(tuple(chosen), source_id, template, int(n), int(n_natural), generator, clip_choice,
                              int(first_seed), steps=None if steps is None else int(steps),
                              guidance=None if guidance is None else float(guidance), lexicon=lexicon)
@@ -232,7 +237,7 @@ def experiment(page_key: str, page_params: tuple[str, ...] = (), min_classes: in
     problems = validate_spec(spec, available, min_classes)
     if problems:
         for problem in problems:
-            st.error(problem)
+            st.error(md_literal(problem))
         st.stop()
     if submitted:
         extra = {k: st.query_params[k] for k in page_params if k in st.query_params}
@@ -327,11 +332,13 @@ def _load(spec: ClassListSpec, folder: NaturalFolder, generate: bool, min_classe
     preset = GENERATORS[spec.generator]
     first = runs_by_class[0][1][0].settings
     captions = [  # shown under the form, and the report's opening lines
-        f"**Generator:** {preset.label} · {first.model_id} @ {first.revision[:12]} · {first.steps} steps"
+        f"**Generator:** {md_literal(preset.label)} · {md_literal(first.model_id)} @ {first.revision[:12]} · "
+        f"{first.steps} steps"
         f"{'' if spec.steps is not None else ' (its default)'} · guidance {first.guidance:g}"
         f"{'' if spec.guidance is not None else ' (its default)'} · {first.width} px · seeds "
         f"{spec.first_seed}-{spec.first_seed + spec.n - 1}"
-        f" · **CLIP:** {CLIP_MODELS[spec.clip].label} · natural photos: a fixed sample (seed {NATURAL_SEED})"
+        f" · **CLIP:** {md_literal(CLIP_MODELS[spec.clip].label)} · natural photos: a fixed sample "
+        f"(seed {NATURAL_SEED})"
         f" of at most {spec.n_natural} per class. {LAB_DEFAULTS_NOTE}"]
     template = CLASS_TEMPLATES[spec.template]
     if template.needs_background:
@@ -343,8 +350,9 @@ def _load(spec: ClassListSpec, folder: NaturalFolder, generate: bool, min_classe
         source = ("WordNet table (the 10 Imagenette classes)" if template.lexicon == "wordnet"
                   else "table (the 10 Imagenette classes)")
         captions.append(f"The template needs a hypernym or definition that the lab's {source} does not have for "
-                        f"{', '.join(fallback)}: those prompts fall back to '{template.fallback}'. To use the full "
-                        f"template, type e.g. `{fallback[0]}: hypernym | definition` in the form's 'Hypernyms and "
+                        f"{md_list(fallback)}: those prompts fall back to '{md_literal(template.fallback)}'. To use "
+                        f"the full template, type e.g. “{md_literal(fallback[0])}: hypernym \\| definition” in the "
+                        f"form's 'Hypernyms and "
                         f"definitions' box.")
     for caption in captions:
         st.caption(caption)
@@ -368,21 +376,21 @@ def _load(spec: ClassListSpec, folder: NaturalFolder, generate: bool, min_classe
                                        for im in images])
             nat = natural_set(folder.images(name), n=spec.n_natural, seed=NATURAL_SEED)
             if len(syn) < MIN_PER_CLASS or len(nat) < MIN_PER_CLASS:
-                notes.append(f"'{name}' is left out: it has {len(syn)} synthetic image(s) in the cache and "
+                notes.append(f"'{md_literal(name)}' is left out: it has {len(syn)} synthetic image(s) in the cache and "
                              f"{len(nat)} natural photo(s); every analysis needs at least {MIN_PER_CLASS} of each.")
                 continue
             syn_emb = embed_set(cache, ckey, syn, lambda: ui.clip(spec.clip))
             nat_emb = embed_set(cache, ckey, nat, lambda: ui.clip(spec.clip))
             loaded.append((name, syn, nat, syn_emb, nat_emb, [run.request.prompt for run in runs]))
-            bar.progress((i + 1) / len(runs_by_class), text=f"Embedded {name} ({i + 1} of {len(runs_by_class)} "
-                                                             f"classes)")
+            bar.progress((i + 1) / len(runs_by_class),
+                         text=f"Embedded {md_literal(name)} ({i + 1} of {len(runs_by_class)} classes)")
         texts = []
         for *_, class_prompts in loaded:
             vectors = text_embeddings(cache, ckey, class_prompts, lambda: ui.clip(spec.clip))
             texts.append(vectors[0] if len(vectors) == 1 else prompt_ensemble(vectors))
     except (ModelUnavailableError, ValueError, OSError) as exc:
         bar.empty()
-        st.error(str(exc))
+        st.error(md_literal(exc))
         st.stop()
     bar.empty()
     for note in notes:
@@ -537,6 +545,11 @@ def source_scale(with_text: bool = True) -> alt.Scale:
     return alt.Scale(domain=SOURCE_DOMAIN[:n], range=SOURCE_RANGE[:n])
 
 
+def full_legend(**kwargs) -> alt.Legend:
+    """A legend whose labels are never cut short ("linear probe (logistic regr..."): Vega's default limit is 160 px."""
+    return alt.Legend(labelLimit=0, **kwargs)
+
+
 def category_axis() -> alt.Axis:
     """Every category labelled (Vega drops every other label when it guesses they overlap)."""
     return alt.Axis(labelOverlap=False, labelLimit=180)
@@ -567,7 +580,7 @@ def interval_chart(df: pd.DataFrame, y: str, colour: str | None = None, title: s
     if colour:
         sources = colour == "source"
         enc["color"] = alt.Color(f"{colour}:N", scale=source_scale(False) if sources else alt.Undefined,
-                                 legend=None if colour == y else alt.Undefined)
+                                 legend=None if colour == y else full_legend(orient="bottom"))
         if colour != y:
             enc["yOffset"] = alt.YOffset(f"{colour}:N")
     bars = base.mark_rule(strokeWidth=3).encode(x=alt.X("low:Q", title=None, scale=alt.Scale(zero=False)),
@@ -580,9 +593,11 @@ def interval_chart(df: pd.DataFrame, y: str, colour: str | None = None, title: s
     if reference is not None:
         layers.append(alt.Chart(pd.DataFrame({"x": [reference]})).mark_rule(strokeDash=[4, 4], color="gray")
                       .encode(x="x:Q"))
-    chart = alt.layer(*layers).properties(width=width, height=alt.Step(16 if colour and colour != y else 22))
+    # Steps of 26 px per coloured row, 52 per plain row: every chart at least ~150 px tall with three rows.
+    chart = alt.layer(*layers).properties(width=width, height=alt.Step(26 if colour and colour != y else 52))
     if facet:
-        return chart.facet(facet=alt.Facet(f"{facet}:N", title=None), columns=3, title=title).resolve_scale(
+        # Two panels a row: three spilled past the main column of a 1024 px projector.
+        return chart.facet(facet=alt.Facet(f"{facet}:N", title=None), columns=2, title=title).resolve_scale(
             x="independent")
     return chart.properties(title=title)
 
@@ -595,7 +610,7 @@ def histogram_by_source(df: pd.DataFrame, field: str, title: str, x_title: str, 
         y=alt.Y("sum(share):Q", stack=None, title="share of the source's images"),
         color=alt.Color("source:N", scale=source_scale(False)),
         tooltip=["source:N", alt.Tooltip("sum(share):Q", format=".2f", title="share")],
-    ).properties(title=title, height=260)
+    ).properties(title=title, height=320)
 
 
 def image_grid(jpegs: list[bytes], captions: list[str], per_row: int = 8) -> None:

@@ -50,7 +50,8 @@ from core.lessons import (
     try_it_params,
     weakest_class,
 )
-from core.models import ModelUnavailableError, clip_key, generator_present
+from core.markup import md_list, md_literal, md_plain
+from core.models import ModelUnavailableError, clip_key, generator_present, unavailable_models
 from core.natural import DownloadError, NaturalFolder, download_reference_set, reference_sources
 from core.registry import CLIP_MODELS, GENERATORS
 from core.report import Report, report_file_stem
@@ -79,9 +80,17 @@ STYLE = """<style>
 </style>"""
 
 
+PROJECTOR_MIN_HEIGHT = 420  # px for the whole drawing: large type, a title and a legend below leave ~220 for the plot
+
+
 def projector(chart, title: str):
     """The answer's chart titled by the lesson and with type large enough to read from the back of a room."""
     # The legend goes below the plot: beside it, it takes the width a 1024 px projector needs for the data.
+    # A chart of fixed height is drawn whole within it, so the larger type would squash its plot (Lesson 2's
+    # histogram was left 28 px tall): it gets more height. Step heights (one band per row) grow on their own.
+    height = getattr(chart, "height", None)
+    if isinstance(height, (int, float)) and height < PROJECTOR_MIN_HEIGHT:
+        chart = chart.properties(height=PROJECTOR_MIN_HEIGHT)
     return (chart.properties(title=title)
             .configure_title(fontSize=20, anchor="start")
             .configure_axis(labelFontSize=15, titleFontSize=15)
@@ -153,19 +162,20 @@ def _natural(exp: Experiment) -> tuple[Natural | None, bool]:
             available[sid] = []
     source, problems = pick_natural_source(available, needed, st.query_params.get("ref"))
     for problem in problems:
-        st.warning(problem)
+        st.warning(md_literal(problem))
     if source is None:
         imagenette = sources["imagenette"][1]
-        st.info(f"This lesson compares with real photos of {', '.join(c.replace('_', ' ') for c in needed)}. "
+        st.info(f"This lesson compares with real photos of {md_list(c.replace('_', ' ') for c in needed)}. "
                 f"Imagenette (fast.ai's 10-class ImageNet subset, 160 px, about 100 MB) is not downloaded yet; or "
-                f"list your own folders, laid out <folder>/<class>/<image>, in DDL_NATURAL_ROOTS.")
+                f"list your own folders, laid out `<folder>/<class>/<image>`, in DDL_NATURAL_ROOTS.")
         if st.button("Download Imagenette"):
             bar = st.progress(0.0)
             try:
                 download_reference_set(imagenette.root.parent, progress=lambda f, msg: bar.progress(f, text=msg))
                 st.rerun()
             except DownloadError as exc:
-                st.error(str(exc))
+                bar.empty()  # no empty progress bar left behind the message
+                st.error(md_literal(exc))
         return None, False
     label = "Imagenette" if source == "imagenette" else f"folder {sources[source][1].root.name}"
     return Natural(source, label, sources[source][1]), True
@@ -197,10 +207,18 @@ def _runs(exp: Experiment, requests) -> list[ui.Run] | None:
     with slot.container():
         clicked = st.button(RUN_LABEL, type="primary", key="lesson_run")
         reused = f", reusing {total - missing} from the cache" if total > missing else ""
-        download = "" if present else f" The first run downloads {preset.label}'s weights."
-        st.caption(f"One click makes {missing} image{'s' if missing != 1 else ''} with {preset.label}{reused}."
+        download = "" if present else f" The first run downloads {md_literal(preset.label)}'s weights."
+        st.caption(f"One click makes {missing} image{'s' if missing != 1 else ''} with {md_literal(preset.label)}"
+                   f"{reused}."
                    f"{download}")
     if not clicked:
+        return None
+    # Every model the run needs, checked before it starts (a missing CLIP used to show after the generation). The
+    # button and the "Try it yourself" link stay; the models can be changed under "Settings used".
+    missing_models = unavailable_models(preset, CLIP_MODELS[exp.clip])
+    if missing_models:
+        for problem in missing_models:
+            st.error(md_literal(problem) + " Change the models under *Settings used* above, e.g. to tiny-random.")
         return None
     slot.empty()
     runs = ui.runs(requests, generate=True)
@@ -263,7 +281,8 @@ def _ambiguity(ctx: Context) -> Answer:
     assignments = [assign(embed_set(ctx.cache, ctx.ckey, s, ctx.get_clip), sense_vectors) for s in sets]
     shares = share_rows(variants, assignments, names)
     jpegs = thumbnails(ctx.cache, sets[0], STRIP_SIZE)
-    strips = [(f"'{variants[0].prompt}' drawn as **{sense}**: {len(members)} of {len(sets[0])} images",
+    strips = [(f"'{md_literal(variants[0].prompt)}' drawn as **{md_literal(sense)}**: {len(members)} of "
+               f"{len(sets[0])} images",
                [jpegs[i] for i in members], [sets[0].labels[i] for i in members])
               for sense, members in grouped_by_sense(assignments[0], names)]
     return Answer(ambiguity_reading(variants[0].prompt, assignments[0], names), variant_shares_chart(shares),
@@ -299,8 +318,8 @@ def _diversity(ctx: Context) -> Answer:
     # One panel under the other, each wide: two side by side would not fit a 1024 px projector at a readable size.
     chart.columns, chart.spec.width, chart.spec.height = 1, 420, 80
     return Answer(diversity_reading(stats["synthetic"], stats["natural"]), chart, table, [
-        _strip(ctx, synthetic, synthetic.labels, f"Generated: '{ctx.exp.prompt}'"),
-        _strip(ctx, natural, ["" for _ in natural.labels], f"Real photos ({ctx.natural.label})")])
+        _strip(ctx, synthetic, synthetic.labels, f"Generated: '{md_literal(ctx.exp.prompt)}'"),
+        _strip(ctx, natural, ["" for _ in natural.labels], f"Real photos ({md_literal(ctx.natural.label)})")])
 
 
 def _per_class(ctx: Context) -> tuple[list, list]:
@@ -347,10 +366,10 @@ def _show_answer(ctx: Context) -> Answer | None:
         with st.spinner("Embedding with CLIP (cached embeddings are read, new ones computed)..."):
             answer = ANSWERS[ctx.lesson.key](ctx)
     except (ModelUnavailableError, ValueError, OSError) as exc:
-        st.error(str(exc))
+        st.error(md_literal(exc))
         return None
     chart = projector(answer.chart, ctx.lesson.chart_title)
-    st.markdown(f"**{answer.reading}**")
+    st.markdown(f"**{md_literal(answer.reading)}**")  # may quote a prompt or a folder
     st.altair_chart(chart, key="lesson_chart", width="stretch")
     st.subheader("What to look for")
     st.markdown("\n".join(f"- {bullet}" for bullet in ctx.lesson.look_for))
@@ -361,10 +380,10 @@ def _show_answer(ctx: Context) -> Answer | None:
         st.dataframe(answer.table, hide_index=True)
     # The report: what the page shows, in the same order, from the same values.
     report = ctx.report
-    report.text(f"**{answer.reading}**").chart(chart, ctx.lesson.chart_title)
+    report.text(f"**{md_literal(answer.reading)}**").chart(chart, ctx.lesson.chart_title)
     report.heading("What to look for").text("\n".join(f"- {bullet}" for bullet in ctx.lesson.look_for))
     for heading, jpegs, captions in answer.strips:
-        report.images(jpegs, captions, title=heading.replace("**", ""))
+        report.images(jpegs, captions, title=md_plain(heading))
     if {"value", "95% low", "95% high", "n"} <= set(answer.table.columns):  # estimates: value [low, high] with n
         report.numbers(answer.table, "The numbers behind the chart")
     else:
@@ -400,7 +419,7 @@ def show(key: str) -> None:
     st.caption(f"Lesson {lesson.number} of {len(LESSONS)} · {lesson.finding}")
     st.title(lesson.question)
     for note in notes:
-        st.warning(note)
+        st.warning(md_literal(note))
     exp = lesson.experiment.with_models(models["generator"], models["clip"])
     natural, ready = _natural(exp)
     st.markdown(summary_text(lesson, exp, natural.label if natural else "Imagenette"))
@@ -410,7 +429,7 @@ def show(key: str) -> None:
     if ready:
         problems = exp.problems(natural.folder.classes() if natural else None)
         for problem in problems:
-            st.error(problem)
+            st.error(md_literal(problem))
         if not problems:
             runs = _runs(exp, exp.requests(natural.source if natural else "imagenette"))
             if runs is not None:

@@ -254,7 +254,8 @@ def score_histogram(rows: pd.DataFrame) -> alt.LayerChart:
         y=alt.Y("count():Q", stack=None, title="images"), color=colour)
     means = alt.Chart(rows).mark_rule(strokeDash=[5, 3], strokeWidth=2).encode(
         x="mean(CLIPScore):Q", color=colour, tooltip=["source:N", alt.Tooltip("mean(CLIPScore):Q", format=".3f")])
-    return (bars + means).properties(title=HISTOGRAM_TITLE, height=240)
+    # Streamlit fits the whole drawing (title, axes, legend) into the height: 320 leaves the plot ~200 px.
+    return (bars + means).properties(title=HISTOGRAM_TITLE, height=320)
 
 
 def rank_chart(rows: pd.DataFrame) -> alt.Chart:
@@ -264,7 +265,7 @@ def rank_chart(rows: pd.DataFrame) -> alt.Chart:
         y=alt.Y("share:Q", title="share of images", axis=alt.Axis(format="%")),
         color=alt.Color("source:N", scale=SOURCE_COLOURS, title="source"),
         tooltip=["source:N", "rank:O", alt.Tooltip("share:Q", format=".0%"), "n:Q"],
-    ).properties(title=RANK_TITLE, height=220)
+    ).properties(title=RANK_TITLE, height=300)
 
 
 def sweep_chart(rows: pd.DataFrame, setting: str) -> alt.FacetChart:
@@ -283,7 +284,8 @@ def sweep_chart(rows: pd.DataFrame, setting: str) -> alt.FacetChart:
         y="estimate:Q", tooltip=[f"{setting}:{'Q' if spec.quantitative else 'N'}", "metric:N",
                                  alt.Tooltip("estimate:Q", format=".3f"), alt.Tooltip("low:Q", format=".3f"),
                                  alt.Tooltip("high:Q", format=".3f"), "n:Q"])
-    return alt.layer(band, line, tips, data=data).properties(width=260, height=200).facet(
-        facet=alt.Facet("metric:N", title=None, sort=[m for m, _ in SWEEP_METRICS]), columns=3,
+    # Two panels a row: three at 260 px spilled past a 1024 px projector's main column.
+    return alt.layer(band, line, tips, data=data).properties(width=240, height=200).facet(
+        facet=alt.Facet("metric:N", title=None, sort=[m for m, _ in SWEEP_METRICS]), columns=2,
         title=sweep_title(setting),
     ).resolve_scale(y="independent")

@@ -528,4 +528,4 @@ def variant_shares_chart(rows: pd.DataFrame) -> alt.Chart:
                               alt.Tooltip("low:Q", format=".0%", title="95% low"),
                               alt.Tooltip("high:Q", format=".0%", title="95% high"), "n:Q"])
     # A step height (px per bar), not a fixed height: Streamlit squeezes a fixed-height offset chart into one row.
-    return (bars + rules + dots).properties(title=SHARES_TITLE, height=alt.Step(16))
+    return (bars + rules + dots).properties(title=SHARES_TITLE, height=alt.Step(26))

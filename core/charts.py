@@ -12,7 +12,8 @@ SOURCE_COLOURS = alt.Scale(domain=["synthetic", "natural"], range=["#d62728", "#
 PAIR_SELECTION = "pair"
 
 
-HEATMAP_PX = 360  # fixed size: cells shrink as n grows, so 256 images still fit beside the map
+HEATMAP_PX = 300  # fixed size: cells shrink as n grows, so 256 images still fit beside the map (and in half of a
+# 1024 px projector's main column, title included)
 
 
 def similarity_heatmap(sim: np.ndarray, seeds: list[int]) -> alt.Chart:
@@ -37,7 +38,7 @@ def similarity_heatmap(sim: np.ndarray, seeds: list[int]) -> alt.Chart:
                      alt.Tooltip("cosine:Q", format=".3f")],
         )
         .add_params(pick)
-        .properties(title="CLIP cosine similarity between images", width=HEATMAP_PX, height=HEATMAP_PX)
+        .properties(title="Cosine similarity between images", width=HEATMAP_PX, height=HEATMAP_PX)
     )
 
 
@@ -47,7 +48,10 @@ def embedding_map(points: pd.DataFrame, method: str) -> alt.Chart:
     base = alt.Chart(points).encode(
         x=alt.X("x:Q", title=f"{method} 1", axis=alt.Axis(labels=False)),
         y=alt.Y("y:Q", title=f"{method} 2", axis=alt.Axis(labels=False)),
-        color=alt.Color("source:N", scale=SOURCE_COLOURS, title="source"),
+        # Only the sources on the map: with no reference chosen, a legend entry "natural" referred to nothing.
+        color=alt.Color("source:N", title="source", scale=alt.Scale(
+            domain=[s for s in SOURCE_COLOURS.domain if s in set(points["source"])],
+            range=[c for s, c in zip(SOURCE_COLOURS.domain, SOURCE_COLOURS.range) if s in set(points["source"])])),
         tooltip=["label:N", "source:N", "image"],
     )
     dots = base.mark_circle(opacity=0.8).encode(

@@ -197,14 +197,22 @@ def project(x: np.ndarray, direction: np.ndarray) -> np.ndarray:
 
 # -- norms before normalisation ------------------------------------------------------------------------------------
 
+NORM_PREFIX, TEXT_NORM_PREFIX = "norm:", "textnorm:"
+NORM_PREFIXES = (NORM_PREFIX, TEXT_NORM_PREFIX)  # rows holding a length, not a unit vector (core.pack checks both)
+
+
 def norm_cache_key(sha: str) -> str:
     """The embeddings table row for an image's pre-normalisation norm: namespaced so it never equals an image
     hash. Stored as a 1-element vector under the CLIP model's key."""
-    return "norm:" + sha
+    return NORM_PREFIX + sha
 
 
 def text_norm_cache_key(prompt: str) -> str:
-    return "textnorm:" + hashlib.sha256(prompt.encode("utf-8")).hexdigest()
+    return TEXT_NORM_PREFIX + hashlib.sha256(prompt.encode("utf-8")).hexdigest()
+
+
+def is_norm_key(key: str) -> bool:
+    return key.startswith(NORM_PREFIXES)
 
 
 def raw_image_norms(clip, images: list, batch_size: int = 32) -> np.ndarray:

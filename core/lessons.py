@@ -350,10 +350,14 @@ def settings_table(lesson: Lesson, exp: Experiment, natural: str = "", models_ch
 
 
 def summary_text(lesson: Lesson, exp: Experiment, natural: str = "Imagenette") -> str:
-    names = [f"*{class_display(c)}*" for c in exp.classes]
+    """The lesson's summary as Markdown; model labels and folder names are user text (local models, folders)."""
+    from .markup import md_literal
+
+    names = [f"*{md_literal(class_display(c))}*" for c in exp.classes]
     classes = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
-    return lesson.summary.format(n=exp.n, generator=GENERATORS[exp.generator].label.split(" (")[0],
-                                 clip=CLIP_MODELS[exp.clip].label.split(" (")[0], natural=natural, classes=classes,
+    return lesson.summary.format(n=exp.n, generator=md_literal(GENERATORS[exp.generator].label.split(" (")[0]),
+                                 clip=md_literal(CLIP_MODELS[exp.clip].label.split(" (")[0]),
+                                 natural=md_literal(natural), classes=classes,
                                  candidates=len(exp.candidates))
 
 

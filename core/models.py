@@ -337,3 +337,21 @@ def load_clip(preset: ClipPreset, device: DeviceSpec, progress: ProgressFn | Non
     model = model.to(device.device).eval()
     precision = clip_precision(device)
     return ClipModel(preset, clip_key(preset, precision), model, preprocess, tokenizer, device.device, precision)
+
+
+def unavailable_models(generator: GeneratorPreset | None = None, clip: ClipPreset | None = None) -> list[str]:
+    """What a run needs that is neither on this machine nor downloadable now: one message per model, so the user
+    fixes both at once rather than meeting the second after the first one's run. Models already here cost a look
+    at the disk; a missing one costs the offline check (HF_HUB_OFFLINE, else a TCP connect of at most ~1.5 s)."""
+    problems = []
+    if generator is not None and not generator_present(generator):
+        try:
+            _require_hub(generator.model_id, hub_cache_dir())
+        except ModelUnavailableError as exc:
+            problems.append(f"Generator: {exc}")
+    if clip is not None and not clip_present(clip):
+        try:
+            _require_hub(f"{clip.arch} ({clip.pretrained})", hub_cache_dir())
+        except ModelUnavailableError as exc:
+            problems.append(f"CLIP: {exc}")
+    return problems

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from .cache import atomic_write_bytes, sha256_bytes
 
@@ -57,8 +57,12 @@ def open_rgb(source: Path | bytes, name: str | None = None) -> Image.Image:
         raise UnreadableImageError(f"{label} is refused as a possible decompression bomb ({exc}). "
                                    f"Fix: downscale it.") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # Pillow's ways of saying "not an image"
-        raise UnreadableImageError(f"{label} is not a readable image ({type(exc).__name__}: {exc}). "
-                                   f"Fix: re-save it as JPEG or PNG, or remove it from the folder.") from exc
+        # Pillow names bytes by the repr of its buffer ('<_io.BytesIO object at 0x...>'): say what it means instead.
+        why = ("its content is not an image format Pillow knows" if isinstance(exc, UnidentifiedImageError)
+               else f"{type(exc).__name__}: {exc}")
+        fix = ("re-save it as JPEG or PNG, or remove it from the folder" if isinstance(source, Path)
+               else "re-save it as JPEG or PNG and upload that file")
+        raise UnreadableImageError(f"{label} is not a readable image ({why}). Fix: {fix}.") from exc
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -190,8 +194,10 @@ def download_reference_set(dest: Path, url: str = IMAGENETTE_URL, md5: str = IMA
                         progress(got / total if total else 0.0, f"Downloading {url} ({got / 1e6:.1f} MB)")
         except OSError as exc:
             raise DownloadError(
-                f"Could not download the reference set from {url}: {exc}. Fix: connect to the internet and retry, "
-                f"or choose 'local folder' and point to photos laid out as <folder>/<class>/<image>."
+                f"Could not download the reference set from {url}: {exc}. Fix: connect to the internet and retry; "
+                f"or use photos already on this machine: list their folders, laid out as <folder>/<class>/<image>, "
+                f"in DDL_NATURAL_ROOTS and restart the lab (each folder then appears in the list of natural "
+                f"photos); or upload photos on the Diversity page (choose 'photos uploaded here')."
             ) from exc
         if digest.hexdigest() != md5:
             raise DownloadError(f"The download from {url} is corrupt (MD5 {digest.hexdigest()}, expected {md5}). "

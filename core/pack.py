@@ -13,7 +13,9 @@ Format (FORMAT_VERSION 1), a zip of open formats, readable without the lab (e.g.
 - images.parquet: key, settings_key, prompt, seed, sha256, png (the cached PNG bytes; sha256 of png = sha256).
 - settings.parquet: settings_key, json (canonical JSON of core.generate.GenerationSettings; its sha256 = key).
 - natural.parquet: source_id, source_label, class_name, file_name, sha256, data (the photo's original bytes).
-- embeddings.parquet: key (an image's sha256 or a text key), clip_key, vector (list<float32>, L2-normalised).
+- embeddings.parquet: key (an image's sha256 or a text key), clip_key, vector (list<float32>, L2-normalised); and
+  the lengths CLIP geometry measured before normalisation, keyed 'norm:<sha256>' / 'textnorm:<hash>', each a
+  1-element vector holding a finite positive length (core.geometry.NORM_PREFIXES).
 - thumbnails.parquet: sha256, size, jpeg.
 - statistics.parquet: one row per run x CLIP model x statistic (value, 95% interval, n): for reading the pack
   elsewhere; the lab recomputes its numbers from the embeddings.
@@ -37,6 +39,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .cache import Cache, atomic_write_bytes, canonical_json, key_of, sha256_bytes
+from .geometry import NORM_PREFIX, is_norm_key
 from .natural import IMAGE_SUFFIXES, PACK_SOURCE_FILE, PACK_SOURCES_DIR, NaturalFolder, open_rgb
 from .registry import GENERATORS
 
@@ -215,7 +218,10 @@ def export_pack(out: Path | BinaryIO, cache: Cache, runs: list[CachedRun],
     # a photo of a class left out, or else a text (text keys are hashes too, so texts are what remains).
     exported = {r["sha256"] for r in image_rows} | {r["sha256"] for r in natural_rows}
     generated_elsewhere = {sha for _, _, _, shas, _ in cache.run_groups() for sha in shas} - exported
-    keys = sorted({key for key, _ in cache.embedding_keys()} - generated_elsewhere - (left_out_photos - exported))
+    # A measured norm ('norm:<sha>') goes with its image or photo, and stays behind with it.
+    keys = sorted(key for key in {key for key, _ in cache.embedding_keys()} - generated_elsewhere
+                  - (left_out_photos - exported)
+                  if not key.startswith(NORM_PREFIX) or key[len(NORM_PREFIX):] in exported)
     embedding_rows = [{"key": k, "clip_key": c, "vector": np.frombuffer(v, dtype=np.float32)}
                       for k, c, v in cache.embedding_rows(keys)]
     thumbnail_rows = [{"sha256": s, "size": int(z), "jpeg": j} for s, z, j in cache.thumbnail_rows(sorted(exported))]
@@ -387,10 +393,8 @@ def import_pack(source: Path | bytes | BinaryIO, cache: Cache) -> ImportReport:
                 bad(str(exc))
     dims: dict[str, int] = {}
     for row in t["embeddings"]:
-        v = np.asarray(row["vector"], dtype=np.float32)
-        if dims.setdefault(row["clip_key"], len(v)) != len(v) or not np.all(np.isfinite(v)) \
-                or abs(float(np.linalg.norm(v)) - 1.0) > 1e-3:
-            bad(f"an embedding for {row['key'][:12]}... is not a finite unit vector of the model's size")
+        if (problem := _embedding_problem(row, dims)) is not None:
+            bad(problem)
     for row in t["thumbnails"]:
         try:
             with Image.open(io.BytesIO(row["jpeg"])) as im:
@@ -423,6 +427,23 @@ def import_pack(source: Path | bytes | BinaryIO, cache: Cache) -> ImportReport:
                           len({(r["source_id"], r["class_name"]) for r in t["natural"]}), len(t["embeddings"]),
                           len(t["thumbnails"]), tuple(sorted(by_clip)))
     return ImportReport(summary, manifest, replaced)
+
+
+def _embedding_problem(row: dict, dims: dict[str, int]) -> str | None:
+    """Why an embeddings row cannot be imported, or None. Two kinds of rows share the table: unit vectors (images,
+    photos, texts), all of one size per CLIP model, and lengths measured before normalisation (one positive number,
+    core.geometry.NORM_PREFIXES)."""
+    v = np.asarray(row["vector"], dtype=np.float32)
+    key = str(row["key"])
+    if not np.all(np.isfinite(v)):
+        return f"an embedding for {key[:20]}... holds a value that is not a finite number"
+    if is_norm_key(key):
+        if len(v) != 1 or not v[0] > 0:
+            return f"the measured norm {key[:20]}... is not one positive number"
+        return None
+    if dims.setdefault(row["clip_key"], len(v)) != len(v) or abs(float(np.linalg.norm(v)) - 1.0) > 1e-3:
+        return f"an embedding for {key[:20]}... is not a unit vector of the model's size"
+    return None
 
 
 def _safe_name(name: str) -> bool:

@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from .diversity import environment_versions
+from .markup import md_literal
 from .stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Estimate
 
 LAB_NAME = "Diffusion Diversity Lab"
@@ -145,9 +146,26 @@ _LINK = re.compile(r"\[([^\]\n]+)\]\(([^)\s]+)\)")
 _BULLET = re.compile(r"^\s*[-*] ")
 
 
+_ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")  # backslash + ASCII punctuation: literal (core.markup.md_literal)
+_HELD = re.compile("\ue000(\\d+)\ue001")
+
+
 def inline_html(text: str) -> str:
     """Escaped text with **bold**, *italic* and `code` as tags. Links become 'text (address)': a report fetches
-    nothing and links only to its page."""
+    nothing and links only to its page. A backslash-escaped character is literal, as in CommonMark."""
+    # Escaped characters (user text) are set aside before any Markdown form is matched, so none can open or close
+    # one, and come back as plain escaped text. The private-use markers are dropped from the input first.
+    held: list[str] = []
+
+    def hold(m: re.Match) -> str:
+        held.append(m[1])
+        return f"\ue000{len(held) - 1}\ue001"
+
+    text = _ESCAPED.sub(hold, text.replace("\ue000", "").replace("\ue001", ""))
+    return _HELD.sub(lambda m: html.escape(held[int(m[1])]), _inline_forms(text))
+
+
+def _inline_forms(text: str) -> str:
     parts = _CODE.split(text)  # odd items are code spans: nothing inside them is Markdown
     out = []
     for i, part in enumerate(parts):
@@ -180,13 +198,19 @@ def markdown_html(text: str) -> str:
 def markdown_safe(text: str) -> str:
     """Markdown with raw HTML neutralised outside code spans (a viewer must show '<script>' as text)."""
     parts = _CODE.split(text)
-    return "".join(f"`{part}`" if i % 2 else part.replace("&", "&amp;").replace("<", "&lt;")
-                   for i, part in enumerate(parts))
+    return "".join(f"`{part}`" if i % 2 else _RAW_HTML.sub(_neutral, part) for i, part in enumerate(parts))
+
+
+# An escaped character (core.markup.md_literal) is already literal and stays as it is; a bare & or < is neutralised.
+_RAW_HTML = re.compile(r"\\[!-/:-@\[-`{-~]|[&<]")
+
+
+def _neutral(m: re.Match) -> str:
+    return {"&": "&amp;", "<": "&lt;"}.get(m[0], m[0])
 
 
 def _md_cell(value: str) -> str:
-    return (value.replace("&", "&amp;").replace("<", "&lt;").replace("|", "\\|").replace("\r", "")
-            .replace("\n", " "))
+    return md_literal(value)  # GFM parses a cell's Markdown: a cell is plain text (a prompt, a class name)
 
 
 def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -207,7 +231,7 @@ def _titled(title: str, level: int = 3) -> str:
 
 
 def _md_titled(title: str, level: int = 3) -> str:
-    return f"{'#' * level} {markdown_safe(title)}\n\n" if title else ""
+    return f"{'#' * level} {md_literal(title)}\n\n" if title else ""
 
 
 def _caption_html(caption: str) -> str:
@@ -313,7 +337,7 @@ class _Heading:
         return f"<h{self.level}>{html.escape(self.text)}</h{self.level}>"
 
     def markdown(self, files: _Files) -> str:
-        return f"{'#' * self.level} {markdown_safe(self.text)}"
+        return f"{'#' * self.level} {md_literal(self.text)}"
 
 
 @dataclass
@@ -363,10 +387,10 @@ class _Chart:
     def markdown(self, files: _Files) -> str:
         png, _, _, title, heading = self.render()
         if png is None:
-            return f"> {markdown_safe(title)}"
+            return f"> {md_literal(title)}"
         files.figures += 1
         name = files.add(f"figures/fig{files.figures:02d}-{slug(title or 'chart')}.png", png)
-        return f"{_md_titled(heading)}![{markdown_safe(title or 'chart')}]({name}){_caption_md(self.caption)}"
+        return f"{_md_titled(heading)}![{md_literal(title or 'chart')}]({name}){_caption_md(self.caption)}"
 
 
 @dataclass
@@ -470,9 +494,9 @@ class _Images:
         for i, (data, label, mime, _, _) in enumerate(ok, 1):
             ext = "png" if mime == "image/png" else "jpg"
             name = files.add(f"images/set{files.image_sets:02d}-{i:02d}-{slug(label, 32)}.{ext}", data)
-            lines.append(f"![{markdown_safe(label)}]({name})")
+            lines.append(f"![{md_literal(label)}]({name})")
         note = self._note(problems)
-        return (_md_titled(self.title) + " ".join(lines) + (f"\n\n{markdown_safe(note)}" if note else "")
+        return (_md_titled(self.title) + " ".join(lines) + (f"\n\n{md_literal(note)}" if note else "")
                 + _caption_md(self.caption))
 
 
@@ -509,7 +533,7 @@ class _Notes:
                 f"{_caption_html(self.caption)}</section>")
 
     def markdown(self, files: _Files) -> str:
-        items = "\n".join(f"- **{markdown_safe(name)}**: {markdown_safe(text)}" if name else f"- {markdown_safe(text)}"
+        items = "\n".join(f"- **{md_literal(name)}**: {markdown_safe(text)}" if name else f"- {markdown_safe(text)}"
                           for name, text in self.items)
         return _md_titled(self.title, 2) + items + _caption_md(self.caption)
 
@@ -646,8 +670,8 @@ class Report:
     def _markdown(self) -> tuple[str, dict[str, bytes]]:
         files = _Files()
         link = _safe_link(self.link)
-        head = [f"# {markdown_safe(self.title)}", "",
-                f"Page: **{markdown_safe(self.page)}** · Created: {self._created()}"
+        head = [f"# {md_literal(self.title)}", "",
+                f"Page: **{md_literal(self.page)}** · Created: {self._created()}"
                 + (f" · [Link (reopens the page with these settings)](<{link}>)" if link else "")]
         parts = ["\n".join(head)] + [block.markdown(files) for _, block in self.blocks]
         parts.append(f"---\nMade with {LAB_NAME}. Numbers: estimate [95% interval]; n = the number of images each is "

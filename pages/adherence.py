@@ -32,6 +32,7 @@ from core.adherence import (
 )
 from core.diversity import PREVIEW_SIZE, THUMB_SIZE, embed_set, natural_set, synthetic_set, thumbnails
 from core.generate import RunRequest, validate_request
+from core.markup import md_list, md_literal
 from core.models import ModelUnavailableError, clip_key
 from core.natural import DownloadError, download_reference_set, reference_sources
 from core.registry import CLIP_MODELS, GENERATORS
@@ -60,9 +61,9 @@ st.markdown("How closely do generated images follow the prompt, compared with na
 # 1. The run: from the URL (a shared link, a reload) or the form.
 url_req, url_problems = RunRequest.from_params(st.query_params.to_dict())
 for problem in url_problems:
-    st.warning(problem)
+    st.warning(md_literal(problem))
 if url_req and url_req.generator not in GENERATORS:
-    st.warning(f"The link names an unknown generator '{url_req.generator}'; pick one below.")
+    st.warning(f"The link names an unknown generator '{md_literal(url_req.generator)}'; pick one below.")
     url_req = None
 base = url_req or RunRequest(prompt="a photo of a tench", generator=ui.selected_generator())
 if base.generator not in GENERATORS:
@@ -75,7 +76,8 @@ preset = GENERATORS[gen_key]
 st.caption(preset.note)
 same_gen = base.generator == gen_key
 with st.form("adherence"):
-    prompt = st.text_input("Prompt", value=base.prompt, max_chars=1000, key="adh_prompt")
+    # No max_chars: the browser would drop a longer paste without a word; validate_request says what is wrong.
+    prompt = st.text_input("Prompt", value=base.prompt, key="adh_prompt")
     n, steps, guidance, size, first_seed = ui.run_settings_inputs(base, preset, same_gen, key_prefix="adh_")
     negative = st.text_input("Negative prompt (optional)", value=base.negative_prompt, key="adh_negative")
     clip_choice = st.selectbox("CLIP model", clip_keys, index=ui.pick(clip_keys, base.clip, clip_keys[0]),
@@ -97,7 +99,7 @@ if req.clip not in CLIP_MODELS:
     problems.append(f"Unknown CLIP model '{req.clip}'. Pick one of: {', '.join(CLIP_MODELS)}.")
 if problems:
     for problem in problems:
-        st.error(problem)
+        st.error(md_literal(problem))
     st.stop()
 if submitted:
     extra = {k: st.query_params[k] for k in EXTRA_PARAMS if k in st.query_params}
@@ -108,9 +110,10 @@ run = ui.runs([req], generate=submitted)[0]
 settings, images, cache = run.settings, run.images, ui.cache()
 clip_preset = CLIP_MODELS[req.clip]
 run_line = (
-    f"**Run:** `{req.prompt}` · {settings.model_id} @ {settings.revision[:12]} · {settings.steps} steps · guidance "
+    f"**Run:** {md_literal(req.prompt)} · {md_literal(settings.model_id)} @ {settings.revision[:12]} · "
+    f"{settings.steps} steps · guidance "
     f"{settings.guidance:g} · {settings.width} px · seeds {req.first_seed}-{req.first_seed + req.n - 1} · CLIP "
-    f"{clip_preset.label}. Defaults are the lab's own choice; the paper's are unknown.")
+    f"{md_literal(clip_preset.label)}. Defaults are the lab's own choice; the paper's are unknown.")
 st.caption(run_line)
 # The experiment report collects what the page shows, as it shows it; it is drawn only when downloaded.
 report = ui_report.start(f"Adherence to prompt: {req.prompt}", "Adherence", "adherence").text(run_line)
@@ -127,7 +130,7 @@ try:
         syn_emb = embed_set(cache, ckey, synthetic, get_clip)
         prompt_vector = text_embeddings(cache, ckey, [req.prompt], get_clip)[0]
 except (ModelUnavailableError, ValueError, OSError) as exc:
-    st.error(str(exc))
+    st.error(md_literal(exc))
     st.stop()
 
 # 2. Natural photos of the class (optional, but the comparison is the point).
@@ -136,7 +139,7 @@ sources = reference_sources(config.cache_dir(), config.natural_roots())
 source_ids = ["none", *sources]
 ref_param = st.query_params.get("ref")
 if ref_param is not None and ref_param not in source_ids:
-    st.warning(f"The link's reference '{ref_param}' is not available on this machine: choose one below.")
+    st.warning(f"The link's reference '{md_literal(ref_param)}' is not available on this machine: choose one below.")
     ref_param = None
 if ref_param is None:  # default: the first configured folder, else none
     ref_param = next((s for s in sources if s.startswith("folder:")), "none")
@@ -153,34 +156,37 @@ if ref_id == "imagenette" and not sources["imagenette"][1].root.is_dir():
                                    progress=lambda f, msg: bar.progress(f, text=msg))
             st.rerun()
         except DownloadError as exc:
-            st.error(str(exc))
+            bar.empty()  # no empty progress bar left behind the message
+            st.error(md_literal(exc))
 elif ref_id != "none":
     try:
         ref_classes = sources[ref_id][1].classes()
     except (FileNotFoundError, ValueError) as exc:
-        st.info(str(exc))
+        st.info(md_literal(exc))
     if ref_classes:
         guess = guess_class(req.prompt, ref_classes) or ref_classes[0]
         url_class = st.query_params.get("ref_class")
         if url_class is not None and url_class not in ref_classes:
-            st.warning(f"The link's class '{url_class}' is not in this folder: choose one below.")
+            st.warning(f"The link's class '{md_literal(url_class)}' is not in this folder: choose one below.")
         ref_class = st.selectbox("Class", ref_classes, index=ui.pick(ref_classes, url_class, guess),
                                  key="adh_ref_class")
         st.query_params["ref_class"] = ref_class
         photos = sources[ref_id][1].images(ref_class)
         if not photos:
-            st.warning(f"The class '{ref_class}' has no usable images.")
+            st.warning(f"The class '{md_literal(ref_class)}' has no usable images.")
         else:
             natural = natural_set(photos, n=len(synthetic))
-            natural_line = (f"{len(natural)} of {len(photos)} photos of '{ref_class}' (as many as generated images, "
-                            f"drawn with a fixed seed).")
+            natural_line = (f"{len(natural)} of {len(photos)} photos of '{md_literal(ref_class)}' "
+                            + (f"(as many as the {len(synthetic)} generated images, drawn with a fixed seed)."
+                               if len(natural) == len(synthetic) else
+                               f"(all of them: fewer than the {len(synthetic)} generated images)."))
             st.caption(natural_line)
             report.text(f"Natural photos of the class: {natural_line}")
             try:
                 with st.spinner("Embedding natural photos..."):
                     nat_emb = embed_set(cache, ckey, natural, get_clip)
             except (ModelUnavailableError, ValueError, OSError) as exc:
-                st.error(str(exc))
+                st.error(md_literal(exc))
                 natural = None
 remember_url()
 
@@ -233,12 +239,12 @@ c1.selectbox("Fill with", ["(keep)", *CONFUSABLE_SETS], key="adh_class_set", on_
 classes_text = c2.text_area("Class names (comma-separated)", key="adh_classes", height=80)
 class_names, class_problems = parse_classes(classes_text)
 for problem in class_problems:
-    st.warning(problem)
+    st.warning(md_literal(problem))
 if len(class_names) >= 2:
     st.query_params["classes"] = ", ".join(class_names)
     url_intended = st.query_params.get("intended")
     if url_intended is not None and url_intended not in class_names:
-        st.warning(f"The link's intended class '{url_intended}' is not in the list: choose one below.")
+        st.warning(f"The link's intended class '{md_literal(url_intended)}' is not in the list: choose one below.")
     guess = (guess_class(req.prompt, class_names)
              or (guess_class(st.query_params.get("ref_class", ""), class_names) if natural is not None else None)
              or class_names[0])
@@ -250,7 +256,7 @@ if len(class_names) >= 2:
         with st.spinner("Embedding the class names..."):
             class_vecs = class_vectors(cache, ckey, class_names, get_clip)
     except (ModelUnavailableError, ValueError) as exc:
-        st.error(str(exc))
+        st.error(md_literal(exc))
         st.stop()
     target = class_names.index(intended)
     named_ranks = {"synthetic": ranks(syn_emb, class_vecs, target)}
@@ -266,14 +272,14 @@ if len(class_names) >= 2:
                  f"recipe). Rank 1 = the intended class is CLIP's first choice; ties count in its favour.")
     st.caption(rank_note)
     (report.heading("Confusable classes: where does the intended class rank?")
-     .text(f"Intended class **{intended}** among: {', '.join(class_names)}.").chart(ranks_chart)
+     .text(f"Intended class **{md_literal(intended)}** among: {md_list(class_names)}.").chart(ranks_chart)
      .numbers(rank_numbers, caption=rank_note))
 
 # 5. Sweep one setting: guidance by default. Every point is a normal, cached run.
 st.subheader("Sweep one setting: what does guidance trade?")
 url_sweep, sweep_problems = Sweep.from_params(st.query_params.to_dict())
 for problem in sweep_problems:
-    st.warning(problem)
+    st.warning(md_literal(problem))
 settings_keys = list(SWEEP_SETTINGS)
 default_setting = url_sweep.setting if url_sweep else ("guidance" if req_preset.supports_guidance else "steps")
 setting = st.radio("Vary", settings_keys, index=settings_keys.index(default_setting), horizontal=True,
@@ -282,9 +288,9 @@ spec = SWEEP_SETTINGS[setting]
 st.caption(spec.note)
 guidance_ignored = setting == "guidance" and not req_preset.supports_guidance
 if guidance_ignored:
-    st.info(f"{req_preset.label} ignores classifier-free guidance, so a guidance sweep would show the same images at "
-            f"every value. Pick a guidance-capable model above (SD 1.5, SD 2.1 base, tiny-random), or vary steps "
-            f"or the model.")
+    st.info(f"{md_literal(req_preset.label)} ignores classifier-free guidance, so a guidance sweep would show the "
+            f"same images at every value. Pick a guidance-capable model above (SD 1.5, SD 2.1 base, tiny-random), "
+            f"or vary steps or the model.")
 with st.form("sweep"):
     default_values = (url_sweep.to_params()["sweep_values"] if url_sweep and url_sweep.setting == setting
                       else spec.default_values)
@@ -300,13 +306,13 @@ sweep = url_sweep
 if sweep_submitted:
     values, value_problems = parse_sweep_values(setting, values_text)
     for problem in value_problems:
-        st.error(problem)
+        st.error(md_literal(problem))
     sweep = Sweep(setting, tuple(values)) if values and not value_problems else None
 sweep_reqs = []
 if sweep is not None:
     sweep_reqs, point_problems = sweep_requests(req, sweep)
     for problem in point_problems:
-        (st.error if sweep_submitted else st.warning)(problem)
+        (st.error if sweep_submitted else st.warning)(md_literal(problem))
 if sweep_reqs:
     if sweep_submitted:
         st.query_params.update(sweep.to_params())
@@ -322,7 +328,7 @@ if sweep_reqs:
             point_embs = [embed_set(cache, ckey, s, get_clip) if len(s) else np.zeros((0, len(prompt_vector)))
                           for s in point_sets]
     except (ModelUnavailableError, ValueError, OSError) as exc:
-        st.error(str(exc))
+        st.error(md_literal(exc))
         st.stop()
     estimates = [sweep_point(x, clip_scores(x, prompt_vector) if len(x) else np.zeros(0)) for x in point_embs]
     rows = sweep_rows(sweep.setting, sweep.values, estimates)
@@ -341,7 +347,7 @@ if sweep_reqs:
         shown_value = f"{value:g}" if isinstance(value, float) else str(value)
         details = (f" · {point.settings.steps} steps · guidance {point.settings.guidance:g}"
                    if sweep.setting == "generator" else "")
-        st.markdown(f"**{label} {shown_value}**{details} · {len(point_set)} images")
+        st.markdown(f"**{label} {md_literal(shown_value)}**{details} · {len(point_set)} images")
         ui.grid(strip, point_set.labels[:STRIP], per_row=STRIP)
 
 # 6. The experiment report of everything above.

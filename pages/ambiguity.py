@@ -31,6 +31,7 @@ from core.ambiguity import (
 )
 from core.diversity import PREVIEW_SIZE, embed_set, synthetic_set, thumbnails
 from core.generate import RunRequest, validate_request
+from core.markup import md_list, md_literal
 from core.models import ModelUnavailableError, clip_key
 from core.natural import reference_sources
 from core.registry import CLIP_MODELS, DEFAULT_TEMPLATE, GENERATORS, PROMPT_TEMPLATES, prompt_for_class
@@ -67,9 +68,9 @@ st.markdown("Many class names have several readings: a *crane* is a bird and a m
 # 1. The request: from the URL (a shared link, a reload) or the form.
 url_req, url_problems = AmbiguityRequest.from_params(st.query_params.to_dict())
 for problem in url_problems:
-    st.warning(problem)
+    st.warning(md_literal(problem))
 if url_req and url_req.run.generator not in GENERATORS:
-    st.warning(f"The link names an unknown generator '{url_req.run.generator}'; pick one below.")
+    st.warning(f"The link names an unknown generator '{md_literal(url_req.run.generator)}'; pick one below.")
     url_req = None
 base = url_req or AmbiguityRequest(RunRequest(prompt_for_class(AMBIGUITY_PRESETS[DEFAULT_PRESET].term)),
                                    AMBIGUITY_PRESETS[DEFAULT_PRESET].senses, DEFAULT_STYLES, (), DEFAULT_PRESET)
@@ -109,7 +110,8 @@ preset = GENERATORS[gen_key]
 st.caption(preset.note)
 same_gen = base.run.generator == gen_key
 with st.form("ambiguity"):
-    prompt = st.text_input("Prompt (the ambiguous one)", max_chars=1000, key="amb_prompt")
+    # No max_chars: the browser would drop a longer paste without a word; validate_request says what is wrong.
+    prompt = st.text_input("Prompt (the ambiguous one)", key="amb_prompt")
     senses_text = st.text_area(
         "Senses, one per line: name | CLIP text | definition | photo labels", key="amb_senses", height=130,
         help="Only the name is required. CLIP text: what CLIP compares each image with (blank: the name). "
@@ -132,7 +134,7 @@ if submitted:
     senses, sense_problems = parse_senses(senses_text)
     if sense_problems:
         for problem in sense_problems:
-            st.error(problem)
+            st.error(md_literal(problem))
         st.stop()
     run = RunRequest(prompt, int(n), gen_key, int(steps), float(guidance), int(size), int(first_seed), "",
                      clip_choice).with_preset_defaults(preset)
@@ -148,7 +150,7 @@ if req.run.clip not in CLIP_MODELS:
     problems.append(f"Unknown CLIP model '{req.run.clip}'. Pick one of: {', '.join(CLIP_MODELS)}.")
 if problems:
     for problem in problems:
-        st.error(problem)
+        st.error(md_literal(problem))
     st.stop()
 if submitted:
     views = {k: st.query_params[k] for k in VIEW_PARAMS if k in st.query_params}
@@ -161,10 +163,10 @@ runs = ui.runs(req.run_requests(), generate=submitted)
 settings, cache = runs[0].settings, ui.cache()
 names = [s.name for s in req.senses]
 run_line = (
-    f"**Runs:** {len(variants)} prompt variants x {req.run.n} images · {settings.model_id} @ "
+    f"**Runs:** {len(variants)} prompt variants x {req.run.n} images · {md_literal(settings.model_id)} @ "
     f"{settings.revision[:12]} · {settings.steps} steps · guidance {settings.guidance:g} · {settings.width} px · "
     f"seeds {req.run.first_seed}-{req.run.first_seed + req.run.n - 1} (the same for every variant) · CLIP "
-    f"{CLIP_MODELS[req.run.clip].label}, zero-shot over {len(ZERO_SHOT_TEMPLATES)} templates "
+    f"{md_literal(CLIP_MODELS[req.run.clip].label)}, zero-shot over {len(ZERO_SHOT_TEMPLATES)} templates "
     f"(\"{ZERO_SHOT_TEMPLATES[0]}\", ...), averaged. Defaults are the lab's own choice; the paper's are unknown.")
 st.caption(run_line)
 # The experiment report collects what the page shows, as it shows it; it is drawn only when downloaded.
@@ -187,12 +189,12 @@ try:
         embeddings = [embed_set(cache, ckey, s, get_clip) if len(s) else np.zeros((0, sense_vectors.shape[1]))
                       for s in sets]
 except (ModelUnavailableError, ValueError, OSError) as exc:
-    st.error(str(exc))
+    st.error(md_literal(exc))
     st.stop()
 assignments = [assign(x, sense_vectors) for x in embeddings]
 
 st.subheader("Which sense does the model draw?")
-sense_reading = f"**{reading(variants[0].prompt, assignments[0], names)}**"
+sense_reading = f"**{md_literal(reading(variants[0].prompt, assignments[0], names))}**"  # quotes the prompt
 st.markdown(sense_reading)
 shares = share_rows(variants, assignments, names)
 shares_chart = variant_shares_chart(shares)
@@ -217,8 +219,8 @@ st.subheader("Images by sense")
 labels = [v.prompt for v in variants]
 show_param = st.query_params.get("show", "0")
 if not show_param.isdigit() or int(show_param) >= len(variants):
-    st.warning(f"The link's 'show' is {show_param!r}, not the number of a variant (0 to {len(variants) - 1}): "
-               f"showing the bare prompt.")
+    st.warning(f"The link's 'show' is {md_literal(repr(show_param))}, not the number of a variant (0 to "
+               f"{len(variants) - 1}): showing the bare prompt.")
     show_param = "0"
 shown = st.selectbox("Show the images of", range(len(variants)), index=int(show_param),
                      format_func=lambda i: labels[i], key="amb_show")
@@ -227,7 +229,7 @@ shown_set, shown_assignment = sets[shown], assignments[shown]
 previews = thumbnails(cache, shown_set, PREVIEW_SIZE)
 report.heading(f"Images of '{labels[shown]}', by sense")
 for sense, members in grouped_by_sense(shown_assignment, names):
-    group_title = f"**{sense}**: {len(members)} of {len(shown_set)} images (least confident first)"
+    group_title = f"**{md_literal(sense)}**: {len(members)} of {len(shown_set)} images (least confident first)"
     group_captions = [f"{shown_set.labels[i]} · margin {shown_assignment.margins[i]:.3f}" for i in members]
     st.markdown(group_title)
     ui.grid([previews[i] for i in members], group_captions)
@@ -243,7 +245,8 @@ roots = {source_id: folder.root for source_id, (_, folder)
 cal_ids = ["none", *roots]
 cal_param = st.query_params.get("cal")
 if cal_param is not None and cal_param not in cal_ids:
-    st.warning(f"The link's calibration folder '{cal_param}' is not configured on this machine: choose one below.")
+    st.warning(f"The link's calibration folder '{md_literal(cal_param)}' is not configured on this machine: choose "
+               f"one below.")
     cal_param = None
 if cal_param is None:  # default: the first configured folder that has photos for these senses
     cal_param = next((cid for cid, root in roots.items()
@@ -251,39 +254,43 @@ if cal_param is None:  # default: the first configured folder that has photos fo
 cal_id = st.selectbox("Labelled photos from", cal_ids, index=cal_ids.index(cal_param), key="amb_cal",
                       format_func=lambda k: "no calibration" if k == "none" else f"folder {roots[k]}")
 set_view_param("cal", cal_id, "")
-if cal_id == "none":
-    st.info("Add folders of labelled photos with DDL_NATURAL_ROOTS (<folder>/<label>/<image>, or ImageNet-style "
-            "<wnid>_<name>.JPEG files) and put their labels in the senses' 4th field.")
+if cal_id == "none" and roots:  # folders are set, but none has photos with these senses' labels
+    st.info(f"None of the photo folders ({md_list(roots.values())}) has photos labelled with these senses' labels. "
+            f"Put the photos' labels (WordNet ids such as n02012849, or class folder names) in the senses' 4th "
+            f"field, or choose a folder above to calibrate on it anyway.")
+elif cal_id == "none":
+    st.info("Add folders of labelled photos with DDL_NATURAL_ROOTS (`<folder>/<label>/<image>`, or ImageNet-style "
+            "`<wnid>_<name>.JPEG` files) and put their labels in the senses' 4th field.")
 else:
     try:
         cal = calibration_set(roots[cal_id], req.senses)
     except OSError as exc:
-        st.error(f"Cannot read the photos in {roots[cal_id]}: {exc}")
+        st.error(md_literal(f"Cannot read the photos in {roots[cal_id]}: {exc}"))
         cal = None
     if cal is not None:
         for note in cal.notes:
-            st.warning(note)
+            st.warning(md_literal(note))
         unchecked = [name for name, count in cal.counts.items() if count == 0]
         if not len(cal.images):
-            st.info(f"No photo in {roots[cal_id]} has a label listed by these senses. Put the photos' labels (WordNet "
-                    f"ids or folder names) in the senses' 4th field.")
+            st.info(f"No photo in {md_literal(roots[cal_id])} has a label listed by these senses. Put the photos' "
+                    f"labels (WordNet ids or folder names) in the senses' 4th field.")
         else:
             try:
                 with st.spinner("Embedding the natural photos..."):
                     cal_emb = embed_set(cache, ckey, cal.images, get_clip)
             except (ModelUnavailableError, ValueError, OSError) as exc:
-                st.error(str(exc))
+                st.error(md_literal(exc))
                 st.stop()
             result = calibrate(assign(cal_emb, sense_vectors), cal.truth, cal.images.labels, names)
             accuracy_line = (f"**Zero-shot sense accuracy on {result.accuracy.n} labelled photos: "
-                             f"{result.accuracy.format(2)}** with {clip_preset.label}."
+                             f"{result.accuracy.format(2)}** with {md_literal(clip_preset.label)}."
                              + (" Far too few photos to trust this number: add more." if result.accuracy.n < 20
                                 else ""))
             st.markdown(accuracy_line)
             (report.heading("Can the sense labels be trusted? Calibration on natural photos").text(accuracy_line)
              .numbers([result.accuracy]).table(result.per_sense, "Accuracy by sense"))
             if unchecked:
-                st.caption(f"No labelled photos for: {', '.join(unchecked)}. The accuracy covers the other senses "
+                st.caption(f"No labelled photos for: {md_list(unchecked)}. The accuracy covers the other senses "
                            f"only.")
             cal_previews = thumbnails(cache, cal.images, PREVIEW_SIZE)
             ui.grid(cal_previews, [f"{row['true sense']} → CLIP: {row['assigned sense']} · margin {row['margin']:.3f}"
@@ -298,7 +305,7 @@ st.subheader("Readings nobody listed: clusters")
 k_options = ["auto", *[str(k) for k in range(1, 9)]]
 k_param = st.query_params.get("k", "auto")
 if k_param not in k_options:
-    st.warning(f"The link's 'k' is {k_param!r}; use 'auto' or 1 to 8. Using auto.")
+    st.warning(f"The link's 'k' is {md_literal(repr(k_param))}; use 'auto' or 1 to 8. Using auto.")
     k_param = "auto"
 k_choice = st.selectbox("Number of clusters (k)", k_options, index=k_options.index(k_param), key="amb_k",
                         format_func=lambda k: f"auto: best silhouette for k = {K_RANGE[0]} to {K_RANGE[1]}"
@@ -306,7 +313,7 @@ k_choice = st.selectbox("Number of clusters (k)", k_options, index=k_options.ind
 set_view_param("k", k_choice, "auto")
 clustering = cluster_images(embeddings[shown], sense_vectors, names, None if k_choice == "auto" else int(k_choice))
 how = {"silhouette": "chosen by silhouette", "user": "set by you"}.get(clustering.chosen_by, clustering.chosen_by)
-k_line = (f"k-means (scikit-learn, random_state 0) on the CLIP embeddings of '{labels[shown]}': "
+k_line = (f"k-means (scikit-learn, random_state 0) on the CLIP embeddings of '{md_literal(labels[shown])}': "
           f"**k = {clustering.k}** ({how}).")
 st.markdown(k_line)
 report.heading("Readings nobody listed: clusters").text(k_line)
@@ -316,7 +323,7 @@ if clustering.silhouettes:
     report.text(silhouette_line)
 for number, cluster in enumerate(clustering.clusters, 1):
     cluster_line = (f"**Cluster {number}**: {len(cluster.members)} images, nearest sense "
-                    f"**{cluster.nearest_sense}** (cosine of the cluster centre with its text "
+                    f"**{md_literal(cluster.nearest_sense)}** (cosine of the cluster centre with its text "
                     f"{cluster.sense_similarity:.3f})")
     st.markdown(cluster_line)
     exemplars = list(cluster.members[:EXEMPLARS])

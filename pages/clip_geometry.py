@@ -19,6 +19,7 @@ from core.geometry import (
     synthetic_offsets,
     text_norms,
 )
+from core.markup import md_literal
 from core.models import ModelUnavailableError, clip_key
 from core.registry import CLIP_MODELS
 
@@ -85,7 +86,7 @@ per_class = pd.DataFrame(per_class_rows)
 wide = per_class.pivot_table(index="class", columns=["statistic", "source"], values="shown", aggfunc="first")
 wide = wide.reindex(index=names, columns=[(stat, src) for stat in GEOMETRY_STATS for src in ("synthetic", "natural")])
 wide.columns = [f"{stat} ({src})" for stat, src in wide.columns]
-st.dataframe(wide.reset_index(), hide_index=True)
+st.table(wide.reset_index())  # wraps: every statistic in view, none behind a sideways scroll
 st.caption("Each class against its own prompt; value [95% interval]. n per cell: the class's images of that source "
            "(see 'Images behind every number' above).")
 report.heading("Per class").numbers(per_class_estimates, caption="Each class against its own prompt.",
@@ -112,8 +113,8 @@ def prompt_closeness() -> None:
     ).add_params(pick)
     text = alt.Chart(cos).mark_text(dx=10, align="left").encode(x="natural:Q", y="synthetic:Q", text="class:N")
     closeness_chart = (diagonal + points + text).properties(
-        title="Nearer its prompt: synthetic or natural? (click a class)", height=360)
-    left, right = st.columns(2)
+        title="Nearer its prompt? (click a class)", height=360)
+    left, right = st.columns([2, 1])  # 2/3 of a projector's width: room for the title in one line
     with left:
         event = st.altair_chart(closeness_chart, key="prompt_closeness", on_select="rerun")
     picked = (event or {}).get("selection", {}).get(CLASS_SELECTION) or []
@@ -133,7 +134,7 @@ def prompt_closeness() -> None:
             report.text("", key="closeness_class")
         else:
             i = names.index(chosen)
-            st.subheader(f"Selected: {chosen}")
+            st.subheader(f"Selected: {md_literal(chosen)}")
             st.dataframe(per_class[per_class["class"] == chosen][["statistic", "source", "shown", "n"]]
                          .rename(columns={"shown": "value [95% interval]"}), hide_index=True)
             proj = pd.DataFrame({"projection": np.concatenate([project(exp.classes[i].syn_emb, offsets.direction),
@@ -151,13 +152,14 @@ offsets = offsets_of(syn_x, syn_y, nat_x, nat_y, k)
 prompt_closeness()
 
 st.header("Is there one 'synthetic direction'?")
-offsets_line = f"**{offsets_reading(offsets)}**"
+offsets_line = f"**{md_literal(offsets_reading(offsets))}**"  # may name classes
 st.markdown(offsets_line)
 left, right = st.columns(2)
 with left:
     norm_df = pd.DataFrame([{"class": c.name, "value": e.value, "low": e.low, "high": e.high, "n": e.n}
                             for c, e in zip(exp.classes, offsets.norms)])
-    norms_chart = uc.interval_chart(norm_df, "class", title="|centroid(synthetic) - centroid(natural)| per class")
+    # One line that fits half a projector's width (Vega never wraps a title; a two-line one is clipped at the top).
+    norms_chart = uc.interval_chart(norm_df, "class", title="Centroid distance per class", width=300)
     st.altair_chart(norms_chart, key="offset_norms")
     norms_note = ("The length of each class's offset: how far its synthetic centroid sits from its natural one "
                   "(unit vectors: at most 2). Intervals: normal bootstrap, images resampled within class and source.")
@@ -170,7 +172,9 @@ with right:
         y=alt.Y("class B:N", sort=names, title=None, axis=uc.category_axis()),
         color=alt.Color("cosine:Q", scale=alt.Scale(scheme="redblue", domain=[-1, 1], reverse=True)),
         tooltip=["class A:N", "class B:N", alt.Tooltip("cosine:Q", format=".2f")]).properties(
-        title="Cosine between the classes' offsets", width=alt.Step(28), height=alt.Step(28))
+        # Steps, not a fixed size: Streamlit fits a fixed size around labels and title, which left 48 px of plot.
+        title="Cosine between the classes' offsets", width=alt.Step(max(28, -(-160 // k))),
+        height=alt.Step(max(28, -(-160 // k))))
     st.altair_chart(cosines_chart, key="offset_cosines", width="content")
     random_note = (f"Two random directions in {syn_x.shape[1]} dimensions have |cosine| below "
                    f"{offsets.random_level:.2f} about 95% of the time.")
@@ -215,7 +219,14 @@ shas = [s for c in exp.classes for s in c.synthetic.shas] + [s for c in exp.clas
 have = cached_norms(cache, ckey, [norm_cache_key(s) for s in shas])
 if len(have) < len(shas):
     todo = len(shas) - len(have)
-    if st.button(f"Measure the norms ({todo} images to embed again with CLIP)"):
+    measure = st.empty()  # the button goes once it has done its job
+    if measure.button(f"Measure the norms ({todo} images to embed again with CLIP)", key="measure_norms"):
+        measure.empty()
+        # Clicking Cancel reruns the page, which stops this loop at its next progress update; every finished batch
+        # of norms is already in the cache, so the next click measures only the rest.
+        cancel = st.empty()
+        cancel.button("Cancel", key="measure_norms_cancel",
+                      help="Stop after the current batch; the norms measured so far stay in the cache.")
         bar = st.progress(0.0, text="Embedding images without normalising...")
         loaders = [ld for c in exp.classes for ld in c.synthetic.loaders] + [ld for c in exp.classes
                                                                               for ld in c.natural.loaders]
@@ -225,8 +236,9 @@ if len(have) < len(shas):
                                                                     f"({100 * f:.0f}%)"))
             text_norms(cache, ckey, [c.prompt for c in exp.classes], lambda: ui.clip(exp.spec.clip))
         except (ModelUnavailableError, ValueError, OSError) as exc:
-            st.error(str(exc))
+            st.error(md_literal(exc))
         bar.empty()
+        cancel.empty()
         have = cached_norms(cache, ckey, [norm_cache_key(s) for s in shas])
 report.heading("Embedding norms before normalisation")
 if len(have) == len(shas):
@@ -237,7 +249,7 @@ if len(have) == len(shas):
     prompt_norms = text_norms(cache, ckey, [c.prompt for c in exp.classes], lambda: ui.clip(exp.spec.clip))
     medians = (f"Median image norm: synthetic **{np.median(norms[:len(syn_x)]):.2f}**, natural "
                f"**{np.median(norms[len(syn_x):]):.2f}** ({len(syn_x)} and {len(nat_x)} images); prompt text "
-               f"norms: {', '.join(f'{c.name} {v:.2f}' for c, v in zip(exp.classes, prompt_norms))}.")
+               f"norms: {', '.join(f'{md_literal(c.name)} {v:.2f}' for c, v in zip(exp.classes, prompt_norms))}.")
     st.markdown(medians)
     meaning = ("The norm carries no meaning for cosine similarity; a different norm for one source says the "
                "encoder responds differently to those images (e.g. smoother, more saturated pictures).")

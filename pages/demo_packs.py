@@ -8,6 +8,7 @@ import streamlit as st
 
 import ui
 from core import config
+from core.markup import md_list, md_literal
 from core.natural import reference_sources
 from core.pack import CachedRun, PackError, cached_runs, export_pack, import_pack, imported_packs, natural_classes
 
@@ -32,9 +33,9 @@ with tab_import:
             with st.spinner("Checking and importing the pack..."):
                 report = import_pack(upload, cache)
         except PackError as exc:
-            st.error(str(exc))
+            st.error(md_literal(exc))
         else:
-            st.success(f"Imported '{report.summary.title}': {report.summary.describe()}.")
+            st.success(md_literal(f"Imported '{report.summary.title}': {report.summary.describe()}."))
             if report.replaced_photos:
                 st.warning(f"{report.replaced_photos} natural photos of an earlier pack had the same names and were "
                            f"replaced by this pack's.")
@@ -45,12 +46,14 @@ with tab_import:
         st.subheader("Imported packs")
     for manifest in packs:
         counts = manifest.get("counts", {})
-        with st.expander(f"{manifest.get('title')} (made {manifest.get('created', '?')[:10]}, "
-                         f"{counts.get('runs', 0)} runs, {counts.get('natural_photos', 0)} natural photos)"):
+        # A pack's manifest is a file from elsewhere: every text in it is data (md_literal, st.text).
+        with st.expander(md_literal(f"{manifest.get('title')} (made {str(manifest.get('created', '?'))[:10]}, "
+                                    f"{counts.get('runs', 0)} runs, {counts.get('natural_photos', 0)} natural "
+                                    f"photos)")):
             versions = manifest.get("library_versions", {})
-            st.caption("Made with " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+            st.caption("Made with " + md_list(f"{k} {v}" for k, v in versions.items()))
             for run in manifest.get("runs", []):
-                st.markdown(f"- {run['description']}")
+                st.text(f"• {run['description']}")
                 link = CachedRun.from_manifest(run).link_params()
                 if link:
                     st.page_link("pages/diversity.py", label="Open in Diversity", icon="➡️", query_params=link)
@@ -88,12 +91,12 @@ with tab_export:
                 with st.spinner("Writing the pack..."):
                     summary = export_pack(buf, cache, chosen, [options[p] for p in picked], sources, title.strip())
             except PackError as exc:
-                st.error(str(exc))
+                st.error(md_literal(exc))
             else:
                 st.session_state["pack_built"] = (buf.getvalue(), summary)
         built = st.session_state.get("pack_built")
         if built:
             data, summary = built
-            st.success(f"'{summary.title}': {summary.describe()}.")
+            st.success(md_literal(f"'{summary.title}': {summary.describe()}."))
             st.download_button("Download the pack", data=data, on_click="ignore", mime="application/zip",
                                file_name=f"demo-pack-{time.strftime('%Y%m%d-%H%M')}.zip", key="pack_download")

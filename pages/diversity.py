@@ -24,12 +24,12 @@ from core.diversity import (
     thumbnails,
 )
 from core.generate import (
-    MAX_PROMPT_CHARS,
     RunRequest,
     request_warnings,
     validate_request,
 )
 from core.local import all_clip_models, all_generators, generator_preset
+from core.markup import md_literal
 from core.models import ModelUnavailableError, clip_key
 from core.natural import DownloadError, download_reference_set, reference_sources, store_upload
 from core.report import LAB_CHOICES, generation_defaults, report_file_stem
@@ -70,13 +70,13 @@ st.markdown("Generate a set for one prompt and see how far its images spread in 
 # 1. The request: from the URL (a shared link, a reload) or the form.
 url_req, url_problems = RunRequest.from_params(dict(st.query_params))
 for problem in url_problems:
-    st.warning(problem)
+    st.warning(md_literal(problem))  # they quote the link's values
 GENERATORS, CLIP_MODELS = all_generators(), all_clip_models()  # the registry plus models found on this machine
 if url_req and url_req.generator not in GENERATORS:
     try:  # a local folder named in the link: allowed only inside the model folders
         GENERATORS[url_req.generator] = generator_preset(url_req.generator)
     except (KeyError, ValueError) as exc:
-        st.warning(f"The link's generator cannot be used: {exc}")
+        st.warning(f"The link's generator cannot be used: {md_literal(exc)}")
         url_req = None
 base = url_req or RunRequest(prompt="a photo of a tench")
 
@@ -91,8 +91,8 @@ with st.form("run"):
     # form); the request itself is validated below and its problems shown. Every widget whose default comes from
     # the URL has a fixed key: without one its identity follows the default, so once the page has written a choice
     # to the URL the widget is replaced by a new one and the user's next change is dropped.
-    prompt = st.text_input("Prompt", value=base.prompt[:MAX_PROMPT_CHARS], max_chars=MAX_PROMPT_CHARS,
-                           key="div_prompt")
+    # No max_chars: the browser would drop a longer paste without a word; validate_request says what is wrong.
+    prompt = st.text_input("Prompt", value=base.prompt, key="div_prompt")
     n, steps, guidance, size, first_seed = ui.run_settings_inputs(base, preset, same_preset)
     negative = st.text_input("Negative prompt (optional)", value=base.negative_prompt, key="div_negative")
     clip_choice = st.selectbox("CLIP model", clip_keys, index=ui.pick(clip_keys, base.clip, clip_keys[0]),
@@ -114,10 +114,10 @@ if req.clip not in CLIP_MODELS:
     problems.append(f"Unknown CLIP model '{req.clip}'. Pick one of: {', '.join(CLIP_MODELS)}.")
 if problems:
     for problem in problems:
-        st.error(problem)
+        st.error(md_literal(problem))
     st.stop()
 for warning in request_warnings(req):
-    st.warning(warning)
+    st.warning(md_literal(warning))
 if submitted:
     set_url(req)
 remember_url()
@@ -126,11 +126,11 @@ remember_url()
 run = ui.runs([req], generate=submitted)[0]
 settings, images, cache = run.settings, run.images, ui.cache()
 run_line = (
-    f"**Run:** `{req.prompt}` · {settings.model_id} @ {settings.revision[:12]} · "
-    f"{settings.scheduler.get('_class_name')}"
+    f"**Run:** {md_literal(req.prompt)} · {md_literal(settings.model_id)} @ {settings.revision[:12]} · "
+    f"{md_literal(settings.scheduler.get('_class_name'))}"
     f" · {settings.steps} steps · guidance {settings.guidance:g} · {settings.width} px · seeds {req.first_seed}-"
     f"{req.first_seed + req.n - 1} · {settings.device_type} {settings.dtype}"
-    + (f" · negative `{settings.negative_prompt}`" if settings.negative_prompt else ""))
+    + (f" · negative: {md_literal(settings.negative_prompt)}" if settings.negative_prompt else ""))
 st.caption(run_line)
 # The experiment report collects what the page shows, as it shows it; it is drawn only when downloaded.
 report = ui_report.start(f"Lack of diversity: {req.prompt}", "Diversity", "diversity").text(run_line)
@@ -153,7 +153,7 @@ try:
         ckey = clip_key(clip_preset)
         syn_emb = embed_set(cache, ckey, synthetic, lambda: ui.clip(req.clip))
 except (ModelUnavailableError, ValueError) as exc:
-    st.error(str(exc))
+    st.error(md_literal(exc))
     st.stop()
 
 # 5. An optional natural reference class.
@@ -177,7 +177,8 @@ if ref_id == "imagenette" and not sources["imagenette"][1].root.is_dir():
                                    progress=lambda f, msg: bar.progress(f, text=msg))
             st.rerun()
         except DownloadError as exc:
-            st.error(str(exc))
+            bar.empty()  # no empty progress bar left behind the message
+            st.error(md_literal(exc))
 elif ref_id != "none":
     folder_obj = sources[ref_id][1]
     if ref_id == "uploads":
@@ -190,12 +191,12 @@ elif ref_id != "none":
                     try:
                         store_upload(folder_obj.root, up_class, f.getvalue())
                     except (ValueError, CacheError) as exc:
-                        st.error(f"{f.name}: {exc}")
+                        st.error(md_literal(f"{f.name}: {exc}"))
     try:
         classes = folder_obj.classes()
     except (FileNotFoundError, ValueError) as exc:
         classes = []
-        st.info(str(exc))
+        st.info(md_literal(exc))
     if classes:
         guess = next((c for c in classes if c.replace("_", " ") in req.prompt.lower()), classes[0])
         ref_class = st.selectbox("Class", classes, index=ui.pick(classes, st.query_params.get("ref_class"), guess),
@@ -203,22 +204,27 @@ elif ref_id != "none":
         st.query_params["ref_class"] = ref_class
         photos, skipped = folder_obj.scan(ref_class)
         if skipped:
-            with st.expander(f"{len(skipped)} file(s) in '{ref_class}' were left out"):
+            with st.expander(f"{len(skipped)} file(s) in '{md_literal(ref_class)}' were left out"):
                 for message in skipped:
-                    st.markdown(f"- {message}")
+                    st.text(message)  # names files: plain text
         if not photos:
-            st.warning(f"The class '{ref_class}' has no usable images.")
+            st.warning(f"The class '{md_literal(ref_class)}' has no usable images.")
         else:
             natural = natural_set(photos, n=len(synthetic))
-            natural_line = (f"{len(natural)} of {len(photos)} photos of '{ref_class}' (as many as synthetic images, "
-                            f"drawn with a fixed seed: Vendi and effective rank grow with n, so equal n keeps them "
-                            f"comparable).")
+            if len(natural) < len(synthetic):  # fewer photos than images: say so, the statistics are not comparable
+                natural_line = (f"All {len(natural)} photos of '{md_literal(ref_class)}': fewer than the "
+                                f"{len(synthetic)} synthetic images. Vendi and effective rank grow with n, so compare "
+                                f"them with care, or add photos until there are {len(synthetic)}.")
+            else:
+                natural_line = (f"{len(natural)} of {len(photos)} photos of '{md_literal(ref_class)}' (as many as "
+                                f"the {len(synthetic)} synthetic images, drawn with a fixed seed: Vendi and effective "
+                                f"rank grow with n, so equal n keeps them comparable).")
             st.caption(natural_line)
             try:
                 with st.spinner("Embedding natural photos..."):
                     nat_emb = embed_set(cache, ckey, natural, lambda: ui.clip(req.clip))
             except (ModelUnavailableError, ValueError, OSError) as exc:
-                st.error(str(exc))
+                st.error(md_literal(exc))
                 natural = None
 remember_url()
 
@@ -229,7 +235,7 @@ try:
     if natural is not None:
         stats["natural"] = statistics_of(nat_emb)
 except ValueError as exc:  # NaN or zero-norm embeddings: name them rather than show garbage
-    st.error(str(exc))
+    st.error(md_literal(exc))
     st.stop()
 report.heading("Diversity statistics")
 if natural is not None:
@@ -246,11 +252,12 @@ if natural is not None:
         report.chart(curve, caption=curve_note)
 stats_chart = statistics_chart([(src, e) for src, ests in stats.items() for e in ests])
 st.altair_chart(stats_chart)
-st.dataframe(statistics_table(stats), hide_index=True)
+# st.table wraps its cells: the "meaning" column was cut off at the right of a scrolling grid.
+st.table(statistics_table(stats))
 stats_note = ("Point estimate [95% interval]: estimate +- t x the jackknife standard error (each image left out in "
               "turn; over 100 images, 100 groups), clipped to the statistic's range (the table says when). Each set "
               "at its own n: Vendi and effective rank grow with n, so compare them only at equal n. CLIP: "
-              + clip_preset.label + ".")
+              + md_literal(clip_preset.label) + ".")
 st.caption(stats_note)
 report.chart(stats_chart, "Diversity statistics").numbers(stats, caption=stats_note)
 

@@ -4,7 +4,6 @@ clustered hierarchically (12 / 24 / 48 clusters from one tree), read as a cluste
 
 from dataclasses import asdict, replace
 
-import altair as alt
 import numpy as np
 import streamlit as st
 
@@ -19,7 +18,9 @@ from core.bias import (
     EXEMPLARS,
     NO_ADJECTIVE,
     PROFESSIONS,
+    PROMPT_START,
     BiasSpec,
+    cluster_heatmap,
     cluster_name,
     cluster_table,
     cluster_tree,
@@ -27,12 +28,14 @@ from core.bias import (
     exemplars,
     is_nested,
     reading,
+    table_for_display,
     validate_bias_spec,
 )
 from core.cache import key_of
 from core.diversity import embed_set, synthetic_set
 from core.generate import RunRequest
 from core.literature import PRESETS
+from core.markup import md_literal
 from core.models import ModelUnavailableError, clip_key
 from core.registry import CLIP_MODELS, GENERATORS
 from core.report import generation_defaults, report_file_stem
@@ -88,9 +91,11 @@ st.markdown("Prompt the generator with *Photo portrait of a {adjective} {profess
 
 url_spec, url_problems = BiasSpec.from_params(st.query_params.to_dict())
 for problem in url_problems:
-    st.warning(problem)
-base = url_spec or BiasSpec(generator=ui.selected_generator() if ui.selected_generator() in GENERATORS
-                            else BiasSpec.generator)
+    st.warning(md_literal(problem))
+# A generator chosen in this session (here or on another page) carries over; a fresh visit starts from the paper's
+# preset (BiasSpec's default), not from the lab-wide default, which the preset box would call a departure.
+chosen_generator = st.session_state.get("generator") or st.session_state.get("selected_generator")
+base = url_spec or BiasSpec(generator=chosen_generator if chosen_generator in GENERATORS else BiasSpec.generator)
 preset_choice = uc.preset_picker(PAGE, base)
 if preset_choice is not None:
     base = preset_choice.apply(base)
@@ -132,7 +137,7 @@ if spec is None:
 problems = validate_bias_spec(spec)
 if problems:
     for problem in problems:
-        st.error(problem)
+        st.error(md_literal(problem))
     st.stop()
 if submitted:
     extra = {"k": st.query_params["k"]} if "k" in st.query_params else {}
@@ -143,11 +148,12 @@ st.session_state[URL_KEY] = st.query_params.to_dict()
 prompts = spec.prompts()
 runs = ui.runs(spec.requests(), generate=submitted)
 first = runs[0].settings
-run_line = (f"**Run:** {len(prompts)} prompts x N = {spec.n} · {GENERATORS[spec.generator].label} · "
-            f"{first.model_id} @ {first.revision[:12]} · {first.steps} steps · guidance {first.guidance:g} · "
+run_line = (f"**Run:** {len(prompts)} prompts x N = {spec.n} · {md_literal(GENERATORS[spec.generator].label)} · "
+            f"{md_literal(first.model_id)} @ {first.revision[:12]} · {first.steps} steps · "
+            f"guidance {first.guidance:g} · "
             f"{first.width} px · seeds {spec.first_seed}-{spec.first_seed + spec.n - 1} · **CLIP:** "
-            f"{CLIP_MODELS[spec.clip].label}. Adjectives, professions, N, generator and seeds: the lab's defaults "
-            f"unless you chose them.")
+            f"{md_literal(CLIP_MODELS[spec.clip].label)}. Adjectives, professions, N, generator and seeds: the lab's "
+            f"defaults unless you chose them.")
 st.caption(run_line)
 # The experiment report collects what the page shows, as it shows it; it is drawn only when downloaded.
 report = ui_report.start(f"Stable Bias: {', '.join(spec.professions)}", "Stable Bias portraits", PAGE).text(run_line)
@@ -169,7 +175,7 @@ try:
     emb = embed_set(ui.cache(), clip_key(CLIP_MODELS[spec.clip]), portraits, lambda: ui.clip(spec.clip))
 except (ModelUnavailableError, ValueError, OSError) as exc:
     bar.empty()
-    st.error(str(exc))
+    st.error(md_literal(exc))
     st.stop()
 bar.empty()
 
@@ -183,29 +189,18 @@ k = st.radio("Clusters", ks, horizontal=True, format_func=lambda v: f"{v} cluste
 st.query_params["k"] = str(k)
 st.session_state[URL_KEY] = st.query_params.to_dict()
 table = cluster_table(labels_by_k[k], image_prompts, prompts, k)
-table_reading = f"**{reading(table)}**"
+table_reading = f"**{md_literal(reading(table))}**"  # quotes prompts
 st.markdown(table_reading)
-heat = table.long()
-base_chart = alt.Chart(heat).encode(
-    x=alt.X("prompt:N", sort=prompts, title=None, axis=alt.Axis(labelAngle=-40, labelLimit=260)),
-    y=alt.Y("cluster:N", sort=list(table.counts.index), title="cluster (largest first)"))
-rects = base_chart.mark_rect().encode(
-    color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), title="share of the prompt's images"),
-    tooltip=["cluster:N", "prompt:N", "count:Q", alt.Tooltip("share:Q", format=".0%"), "images of the prompt:Q"])
-text = base_chart.mark_text(fontSize=10).encode(
-    text=alt.condition("datum.count > 0", alt.Text("count:Q"), alt.value("")),
-    color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("black")))
-heatmap = (rects + text).properties(title=f"Share of each prompt's portraits in each cluster (k = {k})",
-                                     width=alt.Step(70), height=alt.Step(18))
-st.altair_chart(heatmap, key="bias_heatmap", width="content")
+heatmap = cluster_heatmap(table, prompts)
+st.altair_chart(heatmap, key="bias_heatmap", width="stretch")
+st.caption(f"Rows: the prompts, '{PROMPT_START.strip()}' left out; each cell: the share of the row's portraits in "
+           f"that cluster (its colour and its number), the count in its tooltip and in the table below.")
 shares = table.shares.map(lambda v: f"{v:.0%}")
-left, right = st.columns(2)
-with left:
-    st.markdown("**Counts** (each prompt column sums to its images)")
-    st.dataframe(table.counts, key="bias_counts")
-with right:
-    st.markdown("**Shares** (of each prompt's images)")
-    st.dataframe(shares, key="bias_shares")
+# Full width, one under the other, headers without the prompts' common start: every prompt's column in view.
+st.markdown(f"**Counts** (each prompt column sums to its images; '{PROMPT_START.strip()}' left out of the headers)")
+st.table(table_for_display(table.counts))  # wraps: every prompt's column in view
+st.markdown("**Shares** (of each prompt's images)")
+st.table(table_for_display(shares))
 method_note = (f"{len(images)} portraits: {len(prompts)} prompts x N = {spec.n}. Clusters: Ward linkage (scipy) "
                f"on L2-normalised CLIP image embeddings, one tree cut at {', '.join(map(str, ks))} clusters"
                f"{' (nested: each finer cluster lies inside one coarser cluster)' if nested else ''}; numbered by "
@@ -225,7 +220,8 @@ for c in range(k):
     rows = picks.get(c, np.zeros(0, int))
     column = table.counts.loc[cluster_name(c)].drop("all prompts")
     top = column.idxmax() if column.sum() else "-"
-    line = f"**{cluster_name(c)}** · {int(column.sum())} portraits · most from '{top}' ({int(column.max())})"
+    line = (f"**{cluster_name(c)}** · {int(column.sum())} portraits · most from '{md_literal(top)}' "
+            f"({int(column.max())})")
     st.markdown(line)
     exemplar_set = ([jpegs[i] for i in rows], [portraits.labels[i].replace("Photo portrait of a ", "") for i in rows])
     ui.grid(*exemplar_set, per_row=EXEMPLARS + 2)

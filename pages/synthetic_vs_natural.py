@@ -18,6 +18,7 @@ from core.compare import (
     single_threaded_blas,
 )
 from core.literature import PRESETS, matching_presets
+from core.markup import md_literal
 from core.probe import ALPHA, FOLDS, PERMUTATIONS, separability, separability_reading
 from core.stats import project_2d
 
@@ -69,9 +70,9 @@ st.header("Can a probe tell them apart?")
 try:
     sep = separability_of(syn_x, nat_x, syn_y, nat_y, tuple(names))
 except ValueError as exc:
-    st.error(str(exc))
+    st.error(md_literal(exc))
     st.stop()
-reading = f"**{separability_reading(sep)}**"
+reading = f"**{md_literal(separability_reading(sep))}**"  # may name classes
 st.markdown(reading)
 c1, c2, c3 = st.columns(3)
 c1.metric("ROC AUC (0.5 = chance, 1 = always right)", uc.fmt(sep.auc))
@@ -87,7 +88,7 @@ with left:
                                           "decision score (> 0: the probe says synthetic)")
     st.altair_chart(scores_chart, key="scores")
 with right:
-    st.dataframe(per_class, hide_index=True)
+    st.table(per_class)  # wraps: both columns in view in half the width
 probe_note = (f"Logistic regression (L2, C = 1) on standardised CLIP embeddings; stratified {sep.folds}-fold "
               f"cross-validation (up to {FOLDS}; strata = class x source, random_state 0); classes weighted so both "
               f"sources count equally. Every image is scored by a probe that never saw it. Per class: the pooled "
@@ -118,7 +119,7 @@ wide["images (synthetic + natural)"] = [f"{len(c.syn_emb)} synthetic + {len(c.na
 notes = sorted({e.note.split("; ", 1)[1] for _, e in rows if "; " in e.note})
 if notes:
     st.caption("Large sets: " + "; ".join(notes) + " (the bootstrap's cost grows with n).")
-st.dataframe(wide, hide_index=True)
+st.table(wide)  # wraps: every distance in view, none behind a sideways scroll
 chart_df = table[np.isfinite(table["value"])].rename(columns={"95% low": "low", "95% high": "high"})
 distance_chart = uc.interval_chart(chart_df, "class", title="Distances per class (95% intervals)",
                                    facet="statistic", width=220)
@@ -196,7 +197,7 @@ def neighbours() -> None:
     cls = exp.classes[names.index(chosen)]
     idx, sims = neighbours_of(cls.syn_emb, nat_x, NEIGHBOURS)
     pairs_title = f"Each synthetic '{chosen}' image and its {NEIGHBOURS} nearest natural photos (any class)"
-    st.subheader(pairs_title)
+    st.text(pairs_title)  # names a class: plain text
     shown, captions = [], []  # in the page's order, for the report
     for i, (jpeg, label) in enumerate(zip(uc.thumbs(cls.synthetic), cls.synthetic.labels)):
         cols = st.columns(NEIGHBOURS + 1)
@@ -211,10 +212,11 @@ def neighbours() -> None:
             col.image(njpeg, caption=captions[-1], width="stretch")
     # Keyed blocks: choosing another class reruns this fragment alone, which replaces them (and the link).
     report.heading("Nearest natural photos", key="nn_heading").table(agreement, key="nn_agreement")
-    report.images(shown, captions, pairs_title, f"Class shown: {chosen} (the link's nn_class).", key="nn_pairs")
+    report.images(shown, captions, pairs_title, f"Class shown: {md_literal(chosen)} (the link's nn_class).",
+                  key="nn_pairs")
     report.link = ui_report.page_link(PAGE)
     uncovered_title = f"Natural '{chosen}' photos no synthetic image comes near"
-    st.subheader(uncovered_title)
+    st.text(uncovered_title)
     report.heading(uncovered_title, 3, key="nn_uncovered_heading")
     cov = coverage_of(cls.nat_emb, cls.syn_emb) if len(cls.nat_emb) > PRDC_K else None
     if cov is None:
@@ -223,7 +225,8 @@ def neighbours() -> None:
         report.text("", key="nn_uncovered")
         return
     cover_line = (f"**{int((~cov.covered).sum())} of {len(cls.nat_emb)} natural photos are uncovered**: no synthetic "
-                  f"'{chosen}' image falls within the distance of their {PRDC_K}th nearest natural neighbour (PRDC's "
+                  f"'{md_literal(chosen)}' image falls within the distance of their {PRDC_K}th nearest natural "
+                  f"neighbour (PRDC's "
                   f"coverage = {cov.covered.mean():.2f}). The most isolated first: what the generator never draws.")
     st.markdown(cover_line)
     top = cov.most_uncovered(8)

@@ -19,6 +19,7 @@ from core.filtering import (
     same_size_random,
 )
 from core.literature import PRESETS
+from core.markup import md_literal
 from core.models import ModelUnavailableError, clip_key
 from core.probe import (
     CLASSIFIERS,
@@ -97,7 +98,7 @@ summary = pd.DataFrame([{"classifier": CLASSIFIERS[clf], "trained on": label,
                          "accuracy on natural photos (%)": uc.fmt(r.accuracy, 1, 100.0),
                          "test photos": r.accuracy.n}
                         for (clf, label), r in results.items()])
-st.dataframe(summary, hide_index=True)
+st.table(summary)  # wraps: every column in view on a projector
 acc_df = pd.DataFrame([{"training data": label, "classifier": CLASSIFIERS[clf], "value": r.accuracy.value,
                         "low": r.accuracy.low, "high": r.accuracy.high, "n": r.accuracy.n}
                        for (clf, label), r in results.items()])
@@ -124,12 +125,12 @@ per_class_df = pd.DataFrame([{"class": names[i], "training data": label,
                               "accuracy": float(results[(classifier, label)].per_class[i]),
                               "test photos": int(results[(classifier, label)].per_class_n[i])}
                              for label in labels for i in range(k)])
-left, right = st.columns(2)
+left, right = st.columns([3, 2])  # the confusion matrix needs less: the per-class title keeps one line
 per_class_chart = alt.Chart(per_class_df).mark_bar().encode(
     y=alt.Y("class:N", title=None, axis=uc.category_axis()), x=alt.X("accuracy:Q", scale=alt.Scale(domain=[0, 1])),
-    yOffset="training data:N", color=alt.Color("training data:N", sort=labels),
+    yOffset="training data:N", color=alt.Color("training data:N", sort=labels, legend=uc.full_legend()),
     tooltip=["class:N", "training data:N", alt.Tooltip("accuracy:Q", format=".2f"), "test photos:Q"],
-).properties(title="Accuracy per class on natural photos", height=alt.Step(12))
+).properties(title="Accuracy per class on natural photos", height=alt.Step(20))
 with left:
     st.altair_chart(per_class_chart, key="per_class")
 with right:
@@ -146,9 +147,12 @@ with right:
     confusion_chart = alt.Chart(cm_df).mark_rect().encode(
         x=alt.X("predicted:N", sort=names, axis=uc.category_axis()),
         y=alt.Y("true class:N", sort=names, axis=uc.category_axis()),
-        color=alt.Color("photos:Q", scale=alt.Scale(scheme="blues")),
+        color=alt.Color("photos:Q", scale=alt.Scale(scheme="blues"), legend=alt.Legend(orient="bottom")),
         tooltip=["true class:N", "predicted:N", "photos:Q"]).properties(
-        title=f"Confusion matrix: trained on {cm_label}", width=alt.Step(28), height=alt.Step(28))
+        # Cells large enough to read from the back of a room; the labels beside them at full length.
+        # Steps, not a fixed size: Streamlit fits a fixed size around labels and title (the plot was squashed).
+        title=f"Confusion matrix ({cm_label})", width=alt.Step(max(44, -(-160 // k))),
+        height=alt.Step(max(44, -(-160 // k))))
     st.altair_chart(confusion_chart, key="confusion", width="content")
 report.heading(f"Per class: {CLASSIFIERS[classifier]}").chart(per_class_chart).table(per_class_df)
 report.chart(confusion_chart, caption="Held-out natural photos by true and predicted class.")
@@ -158,15 +162,19 @@ st.header("Learning curve")
 curve = curve_of(syn_x, syn_y, nat_x, nat_y, per_class, classifier)
 curve_df = pd.DataFrame([{"images per class": n, "training data": f"{cond} only", "accuracy": e.value,
                           "low": e.low, "high": e.high, "test photos": e.n} for n, cond, e in curve])
-base = alt.Chart(curve_df).encode(x=alt.X("images per class:Q", scale=alt.Scale(type="log", base=2)),
-                                  color=alt.Color("training data:N", sort=labels))
+# Ticks at the sizes trained on, and only there: the axis counts images (Vega would add 1.2, 1.6, ...).
+sizes = sorted({int(n) for n in curve_df["images per class"]})
+base = alt.Chart(curve_df).encode(x=alt.X("images per class:Q", scale=alt.Scale(type="log", base=2),
+                                          axis=alt.Axis(values=sizes, format="d")),
+                                  color=alt.Color("training data:N", sort=labels,
+                                                  legend=uc.full_legend(orient="bottom")))
 curve_chart = (base.mark_line(point=True).encode(
     y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1])),
     tooltip=["images per class:Q", "training data:N", alt.Tooltip("accuracy:Q", format=".2f"),
              alt.Tooltip("low:Q", format=".2f"), alt.Tooltip("high:Q", format=".2f"), "test photos:Q"])
     + base.mark_errorbar().encode(y=alt.Y("low:Q", title="accuracy"), y2="high:Q")).properties(
-    title=f"Accuracy on the held-out natural photos vs training images per class ({CLASSIFIERS[classifier]})",
-    height=300)
+    # One line: a two-line title is clipped at the top.
+    title=f"Learning curve ({CLASSIFIERS[classifier]})", height=380)
 st.altair_chart(curve_chart, key="curve")
 curve_note = ("Natural-only points stop at the size of the natural training half. If the synthetic curve flattens "
               "below the natural one, more synthetic images of the same kind do not close the gap.")
@@ -196,11 +204,13 @@ def diversity_vs_accuracy() -> None:
         stroke=alt.condition(pick, alt.value("black"), alt.value(None)),
         tooltip=["class:N", alt.Tooltip("relative diversity:Q", format=".2f"),
                  alt.Tooltip("accuracy:Q", format=".2f"), "images compared:Q", "test photos:Q"],
-    ).add_params(pick).properties(title="One point per class: diversity of its synthetic set vs its accuracy "
-                                        "(click a point)", height=340)
+    ).add_params(pick).properties(title="Diversity of each class's synthetic images vs its accuracy (click a point)",
+                                  height=340)
     labels_layer = alt.Chart(df).mark_text(dx=10, align="left").encode(x="relative diversity:Q", y="accuracy:Q",
                                                                        text="class:N")
-    event = st.altair_chart(chart + labels_layer, key="diversity_accuracy", on_select="rerun")
+    # A little padding at the top: Vega drew this chart's title 6 px above its drawing, where it was clipped.
+    event = st.altair_chart((chart + labels_layer).properties(padding={"top": 8, "left": 5, "right": 5, "bottom": 5}),
+                            key="diversity_accuracy", on_select="rerun")
     picked = (event or {}).get("selection", {}).get(CLASS_SELECTION) or []
     # Keyed blocks: a click reruns this fragment alone, which replaces them.
     report.heading("Diversity vs accuracy", key="div_heading")
@@ -224,7 +234,7 @@ def diversity_vs_accuracy() -> None:
     shown = {f"{chosen}: synthetic images (prompt '{c.prompt}')": (uc.thumbs(c.synthetic, 160), c.synthetic.labels),
              f"{chosen}: natural photos": (uc.thumbs(c.natural, 160)[:16], c.natural.labels[:16])}
     for (title, (jpegs, captions)), key in zip(shown.items(), ("div_synthetic", "div_natural")):
-        st.subheader(title)
+        st.text(title)  # names a class and its prompt: plain text
         uc.image_grid(jpegs, captions)
         report.images(jpegs, captions, title, key=key)
 
@@ -267,10 +277,10 @@ def clip_filter_section() -> dict:
         texts = text_embeddings(cache, clip_key(CLIP_MODELS[exp.spec.clip]), class_texts(names),
                                 lambda: ui.clip(exp.spec.clip))
     except (ModelUnavailableError, ValueError, OSError) as exc:
-        st.error(str(exc))
+        st.error(md_literal(exc))
         return {"CLIP filter": "on", "threshold": threshold}
     result = clip_filter(confidences(syn_x, texts, syn_y, LOGIT_SCALE), syn_y, threshold)
-    filter_line = f"**{filter_reading(result, k)}**"
+    filter_line = f"**{md_literal(filter_reading(result, k))}**"
     st.markdown(filter_line)
     c1, c2, c3 = st.columns(3)
     c1.metric("kept", f"{int(result.kept.sum())} of {len(syn_x)}")
@@ -317,10 +327,10 @@ def clip_filter_section() -> dict:
         rows_i = np.flatnonzero(syn_y == i)
         out = [j for j in rows_i if result.dropped[j]]
         if not out:
-            st.caption(f"{c.name}: nothing filtered out.")
-            report.text(f"{c.name}: nothing filtered out.")
+            st.caption(f"{md_literal(c.name)}: nothing filtered out.")
+            report.text(f"{md_literal(c.name)}: nothing filtered out.")
             continue
-        line = f"**{c.name}**: {len(out)} of {len(rows_i)} filtered out"
+        line = f"**{md_literal(c.name)}**: {len(out)} of {len(rows_i)} filtered out"
         st.markdown(line)
         jpegs = uc.thumbs(c.synthetic)
         shown = out[:16]

@@ -16,3 +16,9 @@ def open_page(page: str, params: dict[str, str] | None = None, timeout: float = 
     for k, v in (params or {}).items():
         at.query_params[k] = v
     return at.run()
+
+
+def table_elements(at: AppTest) -> list:
+    """The page's tables in the order it shows them, st.dataframe grids and st.table (which wraps its cells, for
+    tables that must fit a projector's width without scrolling sideways) alike; each has `.value`."""
+    return [e for e in at.main if getattr(e, "type", "") in ("dataframe", "table")]

@@ -28,12 +28,16 @@ SCENARIOS: list[tuple[str, dict[str, str]]] = [
       for name in ("ambiguity", "adherence", "diversity", "concept", "geometry")],
 ]
 TIMEOUT = 300
+# Links whose rows come from an action beyond a page's link (uploading photos): "<page file>#<what>".
+UPLOADS_LINK = "pages/diversity.py#uploads"
+UPLOAD_CLASS = "my_tench_photos"
 
 
 def render(page: str, params: dict[str, str]):
+    """The page (a key such as UPLOADS_LINK names its page before '#') opened from its link."""
     from app_support import open_page
 
-    return open_page(page, params, TIMEOUT)
+    return open_page(page.split("#")[0], params, TIMEOUT)
 
 
 def _clean(value, root: str):

@@ -7,6 +7,7 @@ import re
 from unittest import mock
 
 import pytest
+from app_support import table_elements
 from streamlit.testing.v1 import AppTest
 
 TIMEOUT = 180
@@ -84,7 +85,7 @@ def test_generate_shows_grid_charts_statistics_and_url():
     assert len(images) == 8
     kinds = [c.get("mark", {}).get("type") if "facet" not in c else "facet" for c in charts(at)]
     assert kinds == ["facet", "rect", "circle"]  # statistics, heatmap, map
-    table = at.dataframe[0].value
+    table = table_elements(at)[0].value
     assert list(table["statistic"]) == ["mean pairwise cosine", "Vendi score", "effective rank",
                                         "variance in first 2 PCs"]
     assert (table["n"] == 8).all() and (table["95% low"] <= table["value"]).all()
@@ -122,7 +123,7 @@ def test_natural_reference_from_a_local_folder():
     assert not at.exception, at.exception
     reading = [m.value for m in at.markdown if "Synthetic Vendi" in m.value]
     assert len(reading) == 1 and "(n=8)" in reading[0] and "natural" in reading[0]
-    table = at.dataframe[0].value
+    table = table_elements(at)[0].value
     assert sorted(set(table["source"])) == ["natural", "synthetic"]
     sources = {row["source"] for row in chart_rows(at, -1)}
     assert sources == {"synthetic", "natural"}

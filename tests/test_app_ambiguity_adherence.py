@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.adherence import HISTOGRAM_TITLE, RANK_TITLE
 from core.ambiguity import SHARES_TITLE
+from core.markup import md_literal
 from core.registry import GENERATORS, TINY_RANDOM
 
 TIMEOUT = 180
@@ -158,7 +159,8 @@ def test_ambiguity_tampered_links_get_messages_not_tracebacks():
     at = open_page("pages/ambiguity.py", {**AMBIGUITY, "show": "9", "k": "zero", "cal": "folder:nowhere"})
     assert not at.exception, at.exception
     warnings = texts(at.warning)
-    assert "'show'" in warnings and "'k'" in warnings and "folder:nowhere" in warnings
+    # The link's value is quoted as text (core.markup.md_literal: a link is user text).
+    assert "'show'" in warnings and "'k'" in warnings and md_literal("folder:nowhere") in warnings
 
 
 def test_ambiguity_keeps_its_run_across_page_switches():

@@ -26,7 +26,7 @@ def page(path: str, params: dict | None = None) -> AppTest:
 def shown(at: AppTest) -> tuple[list[str], list[dict]]:
     """The Diversity page's reading sentence and its statistics table (values with n and intervals)."""
     reading = [m.value for m in at.markdown if "Synthetic Vendi" in m.value]
-    return reading, at.dataframe[0].value.round(6).to_dict("records")
+    return reading, app_support.table_elements(at)[0].value.round(6).to_dict("records")
 
 
 def no_models(*args, **kwargs):

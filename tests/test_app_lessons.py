@@ -30,6 +30,7 @@ from core.config import DeviceSpec
 from core.diversity import embed_set, natural_set, synthetic_set
 from core.generate import cached_images, resolve_settings
 from core.lessons import LESSONS, closeness_rows, recognition_rows, try_it_params, weakest_class
+from core.markup import md_literal
 from core.models import clip_key
 from core.natural import NaturalFolder
 from core.registry import CLIP_MODELS, GENERATORS, TINY_RANDOM
@@ -183,6 +184,22 @@ def test_each_lesson_asks_its_question_and_waits_for_one_click(tmp_path, monkeyp
     assert Cache(fresh).count_images() == 0
 
 
+def test_models_that_cannot_be_had_are_named_before_the_run_and_the_way_out_stays(tmp_path, monkeypatch):
+    """Offline, with the lesson's real models not downloaded: one click names both the generator and CLIP at once
+    (no run first), and the Run button and "Try it yourself" stay on the page."""
+    monkeypatch.setenv("DDL_CACHE_DIR", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    at = open_lesson("ambiguity", {"generator": "sd-turbo", "clip": "ViT-B-32/laion2b"})
+    assert not at.exception, at.exception
+    with mock.patch("ui.runs", side_effect=AssertionError("the run started")):
+        at = run_button(at).click().run()
+    assert not at.exception, at.exception
+    errors = texts(at.error)
+    assert "Generator:" in errors and "CLIP:" in errors and "Settings used" in errors
+    assert run_button(at) is not None
+    assert any(link.proto.label == "Try it yourself" for link in at.get("page_link"))
+
+
 # -- one lesson after another: the click, the chart's numbers, the full page's numbers ---------------------------------
 def test_ambiguity_lesson_shares_match_core_and_the_ambiguity_page(cached):
     lesson = LESSONS["ambiguity"]
@@ -262,7 +279,7 @@ def test_diversity_lesson_statistics_match_core_and_the_diversity_page(cached):
         full = open_page(lesson.full_page, params)
     assert not full.exception, full.exception
     assert not full.success and not full.warning and not full.error
-    table = full.dataframe[0].value
+    table = app_support.table_elements(full)[0].value
     for _, r in table[table["statistic"].isin(lesson.statistics)].iterrows():
         assert got[(r["source"], r["statistic"])][0] == pytest.approx(r["value"])
 
@@ -288,7 +305,7 @@ def test_concept_lesson_recognition_matches_core_and_the_adherence_rank_of_its_w
         full = open_page(lesson.full_page, params)
     assert not full.exception, full.exception
     assert not full.success and not full.error
-    ranks = next(d.value for d in full.dataframe if "statistic" in d.value.columns)
+    ranks = next(d.value for d in app_support.table_elements(full) if "statistic" in d.value.columns)
     top1 = ranks[ranks["statistic"] == "top-1 (intended class ranked first)"].set_index("source")
     mine = expected[expected["class"] == focus].set_index("source")
     for source in ("synthetic", "natural"):
@@ -314,7 +331,8 @@ def test_geometry_lesson_closeness_matches_core_and_the_clip_geometry_page(cache
         full = open_page(lesson.full_page, params)
     assert not full.exception, full.exception
     assert not full.success and not full.warning and not full.error
-    per_class = next(d.value for d in full.dataframe if "cos(prompt, centroid) (synthetic)" in d.value.columns)
+    per_class = next(d.value for d in app_support.table_elements(full)
+                     if "cos(prompt, centroid) (synthetic)" in d.value.columns)
     for _, r in expected.iterrows():
         shown = per_class.set_index("class").loc[r["class"].replace(" ", "_"), f"cos(prompt, centroid) ({r['source']})"]
         assert shown == f"{r['value']:.3f} [{r['low']:.3f}, {r['high']:.3f}]"
@@ -365,7 +383,7 @@ def test_bad_links_get_messages_and_the_lesson_still_works():
     assert not at.exception, at.exception
     warnings = texts(at.warning)
     assert "'nope'" in warnings and "SD-Turbo" in warnings  # the lesson's own generator instead
-    assert "folder:nowhere" in warnings and SOURCE in warnings
+    assert md_literal("folder:nowhere") in warnings and md_literal(SOURCE) in warnings  # quoted as text
     assert "generator" not in at.query_params and at.query_params["clip"] == TINY_RANDOM
     assert at.title[0].value == LESSONS["geometry"].question
 

@@ -17,6 +17,7 @@ from importlib import metadata
 from unittest import mock
 
 import pytest
+from app_support import table_elements
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 from test_report import ParsedHTML, assert_self_contained
@@ -147,7 +148,7 @@ def test_diversity_report_holds_the_pages_numbers_charts_and_settings():
     # The reading the page shows, word for word, and every number of its statistics table with n.
     reading = next(m.value for m in at.markdown if "Synthetic Vendi" in m.value)
     assert bold_text(reading) in doc.text
-    table = at.dataframe[0].value
+    table = table_elements(at)[0].value
     assert len(table) == 8  # 4 statistics x (synthetic, natural)
     for (source, statistic), (estimate, n) in zip(zip(table["source"], table["statistic"]), estimate_rows(table)):
         assert doc.rows_with(source, statistic, estimate, n), (source, statistic, estimate)
@@ -158,7 +159,7 @@ def test_diversity_report_holds_the_pages_numbers_charts_and_settings():
     images = doc.images()
     assert [m for _, _, m in images].count("image/png") == 3
     assert [a["alt"] for a, _, _ in images if a["alt"].startswith("seed ")] == [f"seed {i}" for i in range(N)]
-    assert {"CLIP cosine similarity between images", "CLIP image embeddings (PCA)"} <= {a["alt"] for a, _, _ in images}
+    assert {"Cosine similarity between images", "CLIP image embeddings (PCA)"} <= {a["alt"] for a, _, _ in images}
     md = check_markdown_zip(downloads, figures=3)
     assert bold_text(reading) in bold_text(md)
 
@@ -183,7 +184,7 @@ def test_ambiguity_report_holds_shares_entropy_calibration_and_clusters():
     k_line = next(v for v in md_lines if v.startswith("k-means"))
     for line in (reading, accuracy, k_line):
         assert bold_text(line) in doc.text, line
-    shares, entropies = at.dataframe[0].value, at.dataframe[1].value
+    shares, entropies = table_elements(at)[0].value, table_elements(at)[1].value
     for row, (estimate, n) in zip(shares.to_dict("records"), estimate_rows(shares, "share")):
         assert doc.rows_with(f"{row['variant']} · {row['sense']}", estimate, n)
     for row, (estimate, n) in zip(entropies.to_dict("records"), estimate_rows(entropies, "entropy (nats)")):
@@ -204,7 +205,7 @@ def test_adherence_report_holds_clipscores_and_ranks():
     for source, estimate in re.findall(r"(generated images|natural photos) (\S+ \[\S+, \S+\]) \(n=4\)", score_line):
         assert doc.rows_with("synthetic" if source == "generated images" else "natural", "mean CLIPScore", estimate,
                              str(N)), (source, estimate)
-    ranks = next(d.value for d in at.dataframe if "statistic" in d.value.columns)
+    ranks = next(d.value for d in table_elements(at) if "statistic" in d.value.columns)
     for row, (estimate, n) in zip(ranks.to_dict("records"), estimate_rows(ranks)):
         assert doc.rows_with(row["source"], row["statistic"], estimate, n)
     assert doc.rows_with("intended class", "tench") and doc.rows_with("class names", "tench, golf ball, parachute")
@@ -234,7 +235,7 @@ def test_lesson_report_holds_its_reading_numbers_settings_and_provenance():
     assert link.startswith("lesson_diversity?") and "generator=tiny-random" in link
     reading = next(bold_text(m.value) for m in at.markdown if m.value.startswith("**Synthetic Vendi"))
     assert reading in bold_text(doc.text)
-    table = next(e.value for e in at.dataframe)
+    table = next(e.value for e in table_elements(at) if "95% low" in e.value.columns)  # not "Settings used"
     for estimate, n in estimate_rows(table):
         assert doc.rows_with(estimate, n), estimate
     assert doc.rows_with("generator model", TINY_RANDOM) and doc.rows_with("CLIP architecture", "ViT-S-32")

@@ -16,10 +16,12 @@ import shutil
 from importlib import metadata
 
 import pytest
+from app_support import table_elements
 from streamlit.testing.v1 import AppTest
 from test_app_report import TIMEOUT, Downloads, bold_text, check_markdown_zip, open_page
 from test_report import ParsedHTML, assert_self_contained
 
+from core.bias import short_prompt
 from core.probe import CLASSIFIERS
 from core.registry import TINY_RANDOM
 
@@ -136,12 +138,12 @@ def test_synthetic_vs_natural_report(classes_generated):
     metrics = {m.label: m.value for m in at.metric}
     assert doc.rows_with("ROC AUC", metrics["ROC AUC (0.5 = chance, 1 = always right)"], "20")
     assert doc.rows_with("balanced accuracy", metrics["balanced accuracy"], "20")
-    per_class = next(d.value for d in at.dataframe if "ROC AUC" in d.value.columns)
+    per_class = next(d.value for d in table_elements(at) if "ROC AUC" in d.value.columns)
     for row in per_class.to_dict("records"):
         assert doc.rows_with(row["class"], "ROC AUC", row["ROC AUC"], str(row["n"])), row
         assert doc.rows_with(row["class"], "balanced accuracy", row["balanced accuracy"], str(row["n"])), row
     # Distances: every cell of the page's table (FD, CMMD, PRDC; n/a with its reason where a set is too small).
-    wide = next(d.value for d in at.dataframe if "FD (CLIP)" in d.value.columns)
+    wide = next(d.value for d in table_elements(at) if "FD (CLIP)" in d.value.columns)
     cells = [(row["class"], stat, row[stat]) for row in wide.to_dict("records")
              for stat in ("FD (CLIP)", "CMMD", "precision", "recall", "density", "coverage")]
     assert len(cells) == 18 and any(shown.startswith("n/a (") for *_, shown in cells)
@@ -171,7 +173,7 @@ def test_train_on_synthetic_report_with_the_clip_filter(classes_generated):
     assert doc.rows_with("page.CLIP filter", "on") and doc.rows_with("page.threshold", "0.5")
 
     # Every accuracy of the summary as displayed (%, 1 decimal), with its training set and test photos.
-    summary = next(d.value for d in at.dataframe if "trained on" in d.value.columns)
+    summary = next(d.value for d in table_elements(at) if "trained on" in d.value.columns)
     assert len(summary) == 6 and "mix (30% synthetic)" in list(summary["trained on"])
     for row in summary.to_dict("records"):
         statistic = (f"accuracy (%), trained on {row['synthetic images']} synthetic + {row['natural photos']} "
@@ -187,19 +189,18 @@ def test_train_on_synthetic_report_with_the_clip_filter(classes_generated):
         assert fragment in doc.text, fragment
     assert doc.rows_with("settings from papers", "he2023")
     assert "He et al. 2023: top-up" in defaults and "He et al. 2023: logit scale" in defaults
-    filtered = next(d.value for d in at.dataframe if "training set" in d.value.columns)
+    filtered = next(d.value for d in table_elements(at) if "training set" in d.value.columns)
     for row in filtered.to_dict("records"):
         assert doc.rows_with(row["training set"], f"accuracy (%), {row['synthetic images']} synthetic images",
                              row["accuracy on natural photos (%)"], str(row["test photos"])), row
-    per_class = next(d.value for d in at.dataframe if "filtered out" in d.value.columns)
+    per_class = next(d.value for d in table_elements(at) if "filtered out" in d.value.columns)
     dropped = int(per_class["filtered out"].sum())
     assert len([a for a, _, m in doc.images() if m == "image/jpeg"]) == dropped == len(at.get("image"))
 
     assert figures(doc)[:4] == ["Accuracy on held-out natural photos (dashed: chance, 0.50)",
                                 "Accuracy per class on natural photos",
-                                "Confusion matrix: trained on synthetic only",
-                                "Accuracy on the held-out natural photos vs training images per class "
-                                f"({CLASSIFIERS['knn']})"]
+                                "Confusion matrix (synthetic only)",
+                                f"Learning curve ({CLASSIFIERS['knn']})"]
     assert len(figures(doc)) == 5  # and diversity vs accuracy
     check_markdown_zip(downloads, figures=5)
 
@@ -224,7 +225,7 @@ def test_clip_geometry_report_with_a_papers_prompt():
         assert doc.rows_with("synthetic", statistic, row["synthetic"], "8"), statistic
         assert doc.rows_with("natural", statistic, row["natural"], "12"), statistic
     # Per class: every cell of the page's wide table.
-    wide = at.dataframe[1].value
+    wide = next(t.value for t in table_elements(at) if "modality gap (synthetic)" in t.value.columns)
     for row in wide.to_dict("records"):
         for column, shown in row.items():
             if column != "class":
@@ -235,8 +236,8 @@ def test_clip_geometry_report_with_a_papers_prompt():
     assert bold_text(offsets) in doc.text
     closeness = next(m.value for m in at.markdown if m.value.startswith("**In "))
     assert bold_text(closeness) in doc.text
-    assert figures(doc) == ["All classes (95% intervals)", "Nearer its prompt: synthetic or natural? (click a class)",
-                            "|centroid(synthetic) - centroid(natural)| per class",
+    assert figures(doc) == ["All classes (95% intervals)", "Nearer its prompt? (click a class)",
+                            "Centroid distance per class",
                             "Cosine between the classes' offsets", "Every image projected on the mean offset direction",
                             "Cosine of each image with its class-and-source centroid"]
     assert "Not measured for this report" in doc.text
@@ -264,9 +265,11 @@ def test_stable_bias_report():
     # The reading and the cluster-by-prompt counts and shares, every cell as the page shows it.
     reading = next(m.value for m in at.markdown if m.value.startswith("**At 4 clusters"))
     assert bold_text(reading) in doc.text
-    counts, shares = at.dataframe[0].value, at.dataframe[1].value
+    counts, shares = table_elements(at)[0].value, table_elements(at)[1].value
     assert int(counts["all prompts"].sum()) == 8
     count_table, share_table = [t for t in doc.tables if t and t[0] and t[0][0] == "cluster"]
+    # The page's headers leave out the prompts' common start; the report keeps the prompts whole.
+    count_table[0], share_table[0] = ([t[0][0], *map(short_prompt, t[0][1:])] for t in (count_table, share_table))
     assert count_table == [["cluster", *counts.columns]] + [[cluster, *map(str, row)] for cluster, row in
                                                             zip(counts.index, counts.values.tolist())]
     assert share_table == [["cluster", *shares.columns]] + [[cluster, *row] for cluster, row in

@@ -10,7 +10,10 @@ import shutil
 from unittest import mock
 
 import pytest
+from app_support import table_elements
 from streamlit.testing.v1 import AppTest
+
+from core.bias import short_prompt
 
 TIMEOUT = 240
 PAGE = "pages/stable_bias.py"
@@ -52,7 +55,7 @@ def texts(at: AppTest, kind: str) -> str:
 
 
 def tables(at: AppTest) -> list:
-    return [d.value for d in at.dataframe]
+    return [d.value for d in table_elements(at)]
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +72,12 @@ def test_generates_clusters_and_shows_the_table(generated):
     assert "16 images generated, 0 reused from the cache." in texts(at, "success")
     assert [h.value for h in at.header] == ["Clusters by prompt", "What each cluster looks like (k = 12)"]
     counts, shares = tables(at)[:2]
-    assert list(counts.columns) == [*PROMPTS, "all prompts"]
+    # Headers without the prompts' common start (the chart's tooltip has them in full).
+    assert list(counts.columns) == [*map(short_prompt, PROMPTS), "all prompts"]
     assert list(counts.index) == [f"C{i}" for i in range(1, 13)]
-    assert list(counts[PROMPTS].sum(axis=0)) == [4, 4, 4, 4] and counts["all prompts"].sum() == 16
-    assert all(v.endswith("%") for v in shares[PROMPTS[0]])
+    short = [short_prompt(p) for p in PROMPTS]
+    assert list(counts[short].sum(axis=0)) == [4, 4, 4, 4] and counts["all prompts"].sum() == 16
+    assert all(v.endswith("%") for v in shares[short[0]])
     spec = next(json.loads(e.proto.spec) for e in at.main if getattr(e, "type", "") == "vega_lite_chart")
     assert spec["title"] == "Share of each prompt's portraits in each cluster (k = 12)"
     assert "At 12 clusters" in texts(at, "markdown")
@@ -136,3 +141,13 @@ def test_the_preset_fills_the_generator_and_cites_the_paper(generated):
                      "NeurIPS 2023", "arXiv:2303.11408", "'Photo portrait of a {adjective} {profession}'",
                      "12, 24 and 48", "the lab's own choice"):
         assert fragment in text, fragment
+
+
+def test_a_fresh_visit_starts_from_the_papers_preset():
+    """No link, no earlier choice: the form holds the paper's settings, so the preset box reports no departure
+    (it used to say the settings differ "in: generator", from the lab-wide default generator)."""
+    at = AppTest.from_file("../Home.py", default_timeout=TIMEOUT).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    assert not [c.value for c in at.caption if "differ from the preset" in c.value]
+    assert at.selectbox(key="generator").value == "sd-1.5"

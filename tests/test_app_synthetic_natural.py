@@ -12,6 +12,7 @@ import shutil
 from unittest import mock
 
 import pytest
+from app_support import table_elements
 from streamlit.testing.v1 import AppTest
 
 TIMEOUT = 240
@@ -93,10 +94,10 @@ def test_synthetic_vs_natural_generates_and_shows_every_section(generated):
                                            "One map: images and prompts", "Nearest natural photos"]
     assert "ROC AUC" in texts(at, "markdown") and "n = 28 images" in texts(at, "markdown")
     # The counts behind every number.
-    counts = at.dataframe[0].value
+    counts = table_elements(at)[0].value
     assert list(counts["synthetic images"]) == [6, 6] and list(counts["natural photos"]) == [8, 8]
     # Distances: one row per class and one pooled, every statistic with an interval, n in the table.
-    distances = next(d.value for d in at.dataframe if "FD (CLIP)" in d.value.columns)
+    distances = next(d.value for d in table_elements(at) if "FD (CLIP)" in d.value.columns)
     assert list(distances["class"]) == ["tench", "church", "all classes"]
     assert list(distances.columns[1:7]) == ["FD (CLIP)", "CMMD", "precision", "recall", "density", "coverage"]
     assert all("[" in v for v in distances["CMMD"])
@@ -137,7 +138,7 @@ def test_pages_reopen_from_the_cache_without_generating_or_embedding(generated):
 def test_train_on_synthetic_page(generated):
     at = open_page(TRAIN, PARAMS)
     assert not at.exception, at.exception
-    summary = next(d.value for d in at.dataframe if "trained on" in d.value.columns)
+    summary = next(d.value for d in table_elements(at) if "trained on" in d.value.columns)
     assert len(summary) == 6 and set(summary["test photos"]) == {8}  # 4 held-out photos x 2 classes
     assert list(summary["synthetic images"][:3]) == [12, 0, 6] and list(summary["natural photos"][:3]) == [0, 8, 6]
     gap = [m.value for m in at.markdown if "held-out natural photos correctly" in m.value]
@@ -145,21 +146,22 @@ def test_train_on_synthetic_page(generated):
     specs = charts(at)
     assert any(t.startswith("Accuracy on held-out natural photos") for t in specs)
     assert any(t.startswith("Confusion matrix") for t in specs)
-    assert any(t.startswith("Accuracy on the held-out natural photos vs training images") for t in specs)
+    assert any(t.startswith("Learning curve (") for t in specs)
     assert at.info[-1].value == "Click a point to see that class's images."
     # The share slider and the classifier live in the URL.
     at.select_slider[0].set_value(30).run()
     at.radio[0].set_value("knn").run()
     assert not at.exception
     assert at.query_params["share"] == "30" and at.query_params["clf"] == "knn"
-    assert "mix (30% synthetic)" in list(next(d.value for d in at.dataframe if "trained on" in d.value.columns)
+    assert "mix (30% synthetic)" in list(next(d.value for d in table_elements(at) if "trained on" in d.value.columns)
                                          ["trained on"])
     # Clicking a class in the diversity-vs-accuracy chart shows its images.
     at.session_state["diversity_accuracy"] = {"selection": {"class_pick": [{"class": "church"}]}}
     at.run()
     assert not at.exception
-    assert [s.value for s in at.main.subheader][-2:] == ["church: synthetic images (prompt 'a photo of a church')",
-                                                   "church: natural photos"]
+    # Titles that name a class and its prompt are plain text (st.text): user text is never Markdown.
+    assert [s.value for s in at.main.text][-2:] == ["church: synthetic images (prompt 'a photo of a church')",
+                                              "church: natural photos"]
     assert len(at.get("image")) == 6 + 8
 
 
@@ -188,6 +190,8 @@ def test_clip_geometry_page_click_and_norms(generated):
     assert not at.exception, at.exception
     assert "Length of the image embedding before normalisation" in charts(at)
     assert "Median image norm" in texts(at, "markdown")
+    # Its job done, the button goes at once (and so does its Cancel), not only on the next visit.
+    assert not any(b.label.startswith("Measure the norms") or b.label == "Cancel" for b in at.button)
     again = open_page(GEOMETRY, PARAMS)
     assert not any(b.label.startswith("Measure the norms") for b in again.button)
 
@@ -207,7 +211,7 @@ def test_tampered_links_get_messages_not_tracebacks(generated):
 
 
 def summary_ok(at: AppTest) -> bool:
-    return any("trained on" in d.value.columns for d in at.dataframe)
+    return any("trained on" in d.value.columns for d in table_elements(at))
 
 
 def test_bad_choices_in_the_form_get_errors_with_a_fix(generated):
@@ -241,7 +245,7 @@ def test_switching_pages_keeps_the_experiment(generated):
     at.query_params.clear()
     at.switch_page(GEOMETRY).run()
     assert not at.exception and at.query_params["classes"] == "tench,church"
-    assert "Choose the classes" not in texts(at, "info") and at.dataframe
+    assert "Choose the classes" not in texts(at, "info") and table_elements(at)
 
 
 # -- presets from papers (core.literature) and He et al.'s CLIP filter ----------------------------------------------
@@ -295,7 +299,7 @@ def test_a_background_preset_runs_and_a_link_reopens_with_its_citation(generated
     assert "12 images generated, 0 reused from the cache." in texts(at, "success")
     assert at.query_params["template"] == "wn-background"
     assert "Backgrounds b: airfield, alley" in texts(at, "caption")
-    counts = at.dataframe[0].value
+    counts = table_elements(at)[0].value
     assert list(counts["prompt"]) == ["tench, cyprinid inside <Places365 scene>",
                                       "church, place of worship inside <Places365 scene>"]
     assert list(counts["synthetic images"]) == [6, 6]
@@ -320,11 +324,11 @@ def test_clip_filter_shows_what_it_drops_and_both_accuracies(generated):
                      "threshold** = 1/K"):
         assert fragment in text, fragment
     assert at.slider[0].value == pytest.approx(0.5)  # 1/K, K = 2 classes
-    per_class = next(d.value for d in at.dataframe if "filtered out" in d.value.columns)
+    per_class = next(d.value for d in table_elements(at) if "filtered out" in d.value.columns)
     assert list(per_class["generated"]) == [6, 6]
     assert (per_class["kept"] + per_class["filtered out"]).tolist() == [6, 6]
     assert all(k >= 2 for k in per_class["kept"])  # topped up to 2 at least
-    accuracy = next(d.value for d in at.dataframe if "training set" in d.value.columns)
+    accuracy = next(d.value for d in table_elements(at) if "training set" in d.value.columns)
     assert list(accuracy["training set"]) == ["all synthetic images (unfiltered)", "CLIP-filtered",
                                               "random subset, same size per class"]
     assert accuracy["synthetic images"][0] == 12 and accuracy["synthetic images"][1] == per_class["kept"].sum()
@@ -335,11 +339,11 @@ def test_clip_filter_shows_what_it_drops_and_both_accuracies(generated):
     # Threshold 1: nothing passes, every class keeps its 2 most confident, 4 of 6 filtered out per class.
     at.slider[0].set_value(1.0).run()
     assert not at.exception and at.query_params["cf_t"] == "1"
-    per_class = next(d.value for d in at.dataframe if "filtered out" in d.value.columns)
+    per_class = next(d.value for d in table_elements(at) if "filtered out" in d.value.columns)
     assert list(per_class["kept"]) == [2, 2] and list(per_class["topped up"]) == [2, 2]
     assert len(at.get("image")) == 8
     # Threshold 0: every image passes, nothing is shown as filtered out.
     at.slider[0].set_value(0.0).run()
-    per_class = next(d.value for d in at.dataframe if "filtered out" in d.value.columns)
+    per_class = next(d.value for d in table_elements(at) if "filtered out" in d.value.columns)
     assert list(per_class["filtered out"]) == [0, 0] and len(at.get("image")) == 0
     assert "tench: nothing filtered out." in texts(at, "caption")

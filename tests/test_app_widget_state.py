@@ -15,6 +15,7 @@ import app_support
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.markup import md_literal
 from core.registry import TINY_RANDOM
 
 TIMEOUT = 180
@@ -133,7 +134,7 @@ def test_diversity_prompt_takes_two_generates_in_a_row():
     at = open_page("pages/diversity.py", DIVERSITY)
     for prompt in ("a photo of a church", "a photo of a golf ball"):
         at = generate_with(at, "Prompt", prompt)
-        assert at.query_params["prompt"] == prompt and run_line(at).startswith(f"**Run:** `{prompt}`")
+        assert at.query_params["prompt"] == prompt and run_line(at).startswith(f"**Run:** {md_literal(prompt)} ·")
         assert len(at.get("image")) == N
 
 
@@ -141,7 +142,7 @@ def test_diversity_negative_prompt_takes_two_generates_in_a_row():
     at = open_page("pages/diversity.py", DIVERSITY)
     for negative in ("blurry", "a drawing"):
         at = generate_with(at, "Negative prompt (optional)", negative)
-        assert at.query_params["negative_prompt"] == negative and f"negative `{negative}`" in run_line(at)
+        assert at.query_params["negative_prompt"] == negative and f"negative: {md_literal(negative)}" in run_line(at)
 
 
 def test_diversity_link_values_still_start_the_widgets_and_bad_ones_fall_back():

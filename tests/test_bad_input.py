@@ -10,6 +10,7 @@ import io
 import sqlite3
 
 import pytest
+from app_support import table_elements
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -101,9 +102,9 @@ def test_a_photo_folder_with_broken_files_keeps_the_good_ones_and_lists_the_rest
     assert not at.exception, at.exception
     expander = next(e for e in at.expander if "file(s) in 'tench' were left out" in e.label)
     assert expander.label.startswith("3 file(s)")
-    listed = " ".join(m.value for m in expander.markdown)
+    listed = " ".join(t.value for t in expander.text)  # file names: plain text, never Markdown
     assert "truncated.jpg" in listed and "notes.jpg" in listed and "50-megapixel limit" in listed
-    table = at.dataframe[0].value
+    table = table_elements(at)[0].value
     assert set(table[table["source"] == "natural"]["n"]) == {4}  # ok0-2 and the CMYK photo
 
 
@@ -115,7 +116,7 @@ def test_a_class_with_a_single_photo_says_statistics_need_two(awkward_photos):
         at.number_input[0].set_value(4)
         at = at.button[0].click().run()
     assert not at.exception, at.exception
-    table = at.dataframe[0].value
+    table = table_elements(at)[0].value
     natural = table[table["source"] == "natural"]
     assert (natural["n"] == 1).all() and natural["value"].isna().all()
     assert "not enough images to compare" in " ".join(m.value for m in at.markdown)

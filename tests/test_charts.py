@@ -27,3 +27,12 @@ def test_statistics_chart_drops_undefined_values():
             ("natural", Estimate("Vendi score", float("nan"), float("nan"), float("nan"), 1))]
     values = next(iter(statistics_chart(rows).to_dict()["datasets"].values()))
     assert [v["source"] for v in values] == ["synthetic"]
+
+
+def test_map_legend_lists_only_the_sources_it_shows():
+    """With no natural reference chosen, the legend must not offer a "natural" entry that refers to nothing."""
+    df = pd.DataFrame({"x": [0.0, 1.0], "y": [1.0, 0.0], "source": ["synthetic", "synthetic"],
+                       "label": ["seed 0", "seed 1"], "image": ["", ""], "highlighted": [False, False]})
+    assert embedding_map(df, "PCA").to_dict()["encoding"]["color"]["scale"]["domain"] == ["synthetic"]
+    both = pd.concat([df, df.assign(source="natural")])
+    assert embedding_map(both, "PCA").to_dict()["encoding"]["color"]["scale"]["domain"] == ["synthetic", "natural"]

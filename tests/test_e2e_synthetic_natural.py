@@ -30,8 +30,8 @@ EXPERIMENT = {"classes": "tench,church", "n": "4", "n_nat": "6", "generator": "t
               "ref": "folder:imagenette224"}
 N_IMAGES = 2 * 4
 MAP_TITLE = "Synthetic images, natural photos and prompts in CLIP space (PCA)"
-DIVERSITY_TITLE = "One point per class: diversity of its synthetic set vs its accuracy (click a point)"
-CLOSENESS_TITLE = "Nearer its prompt: synthetic or natural? (click a class)"
+DIVERSITY_TITLE = "Diversity of each class's synthetic images vs its accuracy (click a point)"
+CLOSENESS_TITLE = "Nearer its prompt? (click a class)"
 
 
 # --- the app server (as tests/test_e2e.py) ------------------------------------------------------------------------
@@ -124,7 +124,8 @@ def test_three_pages_generate_hover_and_click(e2e_page, app_server, request):
         diversity = chart_titled(page, DIVERSITY_TITLE)
         expect(symbols(diversity)).to_have_count(2)
         click_a_point_until(page, symbols(diversity),
-                            page.get_by_role("heading", name=re.compile(r"^(tench|church): synthetic images")))
+                            # plain text (st.text), not a heading: it quotes a class and its prompt
+                            page.get_by_text(re.compile(r"^(tench|church): synthetic images")))
         wait_idle(page)
         expect(page.get_by_text("Click a point to see that class's images.")).to_have_count(0)
 

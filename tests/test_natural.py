@@ -94,8 +94,11 @@ def test_uploads_are_stored_by_content_never_by_name(tmp_path):
 
 
 def test_uploads_that_are_not_images_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="not a readable image"):
+    # Pillow names the bytes '<_io.BytesIO object at 0x...>', and a folder's advice does not fit an upload.
+    with pytest.raises(ValueError, match="not a readable image") as refused:
         store_upload(tmp_path, "cats", b"#!/bin/sh\nrm -rf /\n")
+    assert "BytesIO" not in str(refused.value) and "folder" not in str(refused.value)
+    assert "upload that file" in str(refused.value)
     with pytest.raises(ValueError, match="class name"):
         store_upload(tmp_path, "///", png_bytes())
     assert not any(tmp_path.rglob("*.*"))
@@ -232,6 +235,9 @@ def test_offline_download_fails_fast_with_a_fix(tmp_path, loopback_server):
     with pytest.raises(DownloadError, match="Could not download.*Fix"):
         download_reference_set(tmp_path / "x", f"{base}/missing.tgz", "0" * 32)
     closed = "http://127.0.0.1:9/imagenette.tgz"  # discard port: connection refused
-    with pytest.raises(DownloadError, match="connect to the internet"):
+    with pytest.raises(DownloadError, match="connect to the internet") as offline:
         download_reference_set(tmp_path / "x", closed, "0" * 32)
+    # The fix names options that exist (the lab has no 'local folder' choice for natural photos).
+    assert "local folder" not in str(offline.value) and "DDL_NATURAL_ROOTS" in str(offline.value)
+    assert "photos uploaded here" in str(offline.value)
     assert time.monotonic() - start < 5

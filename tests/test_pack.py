@@ -22,6 +22,7 @@ from core.generate import (
     generate_missing,
     resolve_settings,
 )
+from core.geometry import embedding_norms, is_norm_key, norm_cache_key, text_norms
 from core.natural import reference_sources
 from core.pack import PackError, cached_runs, export_pack, import_pack, imported_packs, main, natural_classes, read_pack
 from core.registry import GENERATORS, TINY_RANDOM
@@ -34,7 +35,8 @@ PROMPT = "a photo of a tench"
 @pytest.fixture(scope="module")
 def source_cache(tmp_path_factory, tiny_pipe, tiny_folder, tiny_clip, cpu, imagenette_dir):
     """A cache with two runs (one generated as if on another device), their embeddings and thumbnails, a text
-    embedding, and 6 embedded natural photos of 'tench' from the shared Imagenette folder."""
+    embedding, 6 embedded natural photos of 'tench' from the shared Imagenette folder, and the lengths CLIP geometry's
+    "Measure the norms" keeps: of the first run's images, of the photos and of the prompt."""
     cache = Cache(tmp_path_factory.mktemp("pack-source"))
     preset = GENERATORS[TINY_RANDOM]
     req = RunRequest(PROMPT, n=4, generator=TINY_RANDOM).with_preset_defaults(preset)
@@ -53,6 +55,9 @@ def source_cache(tmp_path_factory, tiny_pipe, tiny_folder, tiny_clip, cpu, image
     sources = reference_sources(cache.root, [imagenette_dir])
     photos = natural_set(sources[SOURCE][1].images("tench"), n=6)
     embed_set(cache, tiny_clip.key, photos, lambda: tiny_clip)
+    first = synthetic_set(cached_images(settings, req.prompt, req.seeds, cache))
+    embedding_norms(cache, tiny_clip.key, first.shas + photos.shas, first.loaders + photos.loaders, lambda: tiny_clip)
+    text_norms(cache, tiny_clip.key, [PROMPT], lambda: tiny_clip)
     return cache, sources, settings, gpu
 
 
@@ -79,8 +84,8 @@ def test_round_trip_restores_every_entry(source_cache, tmp_path):
     pack = tmp_path / "demo.zip"
     summary = export_pack(pack, cache, cached_runs(cache), [(SOURCE, "tench")], sources, "Tench demo")
     assert (summary.runs, summary.images, summary.natural_photos, summary.thumbnails) == (2, 7, PHOTOS_PER_CLASS, 7)
-    # 7 generated + 6 photos + 1 text embedded, nothing else in this cache
-    assert summary.embeddings == 14
+    # 7 generated + 6 photos + 1 text embedded, 4 + 6 + 1 of them measured before normalisation: nothing else
+    assert summary.embeddings == 25
 
     target = Cache(tmp_path / "empty-cache")
     report = import_pack(pack, target)
@@ -105,6 +110,17 @@ def test_round_trip_restores_every_entry(source_cache, tmp_path):
     assert natural_set(here[SOURCE][1].images("tench"), n=6).shas == \
         natural_set(sources[SOURCE][1].images("tench"), n=6).shas
     assert imported_packs(target)[0]["title"] == "Tench demo"
+    assert sum(is_norm_key(k) for k, _ in target.embedding_keys()) == 11  # the measured norms came along
+
+
+def test_a_measured_norm_stays_behind_with_its_photo(source_cache, tmp_path):
+    cache, sources, _, _ = source_cache
+    pack = tmp_path / "no-photos.zip"
+    export_pack(pack, cache, cached_runs(cache), [], sources)
+    _, tables = read_pack(pack)
+    photo_shas = natural_set(sources[SOURCE][1].images("tench"), n=6).shas
+    keys = {row["key"] for row in tables["embeddings"]}
+    assert not keys & {norm_cache_key(s) for s in photo_shas} and sum(map(is_norm_key, keys)) == 5
 
 
 def test_import_twice_changes_nothing(source_cache, tmp_path):
@@ -144,13 +160,15 @@ def _rewrite(pack: bytes, member: str, edit) -> bytes:
     return out.getvalue()
 
 
-def _table_edit(column: str, change):
+def _table_edit(column: str, change, which=lambda row: True):
+    """Change `column` of the first row `which` accepts."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     def edit(data: bytes) -> bytes:
         rows = pq.read_table(io.BytesIO(data)).to_pylist()
-        rows[0][column] = change(rows[0][column])
+        first = next(r for r in rows if which(r))
+        first[column] = change(first[column])
         buf = io.BytesIO()
         pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(io.BytesIO(data))), buf)
         return buf.getvalue()
@@ -167,7 +185,12 @@ def _table_edit(column: str, change):
     (lambda p: _rewrite(p, "images.parquet", _table_edit("seed", lambda s: s + 100)), "key that does not match"),
     (lambda p: _rewrite(p, "natural.parquet", _table_edit("file_name", lambda n: "../../evil.jpg")), "unsafe"),
     (lambda p: _rewrite(p, "embeddings.parquet", _table_edit("vector", lambda v: [x * 2 for x in v])),
-     "not a finite unit vector"),
+     "not a unit vector"),
+    (lambda p: _rewrite(p, "embeddings.parquet", _table_edit("vector", lambda v: [float("nan")] * len(v))),
+     "not a finite number"),
+    (lambda p: _rewrite(p, "embeddings.parquet", _table_edit("vector", lambda v: [-1.0],
+                                                             lambda row: is_norm_key(row["key"]))),
+     "not one positive number"),
     (lambda p: _rewrite(p, "thumbnails.parquet", _table_edit("jpeg", lambda b: b"garbage")), "does not decode"),
 ])
 def test_damaged_pack_is_refused_and_changes_nothing(source_cache, tmp_path, damage, message):
@@ -209,8 +232,11 @@ def test_pack_tables_open_without_the_lab(source_cache, tmp_path):
         emb = pd.read_parquet(io.BytesIO(z.read("embeddings.parquet")))
         stats = pd.read_parquet(io.BytesIO(z.read("statistics.parquet")))
         manifest = json.loads(z.read("manifest.json"))
-    assert emb["vector"].map(len).nunique() == 1
-    assert np.allclose(np.linalg.norm(np.stack(emb["vector"].to_numpy()), axis=1), 1, atol=1e-5)
+    # Unit vectors of the model's size, and the lengths measured before normalisation: one positive number each.
+    norms = emb["key"].map(is_norm_key)
+    assert emb["vector"][~norms].map(len).nunique() == 1 and (emb["vector"][norms].map(len) == 1).all()
+    assert np.allclose(np.linalg.norm(np.stack(emb["vector"][~norms].to_numpy()), axis=1), 1, atol=1e-5)
+    assert norms.sum() == 5 and all(v[0] > 0 for v in emb["vector"][norms])
     vendi = stats[(stats.prompt == PROMPT) & (stats.statistic == "Vendi score")]
     assert len(vendi) == 1 and 1.0 <= vendi.value.iloc[0] <= 4.0 and vendi.n.iloc[0] == 4
     assert {r["prompt"] for r in manifest["runs"]} == {PROMPT, "a photo of a church"}
