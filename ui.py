@@ -5,6 +5,7 @@ device summary and the sidebar status. Pages import this, never each other.
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import streamlit as st
@@ -14,6 +15,7 @@ from core.cache import Cache, CacheError
 from core.engine import Engine, Plan, Run
 from core.generate import RunRequest
 from core.local import all_clip_models, generator_preset
+from core.markup import md_literal
 from core.models import (
     ClipModel,
     ModelUnavailableError,
@@ -132,10 +134,10 @@ def _sidebar_status() -> None:
         clp = all_clip_models().get(selected_clip())
         if gen:
             here = "weights here" if generator_present(gen) else "weights not downloaded yet"
-            st.markdown(f"**Generator:** {gen.label}  \n`{gen.model_id}`: {here}")
+            st.markdown(f"**Generator:** {md_literal(gen.label)}  \n{md_literal(gen.model_id)}: {here}")
         if clp:
             here = "weights here" if clip_present(clp) else "weights not downloaded yet"
-            st.markdown(f"**CLIP:** {clp.label}: {here}")
+            st.markdown(f"**CLIP:** {md_literal(clp.label)}: {here}")
         # A placeholder, so a page that adds images can refresh the line in the same run.
         st.session_state["_cache_status_slot"] = st.empty()
         try:
@@ -163,7 +165,7 @@ def refresh_cache_status() -> None:
     slot = st.session_state.get("_cache_status_slot")
     if slot is not None:
         c = cache()
-        slot.markdown(f"**Cache:** {c.count_images()} images, {_human_bytes(c.size_bytes())}  \n`{c.root}`")
+        slot.markdown(f"**Cache:** {c.count_images()} images, {_human_bytes(c.size_bytes())}  \n{md_literal(c.root)}")
 
 
 def engine() -> Engine:
@@ -197,27 +199,102 @@ def runs(requests: list[RunRequest], *, generate: bool) -> list[Run]:
     return eng.runs(plan)
 
 
-def _generate(eng: Engine, plan: Plan) -> None:
-    # Clicking Cancel makes Streamlit stop this script at its next UI call (the progress bar, once per step);
-    # every batch committed before then stays in the cache, and the lock is released on the way out.
+@contextmanager
+def working(text: str):
+    """A progress bar and a Cancel button while core work runs; yields `progress(done, total)` for its callback.
+
+    Clicking Cancel makes Streamlit stop this script at its next UI call (the bar's next update): work the core
+    committed before then (generated batches, embedded batches) stays in the cache. Both disappear when the work
+    ends."""
     cancel_slot = st.empty()
-    # A page may generate twice in one run (e.g. a run, then a sweep): each Cancel button needs its own key.
+    # A page may run several such steps in one run: each Cancel button needs its own key.
     st.session_state["_cancel_buttons"] = st.session_state.get("_cancel_buttons", 0) + 1
-    cancel_slot.button("Cancel", help="Stop after the current step; finished images stay in the cache.",
+    cancel_slot.button("Cancel", help="Stop after the current step; finished work stays in the cache.",
                        key=f"cancel-{st.session_state['_cancel_buttons']}")
-    bar = st.progress(0.0, text="Waiting for the generator...")
+    bar = st.progress(0.0, text=f"{text}...")
+
+    def progress(done: int, total: int, detail: str = "") -> None:
+        bar.progress(min(1.0, done / max(total, 1)), text=detail or f"{text}: {done} of {total}")
+
     try:
-        totals = eng.generate(plan, on_progress=lambda p: bar.progress(p.fraction, text=p.describe()))
-    except (ModelUnavailableError, CacheError) as exc:
+        yield progress
+    finally:
         bar.empty()
         cancel_slot.empty()
+
+
+def _generate(eng: Engine, plan: Plan) -> None:
+    try:
+        with working("Waiting for the generator") as progress:
+            totals = eng.generate(plan, on_progress=lambda p: progress(round(p.fraction * 1000), 1000, p.describe()))
+    except (ModelUnavailableError, CacheError) as exc:
         refresh_cache_status()
-        st.error(str(exc))
+        st.error(md_literal(exc))
         st.stop()
-    bar.empty()
-    cancel_slot.empty()
     refresh_cache_status()
     st.success(f"{totals.generated} images generated, {totals.reused} reused from the cache.")
+
+
+def embed(cache: Cache, clip_key: str, images, get_clip, text: str = "Embedding images with CLIP"):
+    """core.diversity.embed_set with a progress bar and Cancel while images are embedded (none when all are
+    cached). Each embedded batch is committed at once, so a Cancel keeps what was done."""
+    from core.diversity import embed_set
+
+    if len(cache.get_embeddings(clip_key, list(images.shas))) == len(set(images.shas)):
+        return embed_set(cache, clip_key, images, get_clip)  # all cached: no bar, no button
+    with working(text) as progress:
+        return embed_set(cache, clip_key, images, get_clip, progress=progress)
+
+
+_PROJECTIONS: dict = {}  # (embeddings' sha256, shape, method) -> project_2d's answer, for every session
+MAX_PROJECTIONS = 64
+
+
+def projection(embeddings, method: str):
+    """core.stats.project_2d, remembered for the process. t-SNE (tens of seconds for a few hundred points) runs
+    in the background behind the elapsed time and a Cancel button; PCA takes milliseconds and runs here."""
+    import hashlib
+
+    from core.stats import project_2d
+
+    key = (hashlib.sha256(embeddings.tobytes()).hexdigest(), embeddings.shape, method)
+    if key not in _PROJECTIONS:
+        if method == "tsne":
+            value = in_background(lambda: project_2d(embeddings, method), f"Projecting {len(embeddings)} points "
+                                  f"with t-SNE")
+        else:
+            value = project_2d(embeddings, method)
+        while len(_PROJECTIONS) >= MAX_PROJECTIONS:
+            _PROJECTIONS.pop(next(iter(_PROJECTIONS)))
+        _PROJECTIONS[key] = value
+    return _PROJECTIONS[key]
+
+
+def in_background(fn, text: str):
+    """fn() on a worker thread while the page shows the elapsed time and a Cancel button; its result (or its
+    exception). For long core calls with no progress of their own (t-SNE): a Cancel stops the page at once, and
+    the abandoned call's result is dropped. `fn` must not call Streamlit (it runs outside the script's thread)."""
+    import time
+
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # noqa: B036 - handed to the script's thread below
+            out["error"] = exc
+
+    worker = threading.Thread(target=run, name="ddl-background", daemon=True)
+    start = time.monotonic()
+    with working(text) as progress:
+        worker.start()
+        while worker.is_alive():
+            elapsed = time.monotonic() - start
+            progress(0, 1, f"{text}: {elapsed:.0f} s")  # a Cancel click stops the script here
+            worker.join(0.25)
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
 
 
 # -- page building blocks shared by the pages ------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from core.classes import (
     text_embeddings,
     validate_spec,
 )
-from core.diversity import THUMB_SIZE, embed_set, natural_set, synthetic_set
+from core.diversity import THUMB_SIZE, natural_set, synthetic_set
 from core.generate import MAX_IMAGES
 from core.literature import ORIGIN_LAB, PRESETS, SOURCES, Preset, matching_presets, presets_for
 from core.markup import md_list, md_literal
@@ -379,8 +379,8 @@ def _load(spec: ClassListSpec, folder: NaturalFolder, generate: bool, min_classe
                 notes.append(f"'{md_literal(name)}' is left out: it has {len(syn)} synthetic image(s) in the cache and "
                              f"{len(nat)} natural photo(s); every analysis needs at least {MIN_PER_CLASS} of each.")
                 continue
-            syn_emb = embed_set(cache, ckey, syn, lambda: ui.clip(spec.clip))
-            nat_emb = embed_set(cache, ckey, nat, lambda: ui.clip(spec.clip))
+            syn_emb = ui.embed(cache, ckey, syn, lambda: ui.clip(spec.clip))
+            nat_emb = ui.embed(cache, ckey, nat, lambda: ui.clip(spec.clip))
             loaded.append((name, syn, nat, syn_emb, nat_emb, [run.request.prompt for run in runs]))
             bar.progress((i + 1) / len(runs_by_class),
                          text=f"Embedded {md_literal(name)} ({i + 1} of {len(runs_by_class)} classes)")

@@ -29,7 +29,7 @@ from core.cache import Cache
 from core.charts import statistics_chart
 from core.classes import NATURAL_SEED
 from core.classes import text_embeddings as prompt_embeddings
-from core.diversity import embed_set, natural_set, synthetic_set, thumbnails
+from core.diversity import natural_set, synthetic_set, thumbnails
 from core.diversity import reading as diversity_reading
 from core.generate import cached_alternatives
 from core.lessons import (
@@ -278,7 +278,7 @@ def _ambiguity(ctx: Context) -> Answer:
     variants, names = req.variants(), [s.name for s in req.senses]
     sets = [synthetic_set(r.images) for r in ctx.runs]
     sense_vectors = class_vectors(ctx.cache, ctx.ckey, [s.text for s in req.senses], ctx.get_clip)
-    assignments = [assign(embed_set(ctx.cache, ctx.ckey, s, ctx.get_clip), sense_vectors) for s in sets]
+    assignments = [assign(ui.embed(ctx.cache, ctx.ckey, s, ctx.get_clip), sense_vectors) for s in sets]
     shares = share_rows(variants, assignments, names)
     jpegs = thumbnails(ctx.cache, sets[0], STRIP_SIZE)
     strips = [(f"'{md_literal(variants[0].prompt)}' drawn as **{md_literal(sense)}**: {len(members)} of "
@@ -292,8 +292,8 @@ def _ambiguity(ctx: Context) -> Answer:
 def _synthetic_and_natural(ctx: Context):
     synthetic = synthetic_set(ctx.runs[0].images)
     natural = _natural_set(ctx.natural, ctx.exp.natural_class, len(synthetic))
-    return (synthetic, embed_set(ctx.cache, ctx.ckey, synthetic, ctx.get_clip),
-            natural, embed_set(ctx.cache, ctx.ckey, natural, ctx.get_clip))
+    return (synthetic, ui.embed(ctx.cache, ctx.ckey, synthetic, ctx.get_clip),
+            natural, ui.embed(ctx.cache, ctx.ckey, natural, ctx.get_clip))
 
 
 def _adherence(ctx: Context) -> Answer:
@@ -326,8 +326,8 @@ def _per_class(ctx: Context) -> tuple[list, list]:
     """One (n, d) array per class for each source: the generated images and the fixed natural sample."""
     syn, nat = [], []
     for name, run in zip(ctx.exp.classes, ctx.runs):
-        syn.append(embed_set(ctx.cache, ctx.ckey, synthetic_set(run.images), ctx.get_clip))
-        nat.append(embed_set(ctx.cache, ctx.ckey, _natural_set(ctx.natural, name, ctx.exp.n), ctx.get_clip))
+        syn.append(ui.embed(ctx.cache, ctx.ckey, synthetic_set(run.images), ctx.get_clip))
+        nat.append(ui.embed(ctx.cache, ctx.ckey, _natural_set(ctx.natural, name, ctx.exp.n), ctx.get_clip))
     return syn, nat
 
 

@@ -63,9 +63,11 @@ def natural_set(images: list[NaturalImage], n: int | None = None, seed: int = 0)
                     [im.load for im in images], [im.path for im in images])
 
 
-def embed_set(cache: Cache, clip_key: str, images: ImageSet, get_clip) -> np.ndarray:
+def embed_set(cache: Cache, clip_key: str, images: ImageSet, get_clip,
+              progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     files = images.files if len(images.files) == len(images) else None  # lets large sets decode in processes
-    return embeddings_for(cache, clip_key, list(zip(images.shas, images.loaders)), get_clip, files=files)
+    return embeddings_for(cache, clip_key, list(zip(images.shas, images.loaders)), get_clip, files=files,
+                          progress=progress)
 
 
 def thumbnails(cache: Cache, images: ImageSet, size: int = THUMB_SIZE) -> list[bytes]:

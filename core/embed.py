@@ -206,6 +206,7 @@ def embeddings_for(
     workers: int | None = None,
     files: Sequence[Path] | None = None,
     processes: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Embeddings of (sha256, load_image) items in order. Only uncached images are decoded and embedded, each
     distinct sha256 once; the CLIP model is requested (`get_clip()`) only when there is something to embed.
@@ -214,6 +215,7 @@ def embeddings_for(
     is encoded: a kill loses at most one batch of work. `workers` threads (default core.config.decode_workers; 0:
     none) decode and preprocess the next batch meanwhile. With `files` (each item's image file, in order),
     `processes` worker processes decode instead (default core.config.decode_processes: on a GPU, for large sets).
+    `progress(done, total)` is called in the caller's thread after each committed batch (only when there is work).
     """
     shas = [sha for sha, _ in items]
     found = cache.get_embeddings(clip_key, shas)
@@ -238,8 +240,14 @@ def embeddings_for(
             batches = _preprocessed_batches(clip, [[load for _, (load, _) in chunk] for chunk in chunks],
                                             decode_workers(clip.device) if workers is None else workers)
         with closing(batches):  # an error here stops the decoding threads at once
+            done = 0
+            if progress:
+                progress(done, len(pending))
             for chunk, batch in zip(chunks, batches):
                 new = dict(zip((sha for sha, _ in chunk), encode_preprocessed(clip, batch)))
                 cache.put_embeddings(clip_key, new)  # commit per batch: a kill loses at most one batch of work
                 found.update(new)
+                done += len(chunk)
+                if progress:
+                    progress(done, len(pending))
     return np.stack([found[sha] for sha in shas]) if shas else np.zeros((0, 0), np.float32)

@@ -34,7 +34,7 @@ from .generate import (
     resolve_settings,
 )
 from .local import generator_preset
-from .models import ClipModel, generator_present, locate_generator
+from .models import ClipModel, ModelUnavailableError, generator_present, locate_generator
 
 DownloadFn = Callable[[float, str], None]  # (fraction 0..1, message)
 
@@ -114,11 +114,31 @@ class Engine:
         ModelUnavailableError (with its fix) when a model must be located and cannot be."""
         stored = self.cache.all_settings()
         plan = Plan([])
+        problems: list[str] = []
+        needs_clip: set[str] = set()
         for req in requests:
-            settings, target = self._settings_for(req, stored, generate, on_download)
+            try:
+                settings, target = self._settings_for(req, stored, generate, on_download)
+            except ModelUnavailableError as exc:
+                problems.append(f"Generator: {exc}")
+                needs_clip.add(req.clip)
+                continue
             plan.chosen.append((req, settings))
             if target:
                 plan.to_generate.append((req, *target))
+                needs_clip.add(req.clip)
+        if generate and self.load_clip is not None:
+            # Every model a generating run needs, checked before any work: a missing CLIP model named now, with
+            # the generator, not after a generation it would then fail to embed.
+            from .local import all_clip_models
+            from .models import unavailable_models
+
+            presets = all_clip_models()
+            for key in sorted(needs_clip):
+                problems += unavailable_models(clip=presets[key]) if key in presets else [
+                    f"CLIP: unknown model '{key}'; choose one of {', '.join(presets)}."]
+        if problems:
+            raise ModelUnavailableError("\n\n".join(dict.fromkeys(problems)))
         return plan
 
     def _settings_for(self, req: RunRequest, stored: dict[str, dict], generate: bool, on_download: DownloadFn | None

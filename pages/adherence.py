@@ -30,7 +30,7 @@ from core.adherence import (
     sweep_requests,
     sweep_rows,
 )
-from core.diversity import PREVIEW_SIZE, THUMB_SIZE, embed_set, natural_set, synthetic_set, thumbnails
+from core.diversity import PREVIEW_SIZE, THUMB_SIZE, natural_set, synthetic_set, thumbnails
 from core.generate import RunRequest, validate_request
 from core.markup import md_list, md_literal
 from core.models import ModelUnavailableError, clip_key
@@ -127,7 +127,7 @@ ckey = clip_key(clip_preset)
 get_clip = lambda: ui.clip(req.clip)  # noqa: E731 - loaded only if an image or text is not cached yet
 try:
     with st.spinner("Embedding images and the prompt with CLIP..."):
-        syn_emb = embed_set(cache, ckey, synthetic, get_clip)
+        syn_emb = ui.embed(cache, ckey, synthetic, get_clip)
         prompt_vector = text_embeddings(cache, ckey, [req.prompt], get_clip)[0]
 except (ModelUnavailableError, ValueError, OSError) as exc:
     st.error(md_literal(exc))
@@ -184,7 +184,7 @@ elif ref_id != "none":
             report.text(f"Natural photos of the class: {natural_line}")
             try:
                 with st.spinner("Embedding natural photos..."):
-                    nat_emb = embed_set(cache, ckey, natural, get_clip)
+                    nat_emb = ui.embed(cache, ckey, natural, get_clip)
             except (ModelUnavailableError, ValueError, OSError) as exc:
                 st.error(md_literal(exc))
                 natural = None
@@ -325,7 +325,7 @@ if sweep_reqs:
     try:
         with st.spinner("Embedding the sweep's images..."):
             point_sets = [synthetic_set(p.images) for p in points]
-            point_embs = [embed_set(cache, ckey, s, get_clip) if len(s) else np.zeros((0, len(prompt_vector)))
+            point_embs = [ui.embed(cache, ckey, s, get_clip) if len(s) else np.zeros((0, len(prompt_vector)))
                           for s in point_sets]
     except (ModelUnavailableError, ValueError, OSError) as exc:
         st.error(md_literal(exc))

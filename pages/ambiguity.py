@@ -29,7 +29,7 @@ from core.ambiguity import (
     validate_ambiguity,
     variant_shares_chart,
 )
-from core.diversity import PREVIEW_SIZE, embed_set, synthetic_set, thumbnails
+from core.diversity import PREVIEW_SIZE, synthetic_set, thumbnails
 from core.generate import RunRequest, validate_request
 from core.markup import md_list, md_literal
 from core.models import ModelUnavailableError, clip_key
@@ -186,7 +186,7 @@ try:
         ckey = clip_key(clip_preset)
         get_clip = lambda: ui.clip(req.run.clip)  # noqa: E731 - loaded only if something is not cached
         sense_vectors = class_vectors(cache, ckey, [s.text for s in req.senses], get_clip)
-        embeddings = [embed_set(cache, ckey, s, get_clip) if len(s) else np.zeros((0, sense_vectors.shape[1]))
+        embeddings = [ui.embed(cache, ckey, s, get_clip) if len(s) else np.zeros((0, sense_vectors.shape[1]))
                       for s in sets]
 except (ModelUnavailableError, ValueError, OSError) as exc:
     st.error(md_literal(exc))
@@ -277,7 +277,7 @@ else:
         else:
             try:
                 with st.spinner("Embedding the natural photos..."):
-                    cal_emb = embed_set(cache, ckey, cal.images, get_clip)
+                    cal_emb = ui.embed(cache, ckey, cal.images, get_clip)
             except (ModelUnavailableError, ValueError, OSError) as exc:
                 st.error(md_literal(exc))
                 st.stop()

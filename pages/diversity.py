@@ -13,7 +13,6 @@ from core.charts import embedding_map, similarity_heatmap, statistic_curve_chart
 from core.diversity import (
     PREVIEW_SIZE,
     curve_rows,
-    embed_set,
     equal_n_estimates,
     export_zip,
     map_points,
@@ -33,7 +32,7 @@ from core.markup import md_literal
 from core.models import ModelUnavailableError, clip_key
 from core.natural import DownloadError, download_reference_set, reference_sources, store_upload
 from core.report import LAB_CHOICES, generation_defaults, report_file_stem
-from core.stats import diversity_statistics, project_2d
+from core.stats import diversity_statistics
 
 REFERENCE_PARAMS = ("ref", "ref_class", "map")
 
@@ -41,11 +40,6 @@ REFERENCE_PARAMS = ("ref", "ref_class", "map")
 @st.cache_data(show_spinner="Computing statistics...", max_entries=64)
 def statistics_of(embeddings: np.ndarray):
     return diversity_statistics(embeddings)
-
-
-@st.cache_data(show_spinner="Projecting...", max_entries=64)
-def projection_of(embeddings: np.ndarray, method: str):
-    return project_2d(embeddings, method)
 
 
 def set_url(req: RunRequest) -> None:
@@ -149,9 +143,8 @@ report.images(previews, synthetic.labels, title=f"{len(synthetic)} generated ima
 # 4. Embeddings (only uncached images are embedded; CLIP loads only then).
 clip_preset = CLIP_MODELS[req.clip]
 try:
-    with st.spinner("Embedding images with CLIP..."):
-        ckey = clip_key(clip_preset)
-        syn_emb = embed_set(cache, ckey, synthetic, lambda: ui.clip(req.clip))
+    ckey = clip_key(clip_preset)
+    syn_emb = ui.embed(cache, ckey, synthetic, lambda: ui.clip(req.clip))
 except (ModelUnavailableError, ValueError) as exc:
     st.error(md_literal(exc))
     st.stop()
@@ -221,8 +214,7 @@ elif ref_id != "none":
                                 f"rank grow with n, so equal n keeps them comparable).")
             st.caption(natural_line)
             try:
-                with st.spinner("Embedding natural photos..."):
-                    nat_emb = embed_set(cache, ckey, natural, lambda: ui.clip(req.clip))
+                nat_emb = ui.embed(cache, ckey, natural, lambda: ui.clip(req.clip), "Embedding natural photos")
             except (ModelUnavailableError, ValueError, OSError) as exc:
                 st.error(md_literal(exc))
                 natural = None
@@ -281,7 +273,7 @@ def similarity_and_map() -> None:
         remember_url()
         sets = [synthetic] + ([natural] if natural is not None else [])
         all_emb = np.concatenate([syn_emb] + ([nat_emb] if natural is not None else []))
-        coords, used = projection_of(all_emb, method)
+        coords, used = ui.projection(all_emb, method)
         embedding_chart = embedding_map(map_points(cache, sets, coords, highlight), used)
         st.altair_chart(embedding_chart, key="map")
     # Keyed blocks: a rerun of this fragment alone (a click in the heatmap, another projection) replaces them, and

@@ -32,7 +32,7 @@ from core.bias import (
     validate_bias_spec,
 )
 from core.cache import key_of
-from core.diversity import embed_set, synthetic_set
+from core.diversity import synthetic_set
 from core.generate import RunRequest
 from core.literature import PRESETS
 from core.markup import md_literal
@@ -172,7 +172,7 @@ if len(images) <= max(spec.cuts):
     st.stop()
 bar = st.progress(0.0, text="Embedding the portraits with CLIP (cached embeddings are read, new ones computed)...")
 try:
-    emb = embed_set(ui.cache(), clip_key(CLIP_MODELS[spec.clip]), portraits, lambda: ui.clip(spec.clip))
+    emb = ui.embed(ui.cache(), clip_key(CLIP_MODELS[spec.clip]), portraits, lambda: ui.clip(spec.clip))
 except (ModelUnavailableError, ValueError, OSError) as exc:
     bar.empty()
     st.error(md_literal(exc))

@@ -218,3 +218,30 @@ def test_on_a_gpu_the_engine_runs_the_gpu_recipe_and_keys_bf16_embeddings(tmp_pa
     assert clip.key.endswith(":bfloat16-autocast") == (clip.precision == "bfloat16")
     images = synthetic_set(run.images)
     assert set(engine.cache.get_embeddings(clip.key, images.shas)) == set(images.shas)
+
+
+def test_a_generating_run_names_every_missing_model_at_once(engine, monkeypatch):
+    """Offline with the default CLIP model not downloaded: the run stops before any work, naming it; a run that
+    only reopens the cache is not blocked by it."""
+    from core.registry import DEFAULT_CLIP
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("core.models.clip_present", lambda preset: preset.pretrained is None)
+    req = RunRequest("a photo of a tench", n=2, generator=TINY_RANDOM, clip=DEFAULT_CLIP).with_preset_defaults(TINY)
+    with pytest.raises(ModelUnavailableError, match=r"CLIP: The weights of .* are not on this machine"):
+        engine.plan([req], generate=True)
+    assert engine.cache.count_images() == 0
+    engine.plan([req], generate=False)  # reopening what is cached needs no CLIP download: no error
+
+
+def test_embedding_reports_progress_per_committed_batch(tmp_path, tiny_clip, imagenette_dir):
+    from core.diversity import natural_set
+    from core.natural import NaturalFolder
+
+    photos = natural_set(NaturalFolder(imagenette_dir).images("tench"), n=10)
+    seen = []
+    embed_set(Cache(tmp_path), tiny_clip.key, photos, lambda: tiny_clip, progress=lambda d, t: seen.append((d, t)))
+    assert seen[0] == (0, 10) and seen[-1] == (10, 10) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    again = []
+    embed_set(Cache(tmp_path), tiny_clip.key, photos, lambda: tiny_clip, progress=lambda d, t: again.append((d, t)))
+    assert again == []  # all cached: nothing to report
