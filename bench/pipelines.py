@@ -13,6 +13,18 @@ from pathlib import Path
 from core.config import DeviceSpec
 
 SD15_PIPELINE_CLASS = "StableDiffusionPipeline"
+# What SD 1.5 and SD 2.1 (SD-Turbo) share: the UNet's block layout and the VAE.
+SD_UNET_BLOCKS = dict(
+    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    norm_num_groups=32, act_fn="silu", flip_sin_to_cos=True, freq_shift=0,
+)
+SD_VAE = dict(
+    sample_size=512, in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
+    block_out_channels=(128, 256, 512, 512), norm_num_groups=32, act_fn="silu",
+    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+)
 
 
 def load_tiny(device: DeviceSpec):
@@ -40,18 +52,9 @@ def build_sd15_random(device: DeviceSpec, work_dir: Path, scheduler: str = "ddim
     from core.tiny import build_clip_tokenizer
 
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
-        block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8,
-        norm_num_groups=32, norm_eps=1e-5, act_fn="silu", flip_sin_to_cos=True, freq_shift=0, downsample_padding=1,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    )
-    vae = AutoencoderKL(
-        sample_size=512, in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
-        block_out_channels=(128, 256, 512, 512), norm_num_groups=32, act_fn="silu",
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-    )
+    unet = UNet2DConditionModel(**SD_UNET_BLOCKS, cross_attention_dim=768, attention_head_dim=8, norm_eps=1e-5,
+                                downsample_padding=1)
+    vae = AutoencoderKL(**SD_VAE)
     text_encoder = CLIPTextModel(CLIPTextConfig(
         hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, projection_dim=768,
         vocab_size=49408, max_position_embeddings=77, hidden_act="quick_gelu",
@@ -102,18 +105,9 @@ def build_sd_turbo_random(device: DeviceSpec, work_dir: Path):
 
     torch.manual_seed(0)
     with torch.device(device.device):
-        unet = UNet2DConditionModel(
-            sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
-            block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20),
-            use_linear_projection=True, norm_num_groups=32, act_fn="silu", flip_sin_to_cos=True, freq_shift=0,
-            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        )
-        vae = AutoencoderKL(
-            sample_size=512, in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
-            block_out_channels=(128, 256, 512, 512), norm_num_groups=32, act_fn="silu",
-            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        )
+        unet = UNet2DConditionModel(**SD_UNET_BLOCKS, cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20),
+                                    use_linear_projection=True)
+        vae = AutoencoderKL(**SD_VAE)
         text_encoder = CLIPTextModel(CLIPTextConfig(
             hidden_size=1024, intermediate_size=4096, num_hidden_layers=23, num_attention_heads=16,
             projection_dim=1024, vocab_size=49408, max_position_embeddings=77, hidden_act="gelu",
