@@ -126,7 +126,8 @@ class Engine:
             plan.chosen.append((req, settings))
             if target:
                 plan.to_generate.append((req, *target))
-                needs_clip.add(req.clip)
+                if generate and len(cached_images(target[1], req.prompt, req.seeds, self.cache)) < req.n:
+                    needs_clip.add(req.clip)  # images will be made (and embedded): its CLIP model must be had
         if generate and self.load_clip is not None:
             # Every model a generating run needs, checked before any work: a missing CLIP model named now, with
             # the generator, not after a generation it would then fail to embed.

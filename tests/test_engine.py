@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -232,6 +233,11 @@ def test_a_generating_run_names_every_missing_model_at_once(engine, monkeypatch)
         engine.plan([req], generate=True)
     assert engine.cache.count_images() == 0
     engine.plan([req], generate=False)  # reopening what is cached needs no CLIP download: no error
+    monkeypatch.undo()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    engine.run([replace(req, clip=TINY_RANDOM)])  # the images are now cached...
+    monkeypatch.setattr("core.models.clip_present", lambda preset: preset.pretrained is None)
+    engine.plan([req], generate=True)  # ...so Generate makes nothing and needs no CLIP download: no error
 
 
 def test_embedding_reports_progress_per_committed_batch(tmp_path, tiny_clip, imagenette_dir):
