@@ -82,6 +82,15 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def thumbnail_jpeg(image, size: int) -> bytes:
+    """A PIL image as a JPEG of at most size x size pixels: the lab's thumbnails (cache, sweeps)."""
+    img = image.convert("RGB")
+    img.thumbnail((size, size))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
 def data_uri(jpeg: bytes) -> str:
     """A JPEG (e.g. a cached thumbnail) as a data: URI, the form chart tooltips and HTML reports embed."""
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
@@ -344,11 +353,7 @@ class Cache:
             row = db.execute("SELECT jpeg FROM thumbnails WHERE image_sha256=? AND size=?", (sha, size)).fetchone()
         if row:
             return row[0]
-        img = load_image().convert("RGB")
-        img.thumbnail((size, size))
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=85)
-        jpeg = buf.getvalue()
+        jpeg = thumbnail_jpeg(load_image(), size)
         with self._connect() as db:
             db.execute("INSERT OR REPLACE INTO thumbnails VALUES (?, ?, ?)", (sha, size, jpeg))
         return jpeg

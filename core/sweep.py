@@ -31,11 +31,10 @@ import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .cache import atomic_write_bytes, canonical_json, key_of
+from .cache import atomic_write_bytes, canonical_json, key_of, thumbnail_jpeg
 
 MAX_ROWS_WITHOUT_YES = 1_000_000
 SHARD_TABLES = ("embeddings", "thumbnails", "images")  # write order: images last (it marks the rows done)
-THUMB_SIZE = 96
 WORK_DIR = ".work"  # inside the output folder: the generation actors' scratch caches, removed after each run
 
 
@@ -201,12 +200,13 @@ def _pick_device(settings: dict):
 class Generate:
     """Generates a batch of rows through the engine into an actor-local cache; adds png and sha256 columns."""
 
-    def __init__(self, settings: dict[str, dict], work: str):
+    def __init__(self, settings: dict[str, dict], work: str, run_images: int):
         import tempfile
 
         from .cache import Cache
 
         self.settings = settings
+        self.run_images = run_images  # the whole sweep's: compilation pays for itself over it, not over one batch
         Path(work).mkdir(parents=True, exist_ok=True)
         self.cache = Cache(Path(tempfile.mkdtemp(prefix="generate-", dir=work)))
         self.engines: dict[str, object] = {}
@@ -231,7 +231,7 @@ class Generate:
                 self.engines[folder] = Engine(self.cache, device, lambda f, pipe=pipe: pipe)
             engine = self.engines[folder]
             seeds = [int(batch["seed"][i]) for i in idx]
-            pipe, recipe, _ = engine.prepare(Path(folder), settings, len(seeds))
+            pipe, recipe, _ = engine.prepare(Path(folder), settings, self.run_images)
             engine.generate_seeds(pipe, recipe, settings, prompt, seeds)
             for i, image in zip(idx, cached_images(settings, prompt, seeds, self.cache)):
                 pngs[i], shas[i] = image.path.read_bytes(), image.sha256
@@ -285,6 +285,8 @@ class WriteShards:
         import pyarrow.parquet as pq
         from PIL import Image
 
+        from .diversity import THUMB_SIZE  # the size the pages' maps read
+
         start = time.perf_counter()
         n = len(batch["key"])
         name = f"part-{key_of(sorted(batch['key']))[:24]}.parquet"
@@ -296,8 +298,8 @@ class WriteShards:
         tables = {
             "embeddings": pa.Table.from_pylist(embedding_rows, schema=pa.schema([
                 ("key", pa.string()), ("clip_key", pa.string()), ("vector", pa.list_(pa.float32()))])),
-            "thumbnails": pa.table({"sha256": list(batch["sha256"]), "size": [THUMB_SIZE] * n,
-                                    "jpeg": [_thumbnail(Image, io, png) for png in batch["png"]]}),
+            "thumbnails": pa.table({"sha256": list(batch["sha256"]), "size": [THUMB_SIZE] * n, "jpeg": [
+                thumbnail_jpeg(Image.open(io.BytesIO(png)), THUMB_SIZE) for png in batch["png"]]}),
             "images": pa.table({
                 "key": list(batch["key"]), "settings_key": list(batch["settings_key"]),
                 "prompt": list(batch["prompt"]), "seed": pa.array([int(s) for s in batch["seed"]], pa.int64()),
@@ -311,14 +313,6 @@ class WriteShards:
         return {"rows": np.array([n]), "generate_s": np.array([float(np.sum(batch["generate_s"]))]),
                 "embed_s": np.array([float(np.sum(batch["embed_s"]))]), "write_s": np.array([write_s]),
                 "shard": np.array([name], dtype=object)}
-
-
-def _thumbnail(Image, io, png: bytes) -> bytes:
-    im = Image.open(io.BytesIO(png)).convert("RGB")
-    im.thumbnail((THUMB_SIZE, THUMB_SIZE))
-    buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=85)
-    return buf.getvalue()
 
 
 # -- 6. the job ------------------------------------------------------------------------------------------------------
@@ -367,7 +361,8 @@ def run_sweep(plan: Plan, out: Path, *, address: str | None = None, num_cpus: in
             # (a few percent of the work) none, so the stages cannot wait on each other for a slot.
             on_gpus = ray.cluster_resources().get("GPU", 0) > 0
             ds = ray.data.from_items(todo)
-            ds = ds.map_batches(Generate, fn_constructor_kwargs={"settings": settings, "work": str(out / WORK_DIR)},
+            ds = ds.map_batches(Generate, fn_constructor_kwargs={"settings": settings, "work": str(out / WORK_DIR),
+                                                                 "run_images": len(todo)},
                                 batch_size=plan.batch, concurrency=plan.actors,
                                 **({"num_gpus": 0.75} if on_gpus else {"num_cpus": 1}))
             ds = ds.map_batches(Embed, fn_constructor_kwargs={"clip_presets": plan.clip}, batch_size=plan.batch,

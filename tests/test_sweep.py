@@ -139,6 +139,12 @@ def test_a_sweep_writes_the_apps_images_and_embeddings_as_shards(finished, cpu, 
     assert sorted(images["seed"].tolist()) == sorted(list(range(8)) * 2)
     assert (out / "manifest.json").is_file() and (out / "settings.parquet").is_file()
     assert not (out / ".work").exists()  # the actors' scratch caches are gone
+    import pandas as pd
+
+    from core.diversity import THUMB_SIZE
+
+    thumbs = pd.read_parquet(out / "thumbnails")
+    assert set(thumbs["size"]) == {THUMB_SIZE} and set(thumbs["sha256"]) == set(images["sha256"])
     # Deterministic, and the app's: the engine in this process makes the same keys and the same PNG bytes.
     monkeypatch.setenv("DDL_CACHE_DIR", str(tmp / "cache"))
     app = Cache(tmp / "app-cache")
