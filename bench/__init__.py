@@ -1,6 +1,6 @@
 """Benchmarks of the lab's own costs: `python -m bench [--quick] [--json PATH]` (see bench/README.md).
 
-1. Generation overhead: `core.generate.generate_missing` into a fresh cache vs the bare diffusers call, same
+1. Generation overhead: `core.pipeline.generate.generate_missing` into a fresh cache vs the bare diffusers call, same
    pipeline object, seeds, steps, size and batches (tiny-random, and SD 1.5's architecture with random weights).
 2. Batch scaling: images/s of the same images at batch 1, 2, 4, 8.
 3. Embedding: the lab's path (decode, preprocess, encode, normalise, store) vs open_clip's bare encoder.

@@ -2,7 +2,7 @@
 
 The bare diffusers call (bench.overhead.raw_run), so this measures the device, not the lab. The batch sizes run in
 a rotating order within each repeat, so a drift in the machine's load hits all of them alike. The lab's own choice
-(core.config.auto_batch_size for this device and size) is marked.
+(core.pipeline.config.auto_batch_size for this device and size) is marked.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .stats import Row, Samples, Section, fmt_s
 
 def bench_batch_scaling(name: str, pipe, settings, prompt: str, seeds: list[int], batches: list[int], repeats: int,
                         device, log, warm_up: bool = True) -> tuple[list[Row], Section]:
-    from core.config import auto_batch_size
+    from core.pipeline.config import auto_batch_size
 
     n = len(seeds)
     chosen = auto_batch_size(device, settings.width, settings.height)

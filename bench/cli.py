@@ -27,7 +27,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads of torch and numpy's BLAS, the same for every side (default: the lab's own, "
-                        "core.config.cpu_threads: 1 on machines with <= 2 usable cores, else the libraries' "
+                        "core.pipeline.config.cpu_threads: 1 on machines with <= 2 usable cores, else the libraries' "
                         "defaults; see bench/README.md)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats of each generation benchmark, at least "
                    "3 (default: tiny-random 5 with --quick, else 7; sd15-arch 3 with --quick, else 5)")
@@ -63,7 +63,7 @@ def machine_facts(device, threads: int, torch_default: int, tmp_root: Path) -> d
     import torch
     import transformers
 
-    from core.config import usable_cores
+    from core.pipeline.config import usable_cores
 
     usable = usable_cores()
     return {
@@ -115,9 +115,9 @@ def main(argv=None) -> int:
     if args.threads:  # through the lab's own setting, so everything the lab runs here uses it (and child processes)
         os.environ["DDL_CPU_THREADS"] = str(args.threads)
 
-    from core.config import cache_dir, select_device
+    from core.pipeline.config import cache_dir, select_device
 
-    device = select_device()  # applies core.config.cpu_threads() to torch and BLAS, as the app does
+    device = select_device()  # applies core.pipeline.config.cpu_threads() to torch and BLAS, as the app does
     threads = torch.get_num_threads()
     only = set(args.only or BENCHMARKS) - set(args.skip)
     repeats = {"tiny": args.repeats or (5 if args.quick else 7), "sd15": args.repeats or (3 if args.quick else 5)}
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     print(f"  machine : {facts['cpu']}; {facts['cores_logical']} logical cores ({facts['cores_usable']} usable); "
           f"load average {', '.join(f'{x:.2f}' for x in facts['load_average_at_start'] or [])}")
     print(f"  torch   : {facts['torch']}, {threads} thread(s) (torch's default here: {torch_default}; "
-          f"{'--threads' if args.threads else 'the lab default, core.config.cpu_threads'}), "
+          f"{'--threads' if args.threads else 'the lab default, core.pipeline.config.cpu_threads'}), "
           f"device {facts['device']}; BLAS/OpenMP pools: {facts['blas_threads']}")
     print(f"  libs    : diffusers {facts['diffusers']}, transformers {facts['transformers']}, "
           f"Python {facts['python']}")
@@ -179,8 +179,8 @@ def main(argv=None) -> int:
 def run_suite(args, device, only: set[str], repeats: dict, tmp_root: Path) -> tuple[list[Row], list[Section]]:
     import gc
 
-    from core.generate import RunRequest, resolve_settings
-    from core.registry import GENERATORS, TINY_RANDOM
+    from core.pipeline.generate import RunRequest, resolve_settings
+    from core.pipeline.registry import GENERATORS, TINY_RANDOM
 
     from .pipelines import build_sd15_random, load_tiny
 

@@ -1,8 +1,8 @@
 """Benchmark: the lab's image-embedding path vs the bare open_clip encoder, at full ViT-B-32 size (random weights).
 
-- lab: `core.diversity.embed_set` into a fresh Cache (a new folder each run, so every image is embedded): decode
-  the JPEGs, open_clip's preprocessing, `encode_image`, L2-normalise, store in SQLite, batch by batch, with the
-  device's decode worker threads (core.config.decode_workers: none on a CPU).
+- lab: `core.analysis.diversity.embed_set` into a fresh Cache (a new folder each run, so every image is embedded):
+  decode the JPEGs, open_clip's preprocessing, `encode_image`, L2-normalise, store in SQLite, batch by batch, with the
+  device's decode worker threads (core.pipeline.config.decode_workers: none on a CPU).
 - lab, 1 worker thread (info, full run only): the same with one thread decoding + preprocessing the next batch
   while this one encodes: the evidence for the CPU's choice.
 - raw: `model.encode_image(batch)` on the same images already decoded and preprocessed, same batch size, under
@@ -30,8 +30,8 @@ IMAGENETTE = (REPO_ROOT.parent / "shared" / "data" / "imagenette224").resolve()
 
 def pick_photos(n: int, root: Path = IMAGENETTE):
     """n photos, round-robin over the classes (sorted: the same photos every run), as the page's ImageSet."""
-    from core.diversity import natural_set
-    from core.natural import NaturalFolder
+    from core.analysis.diversity import natural_set
+    from core.pipeline.natural import NaturalFolder
 
     folder = NaturalFolder(root)
     per_class = [folder.images(c) for c in folder.classes()]
@@ -50,8 +50,8 @@ def build_clip(arch: str):
     import open_clip
     import torch
 
-    from core.models import ClipModel
-    from core.registry import ClipPreset
+    from core.pipeline.models import ClipModel
+    from core.pipeline.registry import ClipPreset
 
     torch.manual_seed(0)
     model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None)
@@ -63,8 +63,8 @@ def _breakdown(clip, images, batch_size: int, tmp_root: Path) -> dict[str, float
     """Each phase of the lab's path on its own, in sequence (seconds for all images)."""
     import torch
 
-    from core.cache import Cache
-    from core.embed import _rgb, l2_normalise
+    from core.pipeline.cache import Cache
+    from core.pipeline.embed import _rgb, l2_normalise
 
     spent = {}
     with Stopwatch() as sw:
@@ -97,17 +97,18 @@ def bench_embedding(n: int, repeats: int, tmp_root: Path, log, arch: str = "ViT-
                     with_threaded: bool = True) -> tuple[list[Row], Section]:
     import torch
 
-    from core.cache import Cache
-    from core.config import decode_workers, embed_batch_size
-    from core.diversity import embed_set
-    from core.embed import _rgb, embeddings_for, l2_normalise
+    from core.analysis.diversity import embed_set
+    from core.pipeline.cache import Cache
+    from core.pipeline.config import decode_workers, embed_batch_size
+    from core.pipeline.embed import _rgb, embeddings_for, l2_normalise
 
     with Stopwatch() as sw:
         clip = build_clip(arch)
     images = pick_photos(n)
     batch = embed_batch_size(clip.device)
     log(f"[embed] {arch} random weights built in {fmt_s(sw.wall)}; {n} Imagenette photos, batch {batch}, "
-        f"{decode_workers(clip.device)} decode worker thread(s) (core.config.decode_workers), {repeats} repeats")
+        f"{decode_workers(clip.device)} decode worker thread(s) (core.pipeline.config.decode_workers), "
+        f"{repeats} repeats")
     raw_input = torch.stack([clip.preprocess(_rgb(load())) for load in images.loaders])
 
     def raw_once():

@@ -6,16 +6,18 @@ engine issue's table, in one run:
 1. SD 1.5's architecture, 512 x 512, 25 steps, guidance 7.5, 32 images:
    a. diffusers defaults: the pipeline in float16 on the GPU, nothing else, batch 8: the baseline;
    b. the lab's pipeline call, eager, prepared as the engine prepares it for a page's run
-      (core.config.generation_recipe, core.models.apply_recipe), at batch 8 and at the recipe's batch;
+      (core.pipeline.config.generation_recipe, core.pipeline.models.apply_recipe), at batch 8 and at the recipe's batch;
    c. the lab compiled (UNet and VAE decoder: the recipe of a long run) at its batch: the first call's compilation
       time, then images/s;
-   d. the engine end to end (core.engine.Engine.generate into a fresh cache: PNG encoding, hashing, fsynced writes
+   d. the engine end to end (core.pipeline.engine.Engine.generate into a fresh cache: PNG encoding, hashing, fsynced
+   writes
       and SQLite on worker threads beside the GPU) vs the bare pipeline call, same pipeline and batch;
    e. UNet model-FLOPs utilisation: FLOPs of one forward (torch.utils.flop_counter) per second, eager at the
       page batch and compiled at the long-run batch, against the peak a bf16 8192^3 matmul reaches here.
 2. SD-Turbo's architecture (SD 2.1: 512 px, 1 step, no guidance): the engine end to end, and where its time goes
    (text encoder, UNet, VAE decoder, the lab's own work).
-3. Embedding, CLIP ViT-B-32 and ViT-L-14 on 500 x 375 JPEG files: the lab's path (core.embed.embeddings_for: the
+3. Embedding, CLIP ViT-B-32 and ViT-L-14 on 500 x 375 JPEG files: the lab's path (core.pipeline.embed.embeddings_for:
+the
    lab's CLIP precision, decoding in worker processes) vs bare `encode_image` on tensors already on the GPU, in
    float32 and under bf16 autocast.
 4. Imports: the generation and embedding path loaded no chart or UI library (streamlit, altair).
@@ -131,10 +133,10 @@ def build_sd15(plan: Plan, device, dry: bool, work: Path):
 
     import torch
 
-    from core.config import DeviceSpec
+    from core.pipeline.config import DeviceSpec
 
     if dry:
-        from core.tiny import build_tiny_sd_pipeline
+        from core.pipeline.tiny import build_tiny_sd_pipeline
 
         torch.manual_seed(0)
         base = build_tiny_sd_pipeline(work)
@@ -154,7 +156,7 @@ def build_sd15(plan: Plan, device, dry: bool, work: Path):
 
 def page_and_long_recipes(device, plan: Plan, dry: bool):
     """The recipes the engine would pick for a page's run (a few images) and for a long run (a sweep)."""
-    from core.config import COMPILE_MIN_IMAGES, generation_recipe
+    from core.pipeline.config import COMPILE_MIN_IMAGES, generation_recipe
 
     page = generation_recipe(device, plan.size, plan.size, plan.images)
     long = generation_recipe(device, plan.size, plan.size, COMPILE_MIN_IMAGES * 10)
@@ -165,7 +167,7 @@ def page_and_long_recipes(device, plan: Plan, dry: bool):
 
 def bench_sd15_eager(plain, lab, plan: Plan, device, dry: bool, log) -> tuple[list[Row], list, Samples, tuple]:
     """The baseline and the lab's eager pipeline calls. Returns (rows, section lines, baseline, recipes)."""
-    from core.models import apply_recipe
+    from core.pipeline.models import apply_recipe
 
     page, long = page_and_long_recipes(device, plan, dry)
     rows, lines = [], []
@@ -197,7 +199,7 @@ def speedup_row(label: str, plan: Plan, samples: Samples, baseline: Samples, det
 
 def bench_sd15_compiled(lab, plan: Plan, long, baseline: Samples, lines: list, log) -> Row:
     """The long-run recipe (torch.compile of the UNet and VAE decoder on CUDA): first call, then images/s."""
-    from core.models import apply_recipe
+    from core.pipeline.models import apply_recipe
 
     apply_recipe(lab, long)
     with Stopwatch() as first_call:
@@ -217,11 +219,11 @@ def bench_engine(pipe, settings, plan: Plan, device, work: Path, log, label: str
     import shutil
 
     from bench.overhead import raw_run
-    from core.cache import Cache
-    from core.config import generation_recipe
-    from core.engine import Engine
-    from core.engine import Plan as RunPlan
-    from core.generate import RunRequest
+    from core.pipeline.cache import Cache
+    from core.pipeline.config import generation_recipe
+    from core.pipeline.engine import Engine
+    from core.pipeline.engine import Plan as RunPlan
+    from core.pipeline.generate import RunRequest
 
     recipe = generation_recipe(device, settings.width, settings.height, plan.images)
     req = RunRequest(PROMPT, n=plan.images, steps=settings.steps, guidance=settings.guidance, size=settings.width)
@@ -346,14 +348,14 @@ def component_timers(pipe, device):
 def bench_turbo(plan: Plan, device, dry: bool, work: Path, log) -> tuple[list[Row], Section]:
     import torch
 
-    from core.cache import Cache
-    from core.config import generation_recipe
-    from core.engine import Engine
-    from core.engine import Plan as RunPlan
-    from core.generate import RunRequest, resolve_settings
+    from core.pipeline.cache import Cache
+    from core.pipeline.config import generation_recipe
+    from core.pipeline.engine import Engine
+    from core.pipeline.engine import Plan as RunPlan
+    from core.pipeline.generate import RunRequest, resolve_settings
 
     if dry:
-        from core.tiny import build_tiny_sd_pipeline
+        from core.pipeline.tiny import build_tiny_sd_pipeline
 
         torch.manual_seed(0)
         pipe = build_tiny_sd_pipeline(work).to(device.device, device.dtype)
@@ -392,7 +394,7 @@ def write_photos(plan: Plan, folder: Path) -> list[Path]:
     """plan.embed_images JPEGs of plan.photo_size (ImageNet's typical 500 x 375), smooth random colour fields."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from core.tiny import tiny_photo
+    from core.pipeline.tiny import tiny_photo
 
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -411,10 +413,10 @@ def bench_embedding(arch: str, photos: list[Path], plan: Plan, device, dry: bool
     import torch
 
     from bench.embed import build_clip
-    from core.cache import Cache, sha256_bytes
-    from core.config import clip_precision, decode_processes, embed_batch_size
-    from core.embed import embeddings_for
-    from core.natural import open_rgb
+    from core.pipeline.cache import Cache, sha256_bytes
+    from core.pipeline.config import clip_precision, decode_processes, embed_batch_size
+    from core.pipeline.embed import embeddings_for
+    from core.pipeline.natural import open_rgb
 
     clip = build_clip(arch)
     clip.model.to(device.device)
@@ -492,8 +494,8 @@ def main(argv=None) -> int:
     from diffusers.utils import logging as dlogging
 
     dlogging.set_verbosity_error()
-    from core.config import DeviceSpec, apply_cpu_threads, select_device
-    from core.generate import resolve_settings
+    from core.pipeline.config import DeviceSpec, apply_cpu_threads, select_device
+    from core.pipeline.generate import resolve_settings
 
     plan = replace(DRY if args.dry_run else REAL)
     if args.repeats:
@@ -516,10 +518,10 @@ def main(argv=None) -> int:
         rows += gen_rows
         del plain
         if args.dry_run:
-            from core.tiny import ensure_tiny_sd_folder
+            from core.pipeline.tiny import ensure_tiny_sd_folder
 
             folder = ensure_tiny_sd_folder(work / "models")
-        from core.generate import RunRequest
+        from core.pipeline.generate import RunRequest
 
         req = RunRequest(PROMPT, n=plan.images, steps=plan.steps, guidance=plan.guidance, size=plan.size)
         rows.append(bench_engine(lab, resolve_settings(req, folder, device), plan, device, work, log,

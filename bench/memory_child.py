@@ -45,7 +45,7 @@ def main() -> None:
     t0 = time.perf_counter()
     import torch
 
-    from core.config import DeviceSpec, apply_cpu_threads
+    from core.pipeline.config import DeviceSpec, apply_cpu_threads
 
     apply_cpu_threads()
     device = DeviceSpec("cpu", "float32")

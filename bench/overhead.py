@@ -1,8 +1,8 @@
 """Benchmark 1: the lab's generation path vs the bare diffusers call on the same pipeline object.
 
-Lab side: `core.generate.generate_missing` into a fresh Cache (a new folder each run, so every image is generated,
-PNG-encoded, hashed, written with fsync and indexed in SQLite). Raw side: `pipe(...)` batch by batch with the same
-prompt, seeds, steps, guidance, size and batch composition, `output_type="pil"`, images kept in memory.
+Lab side: `core.pipeline.generate.generate_missing` into a fresh Cache (a new folder each run, so every image is
+generated, PNG-encoded, hashed, written with fsync and indexed in SQLite). Raw side: `pipe(...)` batch by batch with
+the same prompt, seeds, steps, guidance, size and batch composition, `output_type="pil"`, images kept in memory.
 
 Both sides run in this process with the same torch thread count, are warmed up once, then alternate (lab, raw),
 (raw, lab), ... so a slow drift in the machine's load hits both alike.
@@ -50,8 +50,8 @@ def _instrumented(cache):
 
     A handful of perf_counter calls per image: microseconds against the milliseconds being measured.
     """
-    import core.cache
-    import core.generate
+    import core.pipeline.cache
+    import core.pipeline.generate
 
     spent = {"encode_png": 0.0, "put_images": 0.0, "atomic_write": 0.0}
 
@@ -64,21 +64,21 @@ def _instrumented(cache):
                 spent[name] += time.perf_counter() - t
         return wrapper
 
-    orig_encode, orig_write = core.generate.encode_png, core.cache.atomic_write_bytes
-    core.generate.encode_png = timing("encode_png", orig_encode)
-    core.cache.atomic_write_bytes = timing("atomic_write", orig_write)
+    orig_encode, orig_write = core.pipeline.generate.encode_png, core.pipeline.cache.atomic_write_bytes
+    core.pipeline.generate.encode_png = timing("encode_png", orig_encode)
+    core.pipeline.cache.atomic_write_bytes = timing("atomic_write", orig_write)
     cache.put_images = timing("put_images", cache.put_images)
     try:
         yield spent
     finally:
-        core.generate.encode_png, core.cache.atomic_write_bytes = orig_encode, orig_write
+        core.pipeline.generate.encode_png, core.pipeline.cache.atomic_write_bytes = orig_encode, orig_write
         del cache.put_images
 
 
 def lab_run(pipe, settings, prompt, seeds, batch, tmp_root: Path, keep: bool = False):
     """One generate_missing into a fresh cache. Returns (Stopwatch, breakdown dict, cache root or None)."""
-    from core.cache import Cache
-    from core.generate import generate_missing
+    from core.pipeline.cache import Cache
+    from core.pipeline.generate import generate_missing
 
     root = Path(tempfile.mkdtemp(prefix="lab-", dir=tmp_root))
     cache = Cache(root)
@@ -121,8 +121,8 @@ def _same_pixels(lab_root: Path, settings, prompt, seeds, raw_images) -> dict:
     """Whether the lab's PNGs hold the raw call's pixels (both sides must do the same work to be compared)."""
     from PIL import Image
 
-    from core.cache import Cache
-    from core.generate import cached_images
+    from core.pipeline.cache import Cache
+    from core.pipeline.generate import cached_images
 
     entries = cached_images(settings, prompt, seeds, Cache(lab_root))
     diffs = [int(np.abs(np.asarray(Image.open(e.path).convert("RGB"), dtype=np.int16)

@@ -53,8 +53,8 @@ def _render(params: dict, clear_data: bool, n: int):
     for k, v in params.items():
         at.query_params[k] = v
     # Everything is on disk: loading a model or generating would be a bug (and would wreck the timing).
-    with mock.patch("core.models.load_pipeline", side_effect=AssertionError("the generator was loaded")), \
-            mock.patch("core.engine.generate_missing", side_effect=AssertionError("generation ran")), \
+    with mock.patch("core.pipeline.models.load_pipeline", side_effect=AssertionError("the generator was loaded")), \
+            mock.patch("core.pipeline.engine.generate_missing", side_effect=AssertionError("generation ran")), \
             Stopwatch() as sw:
         at.run()
     if at.exception:
@@ -94,14 +94,14 @@ def _breakdown(req, settings, n: int, repeats: int, with_reference: bool) -> dic
 
     import numpy as np
 
-    from core.cache import Cache
-    from core.config import cache_dir
-    from core.diversity import PREVIEW_SIZE, embed_set, natural_set, synthetic_set, thumbnails
-    from core.generate import cached_images
-    from core.models import clip_key
-    from core.natural import NaturalFolder
-    from core.registry import CLIP_MODELS
-    from core.stats import diversity_statistics, project_2d
+    from core.analysis.diversity import PREVIEW_SIZE, embed_set, natural_set, synthetic_set, thumbnails
+    from core.analysis.stats import diversity_statistics, project_2d
+    from core.pipeline.cache import Cache
+    from core.pipeline.config import cache_dir
+    from core.pipeline.generate import cached_images
+    from core.pipeline.models import clip_key
+    from core.pipeline.natural import NaturalFolder
+    from core.pipeline.registry import CLIP_MODELS
 
     def never():
         raise AssertionError("CLIP was needed: the embeddings are not cached")
@@ -142,11 +142,11 @@ def bench_page(pipe, n: int, repeats: int, tmp_root: Path, log, with_reference: 
     else the run is generated into a fresh one."""
     import streamlit as st
 
-    from core.cache import Cache
-    from core.config import select_device
-    from core.engine import Engine
-    from core.generate import RunRequest
-    from core.registry import GENERATORS, TINY_RANDOM
+    from core.pipeline.cache import Cache
+    from core.pipeline.config import select_device
+    from core.pipeline.engine import Engine
+    from core.pipeline.generate import RunRequest
+    from core.pipeline.registry import GENERATORS, TINY_RANDOM
 
     _quiet_streamlit()
     cache_root = cache_root or tmp_root / "page-cache"
@@ -168,7 +168,7 @@ def bench_page(pipe, n: int, repeats: int, tmp_root: Path, log, with_reference: 
                                                    "ref_class": "tench"}))
         try:
             for label, params in variants:
-                with mock.patch("core.models.load_pipeline", side_effect=AssertionError("generator loaded")):
+                with mock.patch("core.pipeline.models.load_pipeline", side_effect=AssertionError("generator loaded")):
                     first = _render_first(params, n)
                 log(f"[page] {label}: first render (embeds {n} images with the tiny CLIP, makes thumbnails) "
                     f"{fmt_s(first.wall)}")

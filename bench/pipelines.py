@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core.config import DeviceSpec
+from core.pipeline.config import DeviceSpec
 
 SD15_PIPELINE_CLASS = "StableDiffusionPipeline"
 # What SD 1.5 and SD 2.1 (SD-Turbo) share: the UNet's block layout and the VAE.
@@ -29,8 +29,8 @@ SD_VAE = dict(
 
 def load_tiny(device: DeviceSpec):
     """The tiny-random preset exactly as the Diversity page gets it: locate_generator + load_pipeline."""
-    from core.models import load_pipeline, locate_generator
-    from core.registry import GENERATORS, TINY_RANDOM
+    from core.pipeline.models import load_pipeline, locate_generator
+    from core.pipeline.registry import GENERATORS, TINY_RANDOM
 
     folder = locate_generator(GENERATORS[TINY_RANDOM])
     return folder, load_pipeline(folder, device)
@@ -40,16 +40,16 @@ def build_sd15_random(device: DeviceSpec, work_dir: Path, scheduler: str = "ddim
     """A StableDiffusionPipeline with SD 1.5's published component configs and random weights (seed 0).
 
     Returns (config_folder, pipe). config_folder holds only model_index.json and scheduler/scheduler_config.json
-    (no weights): enough for `core.generate.resolve_settings`, so the lab side gets its settings the lab's way.
+    (no weights): enough for `core.pipeline.generate.resolve_settings`, so the lab side gets its settings the lab's way.
     `scheduler`: "ddim" (one UNet call per step) or "pndm" (SD 1.5's shipped scheduler; one extra UNet call).
-    `tuned`: prepared as core.models.load_pipeline prepares a loaded one (core.models.apply_recipe with the device's
-    default recipe); False: the diffusers defaults.
+    `tuned`: prepared as core.pipeline.models.load_pipeline prepares a loaded one (core.pipeline.models.apply_recipe
+    with the device's default recipe); False: the diffusers defaults.
     """
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from core.tiny import build_clip_tokenizer
+    from core.pipeline.tiny import build_clip_tokenizer
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**SD_UNET_BLOCKS, cross_attention_dim=768, attention_head_dim=8, norm_eps=1e-5,
@@ -77,8 +77,8 @@ def build_sd15_random(device: DeviceSpec, work_dir: Path, scheduler: str = "ddim
     pipe = pipe.to(device.device)
     pipe.set_progress_bar_config(disable=True)
     if tuned:
-        from core.config import generation_recipe
-        from core.models import apply_recipe
+        from core.pipeline.config import generation_recipe
+        from core.pipeline.models import apply_recipe
 
         apply_recipe(pipe, generation_recipe(device, 512, 512, 0))
 
@@ -101,7 +101,7 @@ def build_sd_turbo_random(device: DeviceSpec, work_dir: Path):
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from core.tiny import build_clip_tokenizer
+    from core.pipeline.tiny import build_clip_tokenizer
 
     torch.manual_seed(0)
     with torch.device(device.device):

@@ -31,10 +31,10 @@ PROMPT = "a photo of a tench"
 def bench_reopen(pipe, folder: Path, device, n: int, gen_repeats: int, reopen_repeats: int, fresh_repeats: int,
                  tmp_root: Path, log, keep_cache: bool = False) -> tuple[list[Row], Path | None]:
     """The rows, and (keep_cache) the cache holding the generated run, for the page benchmark to reuse."""
-    from core.cache import Cache
-    from core.generate import RunRequest, cached_images, default_batch_size, resolve_settings
-    from core.models import locate_generator
-    from core.registry import GENERATORS, TINY_RANDOM
+    from core.pipeline.cache import Cache
+    from core.pipeline.generate import RunRequest, cached_images, default_batch_size, resolve_settings
+    from core.pipeline.models import locate_generator
+    from core.pipeline.registry import GENERATORS, TINY_RANDOM
 
     preset = GENERATORS[TINY_RANDOM]
     req = RunRequest(PROMPT, n=n, generator=TINY_RANDOM, steps=4, size=64, clip=TINY_RANDOM).with_preset_defaults(

@@ -23,11 +23,11 @@ def main() -> None:
 
     from pathlib import Path
 
-    from core.cache import Cache
-    from core.config import select_device
-    from core.generate import RunRequest, cached_images, resolve_settings
-    from core.models import locate_generator
-    from core.registry import GENERATORS, TINY_RANDOM
+    from core.pipeline.cache import Cache
+    from core.pipeline.config import select_device
+    from core.pipeline.generate import RunRequest, cached_images, resolve_settings
+    from core.pipeline.models import locate_generator
+    from core.pipeline.registry import GENERATORS, TINY_RANDOM
     mark("import_core")
     device = select_device()  # imports torch
     mark("select_device")

@@ -1,12 +1,12 @@
 """Benchmark: the statistics at scale, n = 100, 1,000, 10,000 embeddings of d = 512 (random unit vectors).
 
 Per statistic and n: the median time of a few calls and the peak memory of one call, then the growth exponent
-(slope of log time against log n: 1 = linear, 2 = quadratic). core.stats always; core.compare (FD, CMMD, PRDC,
-nearest neighbours, computed over blocks of rows) and core.probe (the cross-validated separability probe) when they
-import. Memory is tracemalloc's peak during the first (untimed) call: every numpy array and Python object the call
-allocates at once (numpy reports its allocations to tracemalloc), not BLAS's internal buffers. The process's
-resident set cannot say it reliably here: after the first large free, glibc keeps freed blocks of up to 32 MB in
-the heap, and later allocations reuse them without the resident set growing.
+(slope of log time against log n: 1 = linear, 2 = quadratic). core.analysis.stats always; core.analysis.compare (FD,
+CMMD, PRDC, nearest neighbours, computed over blocks of rows) and core.analysis.probe (the cross-validated separability
+probe) when they import. Memory is tracemalloc's peak during the first (untimed) call: every numpy array and Python
+object the call allocates at once (numpy reports its allocations to tracemalloc), not BLAS's internal buffers. The
+process's resident set cannot say it reliably here: after the first large free, glibc keeps freed blocks of up to 32 MB
+in the heap, and later allocations reuse them without the resident set growing.
 
 A statistic whose next n would take longer than the budget (estimated from the last n and the exponent so far) is
 skipped at that n and says so. The bootstrap runs fewer resamples at large n and the time is scaled to the
@@ -88,7 +88,7 @@ def _resamples_for(n: int, quick: bool) -> int:
 
 
 def stats_cases(quick: bool) -> list[Case]:
-    from core import stats
+    from core.analysis import stats
 
     def linear_and_fast(limit_s: float):
         def check(times, peaks, exponent):
@@ -103,33 +103,33 @@ def stats_cases(quick: bool) -> list[Case]:
     def boot(name, fn):
         def run(x, y):
             return stats.bootstrap_interval(x, fn, resamples=_resamples_for(len(x), quick))
-        return Case(f"bootstrap of {name} ({BOOTSTRAP_PAGE_RESAMPLES} resamples)", "core.stats", run,
+        return Case(f"bootstrap of {name} ({BOOTSTRAP_PAGE_RESAMPLES} resamples)", "core.analysis.stats", run,
                     scale=lambda n: (BOOTSTRAP_PAGE_RESAMPLES + 1) / (_resamples_for(n, quick) + 1),
                     estimated=lambda n: _resamples_for(n, quick) != BOOTSTRAP_PAGE_RESAMPLES)
 
     cases = [
-        Case("Vendi score", "core.stats", lambda x, y: stats.vendi_score(x), "< 1 s @10k, exp <= 1.2",
+        Case("Vendi score", "core.analysis.stats", lambda x, y: stats.vendi_score(x), "< 1 s @10k, exp <= 1.2",
              linear_and_fast(1.0)),
-        Case("mean pairwise cosine", "core.stats", lambda x, y: stats.mean_pairwise_cosine(x),
+        Case("mean pairwise cosine", "core.analysis.stats", lambda x, y: stats.mean_pairwise_cosine(x),
              "mem < 100 MB @10k", below(100)),
-        Case("effective rank", "core.stats", lambda x, y: stats.effective_rank(x)),
-        Case("variance in first 2 PCs", "core.stats", lambda x, y: stats.variance_explained(x)),
+        Case("effective rank", "core.analysis.stats", lambda x, y: stats.effective_rank(x)),
+        Case("variance in first 2 PCs", "core.analysis.stats", lambda x, y: stats.variance_explained(x)),
         boot("Vendi", stats.vendi_score),
     ]
     # The page's intervals are delete-a-group jackknives: at most JACKKNIFE_GROUPS + 1 evaluations whatever n.
-    page = Case(f"diversity_statistics (4 stats, jackknife of <= {stats.JACKKNIFE_GROUPS} groups)", "core.stats",
-                lambda x, y: stats.diversity_statistics(x))
+    page = Case(f"diversity_statistics (4 stats, jackknife of <= {stats.JACKKNIFE_GROUPS} groups)",
+                "core.analysis.stats", lambda x, y: stats.diversity_statistics(x))
     cases.append(page)
     return cases
 
 
 def compare_cases(log) -> list[Case]:
-    """core.compare and core.probe, if they exist and import (another engineer writes them)."""
+    """core.analysis.compare and core.analysis.probe, if they exist and import (another engineer writes them)."""
     cases = []
     try:
-        from core import compare
+        from core.analysis import compare
     except Exception as exc:  # not there yet, or broken: say so, measure the rest
-        log(f"[stats] core.compare not measured: {type(exc).__name__}: {exc}")
+        log(f"[stats] core.analysis.compare not measured: {type(exc).__name__}: {exc}")
     else:
         bounded = "mem < 512 MB @10k"
 
@@ -137,22 +137,23 @@ def compare_cases(log) -> list[Case]:
             return peaks.get(max(SIZES), math.inf) < 512 * 1024**2
 
         cases += [
-            Case("Frechet distance (FD)", "core.compare", lambda x, y: compare.frechet_distance(x, y)),
-            Case("CMMD (blocked)", "core.compare", lambda x, y: compare.cmmd(x, y), bounded, memory_bounded),
-            Case("PRDC, k=5 (blocked)", "core.compare", lambda x, y: compare.prdc(y, x), bounded, memory_bounded),
-            Case("nearest neighbours, k=5 (blocked)", "core.compare", lambda x, y: compare.nearest(x, y, k=5),
+            Case("Frechet distance (FD)", "core.analysis.compare", lambda x, y: compare.frechet_distance(x, y)),
+            Case("CMMD (blocked)", "core.analysis.compare", lambda x, y: compare.cmmd(x, y), bounded, memory_bounded),
+            Case("PRDC, k=5 (blocked)", "core.analysis.compare", lambda x, y: compare.prdc(y, x), bounded,
+                 memory_bounded),
+            Case("nearest neighbours, k=5 (blocked)", "core.analysis.compare", lambda x, y: compare.nearest(x, y, k=5),
                  bounded, memory_bounded),
         ]
     try:
-        from core import probe
+        from core.analysis import probe
     except Exception as exc:
-        log(f"[stats] core.probe not measured: {type(exc).__name__}: {exc}")
+        log(f"[stats] core.analysis.probe not measured: {type(exc).__name__}: {exc}")
     else:
         def run_probe(x, y):
             zeros = np.zeros(len(x), int)
             return probe.separability(x, y, zeros, np.zeros(len(y), int), ["class"])
 
-        cases.append(Case("separability probe (5-fold CV + permutation test)", "core.probe", run_probe))
+        cases.append(Case("separability probe (5-fold CV + permutation test)", "core.analysis.probe", run_probe))
     return cases
 
 

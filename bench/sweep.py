@@ -1,9 +1,11 @@
 """Sweep benchmark (`--only sweep`): the Ray job against the engine called directly, and 2 actors against 1.
 
 The same rows (the tiny-random model, 2 classes x N seeds, 64 px, embedded with the tiny CLIP) four ways:
-- **engine**: core.engine.Engine.run for the two requests, then core.diversity.embed_set of their images, in this
+- **engine**: core.pipeline.engine.Engine.run for the two requests, then core.analysis.diversity.embed_set of their
+images, in this
   process: what the sweep's stages do, without Ray;
-- **sweep, 1 actor** and **sweep, 2 actors** per stage: core.sweep.run_sweep into a fresh output folder on a local
+- **sweep, 1 actor** and **sweep, 2 actors** per stage: core.pipeline.sweep.run_sweep into a fresh output folder on a
+local
   Ray cluster of 2 CPUs started once beforehand (its start-up, ~15 s, is printed, not counted).
 Targets (issue 17): sweep(1 actor)/engine <= 1.10; sweep(1 actor)/sweep(2 actors) >= 1.6 on this 2-core machine.
 Each sweep starts fresh actors, which import torch and diffusers and load their models (seconds): a fixed cost that
@@ -22,14 +24,14 @@ from .stats import Row, Samples, Stopwatch, fmt_s
 def bench_sweep(n_seeds: int, repeats: int, tmp_root: Path, log) -> list[Row]:
     import ray
 
-    from core.cache import Cache
-    from core.config import select_device
-    from core.diversity import embed_set, synthetic_set
-    from core.engine import Engine
-    from core.generate import RunRequest
-    from core.models import load_clip, load_pipeline
-    from core.registry import CLIP_MODELS, GENERATORS, TINY_RANDOM
-    from core.sweep import Plan, run_sweep
+    from core.analysis.diversity import embed_set, synthetic_set
+    from core.pipeline.cache import Cache
+    from core.pipeline.config import select_device
+    from core.pipeline.engine import Engine
+    from core.pipeline.generate import RunRequest
+    from core.pipeline.models import load_clip, load_pipeline
+    from core.pipeline.registry import CLIP_MODELS, GENERATORS, TINY_RANDOM
+    from core.pipeline.sweep import Plan, run_sweep
 
     device = select_device()
     plans = {k: Plan.from_dict({"classes": ["tench", "church"], "clip": [TINY_RANDOM], "batch": 4, "actors": k,

@@ -1,15 +1,14 @@
 """Adherence: how closely do images follow the prompt, next to natural photos of the class, and what does guidance
-(or steps, or the model) trade for it? The logic lives in core.adherence and core.zeroshot."""
+(or steps, or the model) trade for it? The logic lives in core.analysis.adherence and core.analysis.zeroshot."""
 
 from dataclasses import asdict
 
 import numpy as np
 import streamlit as st
 
-import ui
-import ui_report
-from core import config
-from core.adherence import (
+from app import report as ui_report
+from app import ui
+from core.analysis.adherence import (
     CONFUSABLE_SETS,
     DEFAULT_CONFUSABLE,
     SCORE_NOTE,
@@ -30,14 +29,22 @@ from core.adherence import (
     sweep_requests,
     sweep_rows,
 )
-from core.diversity import PREVIEW_SIZE, THUMB_SIZE, natural_set, synthetic_set, thumbnails
-from core.generate import RunRequest, validate_request
-from core.markup import md_list, md_literal
-from core.models import ModelUnavailableError, clip_key
-from core.natural import DownloadError, download_reference_set, reference_sources
-from core.registry import CLIP_MODELS, GENERATORS
-from core.report import LAB_CHOICES, generation_defaults, report_file_stem
-from core.zeroshot import ZERO_SHOT_TEMPLATES, class_vectors, clip_scores, ranks, score_estimate, text_embeddings
+from core.analysis.diversity import PREVIEW_SIZE, THUMB_SIZE, natural_set, synthetic_set, thumbnails
+from core.analysis.zeroshot import (
+    ZERO_SHOT_TEMPLATES,
+    class_vectors,
+    clip_scores,
+    ranks,
+    score_estimate,
+    text_embeddings,
+)
+from core.pipeline import config
+from core.pipeline.generate import RunRequest, validate_request
+from core.pipeline.models import ModelUnavailableError, clip_key
+from core.pipeline.natural import DownloadError, download_reference_set, reference_sources
+from core.pipeline.registry import CLIP_MODELS, GENERATORS
+from core.present.markup import md_list, md_literal
+from core.present.report import LAB_CHOICES, generation_defaults, report_file_stem
 
 URL_KEY = "adherence_url"
 EXTRA_PARAMS = ("ref", "ref_class", "classes", "intended", "sweep", "sweep_values")  # kept when the run changes

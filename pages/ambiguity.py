@@ -1,15 +1,15 @@
 """Ambiguity: which sense of an ambiguous prompt does the generator draw, and how far can CLIP's sense labels be
-trusted? The logic lives in core.ambiguity and core.zeroshot; this page is the form, the URL and the layout."""
+trusted? The logic lives in core.analysis.ambiguity and core.analysis.zeroshot; this page is the form, the URL and the
+layout."""
 
 from dataclasses import asdict
 
 import numpy as np
 import streamlit as st
 
-import ui
-import ui_report
-from core import config
-from core.ambiguity import (
+from app import report as ui_report
+from app import ui
+from core.analysis.ambiguity import (
     AMBIGUITY_PRESETS,
     DEFAULT_PRESET,
     DEFAULT_STYLES,
@@ -29,14 +29,15 @@ from core.ambiguity import (
     validate_ambiguity,
     variant_shares_chart,
 )
-from core.diversity import PREVIEW_SIZE, synthetic_set, thumbnails
-from core.generate import RunRequest, validate_request
-from core.markup import md_list, md_literal
-from core.models import ModelUnavailableError, clip_key
-from core.natural import reference_sources
-from core.registry import CLIP_MODELS, DEFAULT_TEMPLATE, GENERATORS, PROMPT_TEMPLATES, prompt_for_class
-from core.report import LAB_CHOICES, generation_defaults, report_file_stem
-from core.zeroshot import ZERO_SHOT_TEMPLATES, assign, class_vectors
+from core.analysis.diversity import PREVIEW_SIZE, synthetic_set, thumbnails
+from core.analysis.zeroshot import ZERO_SHOT_TEMPLATES, assign, class_vectors
+from core.pipeline import config
+from core.pipeline.generate import RunRequest, validate_request
+from core.pipeline.models import ModelUnavailableError, clip_key
+from core.pipeline.natural import reference_sources
+from core.pipeline.registry import CLIP_MODELS, DEFAULT_TEMPLATE, GENERATORS, PROMPT_TEMPLATES, prompt_for_class
+from core.present.markup import md_list, md_literal
+from core.present.report import LAB_CHOICES, generation_defaults, report_file_stem
 
 URL_KEY = "ambiguity_url"
 VIEW_PARAMS = ("show", "k", "cal")  # view choices below the form: kept in the URL, not part of the request
@@ -239,7 +240,8 @@ st.caption("Margin: cosine with the chosen sense minus cosine with the runner-up
 
 # 5. Calibration: the same assignment on labelled natural photos.
 st.subheader("Can the sense labels be trusted? Calibration on natural photos")
-# The configured folders; a demo pack's copy stands in for one this machine lacks (core.natural.reference_sources).
+# The configured folders; a demo pack's copy stands in for one this machine lacks
+# (core.pipeline.natural.reference_sources).
 roots = {source_id: folder.root for source_id, (_, folder)
          in reference_sources(config.cache_dir(), config.natural_roots()).items() if source_id.startswith("folder:")}
 cal_ids = ["none", *roots]

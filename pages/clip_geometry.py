@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-import ui
-import ui_classes as uc
-from core.geometry import (
+from app import classes as uc
+from app import ui
+from core.analysis.geometry import (
     GEOMETRY_STATS,
     cached_norms,
     embedding_norms,
@@ -19,9 +19,9 @@ from core.geometry import (
     synthetic_offsets,
     text_norms,
 )
-from core.markup import md_literal
-from core.models import ModelUnavailableError, clip_key
-from core.registry import CLIP_MODELS
+from core.pipeline.models import ModelUnavailableError, clip_key
+from core.pipeline.registry import CLIP_MODELS
+from core.present.markup import md_literal
 
 PAGE = "clip_geometry"
 CLASS_SELECTION = "geometry_class"

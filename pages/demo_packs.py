@@ -6,11 +6,19 @@ import time
 import pandas as pd
 import streamlit as st
 
-import ui
-from core import config
-from core.markup import md_list, md_literal
-from core.natural import reference_sources
-from core.pack import CachedRun, PackError, cached_runs, export_pack, import_pack, imported_packs, natural_classes
+from app import ui
+from core.pipeline import config
+from core.pipeline.natural import reference_sources
+from core.present.markup import md_list, md_literal
+from core.present.pack import (
+    CachedRun,
+    PackError,
+    cached_runs,
+    export_pack,
+    import_pack,
+    imported_packs,
+    natural_classes,
+)
 
 ui.start_page()
 cache = ui.cache()

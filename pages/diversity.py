@@ -5,12 +5,9 @@ from dataclasses import asdict
 import numpy as np
 import streamlit as st
 
-import ui
-import ui_report
-from core import config
-from core.cache import CacheError
-from core.charts import embedding_map, similarity_heatmap, statistic_curve_chart, statistics_chart
-from core.diversity import (
+from app import report as ui_report
+from app import ui
+from core.analysis.diversity import (
     PREVIEW_SIZE,
     curve_rows,
     equal_n_estimates,
@@ -22,17 +19,20 @@ from core.diversity import (
     synthetic_set,
     thumbnails,
 )
-from core.generate import (
+from core.analysis.stats import diversity_statistics
+from core.pipeline import config
+from core.pipeline.cache import CacheError
+from core.pipeline.generate import (
     RunRequest,
     request_warnings,
     validate_request,
 )
-from core.local import all_clip_models, all_generators, generator_preset
-from core.markup import md_literal
-from core.models import ModelUnavailableError, clip_key
-from core.natural import DownloadError, download_reference_set, reference_sources, store_upload
-from core.report import LAB_CHOICES, generation_defaults, report_file_stem
-from core.stats import diversity_statistics
+from core.pipeline.local import all_clip_models, all_generators, generator_preset
+from core.pipeline.models import ModelUnavailableError, clip_key
+from core.pipeline.natural import DownloadError, download_reference_set, reference_sources, store_upload
+from core.present.charts import embedding_map, similarity_heatmap, statistic_curve_chart, statistics_chart
+from core.present.markup import md_literal
+from core.present.report import LAB_CHOICES, generation_defaults, report_file_stem
 
 REFERENCE_PARAMS = ("ref", "ref_class", "map")
 

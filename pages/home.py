@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-import ui
-from core.lessons import LESSONS
+from app import ui
+from core.present.lessons import LESSONS
 
 ui.start_page()
 

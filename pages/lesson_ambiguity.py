@@ -1,6 +1,6 @@
-"""Lesson 1: the registry entry core.lessons.LESSONS["ambiguity"] as a guided page (ui_lessons.show calls
+"""Lesson 1: the registry entry core.present.lessons.LESSONS["ambiguity"] as a guided page (app.lessons.show calls
 ui.start_page() first thing after reading the lesson's model choice, so the sidebar shows the models it uses)."""
 
-import ui_lessons
+import app.lessons
 
-ui_lessons.show("ambiguity")
+app.lessons.show("ambiguity")

@@ -1,6 +1,6 @@
-"""Lesson 5: the registry entry core.lessons.LESSONS["geometry"] as a guided page (ui_lessons.show calls
+"""Lesson 5: the registry entry core.present.lessons.LESSONS["geometry"] as a guided page (app.lessons.show calls
 ui.start_page() first thing after reading the lesson's model choice, so the sidebar shows the models it uses)."""
 
-import ui_lessons
+import app.lessons
 
-ui_lessons.show("geometry")
+app.lessons.show("geometry")

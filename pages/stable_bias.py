@@ -1,16 +1,17 @@
 """Stable Bias portraits: "Photo portrait of a {adjective} {profession}" for chosen adjectives and professions,
 clustered hierarchically (12 / 24 / 48 clusters from one tree), read as a cluster-by-prompt table
-(Luccioni et al., NeurIPS 2023; core.bias holds the method and says what is the paper's and what is the lab's)."""
+(Luccioni et al., NeurIPS 2023; core.analysis.bias holds the method and says what is the paper's and what is the
+lab's)."""
 
 from dataclasses import asdict, replace
 
 import numpy as np
 import streamlit as st
 
-import ui
-import ui_classes as uc
-import ui_report
-from core.bias import (
+from app import classes as uc
+from app import report as ui_report
+from app import ui
+from core.analysis.bias import (
     ADJECTIVES,
     CUT_OPTIONS,
     DEFAULT_ADJECTIVES,
@@ -31,14 +32,14 @@ from core.bias import (
     table_for_display,
     validate_bias_spec,
 )
-from core.cache import key_of
-from core.diversity import synthetic_set
-from core.generate import RunRequest
-from core.literature import PRESETS
-from core.markup import md_literal
-from core.models import ModelUnavailableError, clip_key
-from core.registry import CLIP_MODELS, GENERATORS
-from core.report import generation_defaults, report_file_stem
+from core.analysis.diversity import synthetic_set
+from core.pipeline.cache import key_of
+from core.pipeline.generate import RunRequest
+from core.pipeline.models import ModelUnavailableError, clip_key
+from core.pipeline.registry import CLIP_MODELS, GENERATORS
+from core.present.literature import PRESETS
+from core.present.markup import md_literal
+from core.present.report import generation_defaults, report_file_stem
 
 PAGE = "stable_bias"
 URL_KEY = "stable_bias_url"

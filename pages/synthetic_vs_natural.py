@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-import ui
-import ui_classes as uc
-import ui_report
-from core.compare import (
+from app import classes as uc
+from app import report as ui_report
+from app import ui
+from core.analysis.compare import (
     DISTANCE_RESAMPLES,
     DISTANCES,
     PRDC_K,
@@ -17,10 +17,10 @@ from core.compare import (
     nearest,
     single_threaded_blas,
 )
-from core.literature import PRESETS, matching_presets
-from core.markup import md_literal
-from core.probe import ALPHA, FOLDS, PERMUTATIONS, separability, separability_reading
-from core.stats import project_2d
+from core.analysis.probe import ALPHA, FOLDS, PERMUTATIONS, separability, separability_reading
+from core.analysis.stats import project_2d
+from core.present.literature import PRESETS, matching_presets
+from core.present.markup import md_literal
 
 PAGE = "synthetic_vs_natural"
 PAGE_PARAMS = ("nn_class",)
@@ -39,7 +39,7 @@ def distances_of(nat, syn):
 
 @st.cache_data(show_spinner="Projecting...", max_entries=16)
 def projection_of(x):
-    with single_threaded_blas():  # see core.compare.single_threaded_blas: faster on shared cores
+    with single_threaded_blas():  # see core.analysis.compare.single_threaded_blas: faster on shared cores
         return project_2d(x, "pca")
 
 

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-import ui
-import ui_classes as uc
-from core.filtering import (
+from app import classes as uc
+from app import ui
+from core.analysis.filtering import (
     LOGIT_SCALE,
     MIN_KEEP,
     class_texts,
@@ -18,10 +18,7 @@ from core.filtering import (
     per_class_rows,
     same_size_random,
 )
-from core.literature import PRESETS
-from core.markup import md_literal
-from core.models import ModelUnavailableError, clip_key
-from core.probe import (
+from core.analysis.probe import (
     CLASSIFIERS,
     KNN_K,
     TEST_FRACTION,
@@ -30,8 +27,11 @@ from core.probe import (
     relative_diversity,
     train_on,
 )
-from core.registry import CLIP_MODELS
-from core.zeroshot import text_embeddings
+from core.analysis.zeroshot import text_embeddings
+from core.pipeline.models import ModelUnavailableError, clip_key
+from core.pipeline.registry import CLIP_MODELS
+from core.present.literature import PRESETS
+from core.present.markup import md_literal
 
 PAGE = "train_on_synthetic"
 PAGE_PARAMS = ("clf", "share", "cm", "cf", "cf_t")

@@ -11,34 +11,21 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-# Real photos (ImageNet subsets, research and education terms) sit beside the repository in CI and on the team's
-# machines, never inside it, and never on a user's machine. Every test that needs class folders of photos uses the
-# generated folders below; the tests marked `real_photos` check the real ones in addition.
-SHARED_DATA = (REPO_ROOT.parent / "shared" / "data").resolve()
-REAL_IMAGENETTE = SHARED_DATA / "imagenette224"
-REAL_AMBIGUOUS = SHARED_DATA / "imagenet_samples_ambiguous"
-# Set by .ci/run: there, a missing real-photo folder fails the run instead of skipping its tests.
-REQUIRE_REAL_PHOTOS = "DDL_REQUIRE_REAL_PHOTOS"
-# The flat ImageNet-style files of the ambiguous-names folder (<wnid>_<ImageNet class name>): ids and names only.
-AMBIGUOUS_STEMS = [
-    "n01580077_jay", "n01608432_kite", "n01847000_drake", "n02012849_crane", "n02108089_boxer",
-    "n02113186_Cardigan", "n02123045_tabby", "n02123159_tiger_cat", "n02963159_cardigan", "n03126707_crane",
-    "n03642806_laptop", "n03710637_maillot", "n03710721_maillot", "n03832673_notebook", "n04355933_sunglass",
-    "n04356056_sunglasses",
-]
-
-
-PHOTOS_PER_CLASS = 24  # in the generated Imagenette-style folder (the real one has 100)
+from suite import (  # noqa: E402
+    AMBIGUOUS_STEMS,
+    PHOTOS_PER_CLASS,
+    REAL_AMBIGUOUS,
+    REAL_IMAGENETTE,
+    REQUIRE_REAL_PHOTOS,
+)
 
 
 @pytest.fixture(scope="session")
 def imagenette_dir(tmp_path_factory) -> Path:
     """Generated photos in the Imagenette layout (<class>/<photo>, labels.csv; the ten class names), under the same
     folder name, so source ids ("folder:imagenette224") read as with the real set."""
-    from core.natural import IMAGENETTE_WNIDS
-    from core.tiny import write_tiny_photo_folder
+    from core.pipeline.natural import IMAGENETTE_WNIDS
+    from core.pipeline.tiny import write_tiny_photo_folder
 
     return write_tiny_photo_folder(tmp_path_factory.mktemp("photos") / "imagenette224", IMAGENETTE_WNIDS,
                                    PHOTOS_PER_CLASS)
@@ -47,7 +34,7 @@ def imagenette_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def ambiguous_dir(tmp_path_factory) -> Path:
     """Generated flat files named as the ImageNet photos of ambiguous class names (n02012849_crane.JPEG, ...)."""
-    from core.tiny import write_tiny_flat_photos
+    from core.pipeline.tiny import write_tiny_flat_photos
 
     return write_tiny_flat_photos(tmp_path_factory.mktemp("photos") / "imagenet_samples_ambiguous", AMBIGUOUS_STEMS)
 
@@ -74,9 +61,13 @@ def real_ambiguous_dir() -> Path:
 
 
 def pytest_collection_modifyitems(items):
-    """Mark every test that reads the real photos, so `-m real_photos` / `-m "not real_photos"` select them; skip
-    the `gpu` tests where torch sees no CUDA device (CI has none: they run on a GPU machine, `-m gpu`)."""
+    """Mark each test by its folder's kind (`-m apptest`, `-m e2e`); mark every test that reads the real photos, so
+    `-m real_photos` / `-m "not real_photos"` select them; skip the `gpu` tests where torch sees no CUDA device (CI has
+    none: they run on a GPU machine, `-m gpu`)."""
     for item in items:
+        kind = item.path.parent.name  # the folder says the kind: unit/, apptest/ (Streamlit's AppTest), e2e/ (Chromium)
+        if kind in ("apptest", "e2e"):
+            item.add_marker(getattr(pytest.mark, kind))
         if {"real_imagenette_dir", "real_ambiguous_dir"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.real_photos)
     if any(item.get_closest_marker("gpu") for item in items):
@@ -105,29 +96,29 @@ def session_cache_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_folder(session_cache_root) -> Path:
     """The tiny-random pipeline saved as a diffusers folder (built once per test session)."""
-    from core.tiny import ensure_tiny_sd_folder
+    from core.pipeline.tiny import ensure_tiny_sd_folder
 
     return ensure_tiny_sd_folder(session_cache_root / "models")
 
 
 @pytest.fixture(scope="session")
 def cpu():
-    from core.config import DeviceSpec
+    from core.pipeline.config import DeviceSpec
 
     return DeviceSpec("cpu", "float32")
 
 
 @pytest.fixture(scope="session")
 def tiny_pipe(tiny_folder, cpu):
-    from core.models import load_pipeline
+    from core.pipeline.models import load_pipeline
 
     return load_pipeline(tiny_folder, cpu)
 
 
 @pytest.fixture(scope="session")
 def tiny_clip(cpu):
-    from core.models import load_clip
-    from core.registry import CLIP_MODELS, TINY_RANDOM
+    from core.pipeline.models import load_clip
+    from core.pipeline.registry import CLIP_MODELS, TINY_RANDOM
 
     return load_clip(CLIP_MODELS[TINY_RANDOM], cpu)
 

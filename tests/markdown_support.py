@@ -1,4 +1,4 @@
-"""User text must reach the screen and the reports as text, never as Markdown or HTML (core/markup.py).
+"""User text must reach the screen and the reports as text, never as Markdown or HTML (core/present/markup.py).
 
 `assert_literal(at, payload)` checks an AppTest page: every place Streamlit renders Markdown (markdown, captions,
 message boxes, headers, expander and tab labels, widget labels and help, metric labels) is rendered here with a

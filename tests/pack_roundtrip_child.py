@@ -17,10 +17,10 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from pack_roundtrip_support import numbers, render  # noqa: E402
 
-from core.cache import Cache  # noqa: E402
-from core.config import cache_dir  # noqa: E402
-from core.models import ModelUnavailableError  # noqa: E402
-from core.pack import import_pack  # noqa: E402
+from core.pipeline.cache import Cache  # noqa: E402
+from core.pipeline.config import cache_dir  # noqa: E402
+from core.pipeline.models import ModelUnavailableError  # noqa: E402
+from core.present.pack import import_pack  # noqa: E402
 
 
 def unavailable(*args, **kwargs):
@@ -33,10 +33,12 @@ def main(pack: str, links_file: str, out: str) -> None:
     assert cache.count_images() == 0, "the round trip must start from an empty cache"
     report = import_pack(Path(pack), cache)
     # A laptop with no generator weights (tiny-random is built in code: make building it fail too) and no CLIP.
-    blocked = ["core.models.load_pipeline", "core.models.load_clip", "ui.load_pipeline", "ui.load_clip",
-               "core.engine.locate_generator", "core.models.locate_generator", "core.tiny.ensure_tiny_sd_folder"]
+    blocked = ["core.pipeline.models.load_pipeline", "core.pipeline.models.load_clip", "app.ui.load_pipeline",
+               "app.ui.load_clip", "core.pipeline.engine.locate_generator", "core.pipeline.models.locate_generator",
+               "core.pipeline.tiny.ensure_tiny_sd_folder"]
     patches = [mock.patch(target, unavailable) for target in blocked]
-    patches += [mock.patch(f"{module}.generator_present", lambda preset: False) for module in ("ui", "core.engine")]
+    patches += [mock.patch(f"{module}.generator_present", lambda preset: False)
+                for module in ("app.ui", "core.pipeline.engine")]
     for p in patches:
         p.start()
     results = {page: numbers(render(page, params)) for page, params in links.items()}
