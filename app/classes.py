@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app import form, ui
 from app import report as ui_report
-from app import ui
 from core.analysis.classes import (
     BACKGROUND_BLOCK,
     CLASS_TEMPLATES,
@@ -38,14 +38,18 @@ from core.analysis.classes import (
     text_embeddings,
     validate_spec,
 )
+from core.analysis.classes import (
+    URL_PARAMS as CLASS_URL_PARAMS,
+)
 from core.analysis.diversity import THUMB_SIZE, natural_set, synthetic_set
 from core.analysis.stats import Estimate
 from core.pipeline import config
 from core.pipeline.cache import data_uri, key_of
 from core.pipeline.generate import MAX_IMAGES
+from core.pipeline.local import all_clip_models, generator_preset
 from core.pipeline.models import ModelUnavailableError, clip_key
-from core.pipeline.natural import DownloadError, NaturalFolder, download_reference_set, open_rgb, reference_sources
-from core.pipeline.registry import CLIP_MODELS, DEFAULT_CLIP, GENERATORS
+from core.pipeline.natural import NaturalFolder, open_rgb, reference_sources
+from core.pipeline.registry import GENERATORS
 from core.present.literature import ORIGIN_LAB, PRESETS, SOURCES, Preset, matching_presets, presets_for
 from core.present.markup import md_list, md_literal
 from core.present.report import LAB_CHOICES, Report, generation_defaults, report_file_stem
@@ -72,11 +76,11 @@ def restore_url(page_key: str) -> None:
 
 
 def remember_url(page_key: str) -> None:
+    """This page's settings (app.form.remember_url), and the experiment for the other two class-list pages."""
+    form.remember_url(page_key)
     params = st.query_params.to_dict()
-    st.session_state[f"{page_key}_url"] = params
     if "classes" in params:
-        st.session_state[SHARED_URL_KEY] = {k: params[k] for k in (*ClassListSpec.PARAMS,
-                                                                    *ClassListSpec.OPTIONAL_PARAMS) if k in params}
+        st.session_state[SHARED_URL_KEY] = {k: params[k] for k in CLASS_URL_PARAMS if k in params}
 
 
 def url_choice(name: str, options: list, default):
@@ -163,15 +167,7 @@ def experiment(page_key: str, page_params: tuple[str, ...] = (), min_classes: in
                              format_func=lambda k: sources[k][0])
     folder = sources[source_id][1]
     if source_id == "imagenette" and not folder.root.is_dir():
-        st.info("Imagenette (fast.ai's 10-class ImageNet subset, 160 px, about 100 MB) is not downloaded yet.")
-        if st.button("Download Imagenette"):
-            bar = st.progress(0.0)
-            try:
-                download_reference_set(folder.root.parent, progress=lambda f, msg: bar.progress(f, text=msg))
-                st.rerun()
-            except DownloadError as exc:
-                bar.empty()  # no empty progress bar left behind the message
-                st.error(md_literal(exc))
+        form.offer_imagenette(folder.root.parent)
         st.stop()
     available = _classes_of(folder)
     if not available:
@@ -186,7 +182,7 @@ def experiment(page_key: str, page_params: tuple[str, ...] = (), min_classes: in
     preset = preset_picker(page_key, base)
     if preset is not None:
         base = preset.apply(base)
-    gen_keys, clip_keys, templates = list(GENERATORS), list(CLIP_MODELS), list(CLASS_TEMPLATES)
+    templates = list(CLASS_TEMPLATES)
     with st.form(f"{page_key}-experiment"):
         chosen = st.multiselect("Classes", available, default=[c for c in base.classes if c in available],
                                 format_func=lambda c: c.replace("_", " "))
@@ -198,10 +194,8 @@ def experiment(page_key: str, page_params: tuple[str, ...] = (), min_classes: in
         n_natural = c3.number_input("Natural photos per class", 1, MAX_NATURAL,
                                     int(min(max(base.n_natural, 1), MAX_NATURAL)))
         c4, c5, c6 = st.columns(3)
-        generator = c4.selectbox("Generator", gen_keys, index=index_of(gen_keys, base.generator, gen_keys[0]),
-                                 format_func=lambda k: GENERATORS[k].label, key="generator")
-        clip_choice = c5.selectbox("CLIP model", clip_keys, index=index_of(clip_keys, base.clip, DEFAULT_CLIP),
-                                   format_func=lambda k: CLIP_MODELS[k].label, key="clip")
+        generator, _ = form.generator_picker(base.generator, container=c4)
+        clip_choice = form.clip_picker(base.clip, container=c5)
         first_seed = c6.number_input("First seed", 0, 2**31 - 1, int(max(base.first_seed, 0)))
         c7, c8 = st.columns(2)
         # Empty = the generator's own default (its preset), as before these fields existed: old links keep their
@@ -234,14 +228,9 @@ def experiment(page_key: str, page_params: tuple[str, ...] = (), min_classes: in
         st.info("Choose the classes and press **Generate missing images and analyse**. Images already in the "
                 "cache are reused; only missing ones are generated.")
         st.stop()
-    problems = validate_spec(spec, available, min_classes)
-    if problems:
-        for problem in problems:
-            st.error(md_literal(problem))
-        st.stop()
+    form.stop_on(validate_spec(spec, available, min_classes))
     if submitted:
-        extra = {k: st.query_params[k] for k in page_params if k in st.query_params}
-        st.query_params.from_dict({**spec.to_params(), **extra})
+        form.write_url(spec.to_params(), page_key, keep=page_params)
     remember_url(page_key)
     return _load(spec, folder, generate=submitted, min_classes=min_classes)
 
@@ -330,7 +319,7 @@ def _load(spec: ClassListSpec, folder: NaturalFolder, generate: bool, min_classe
     flat = [req for _, reqs in groups for req in reqs]
     all_runs = iter(ui.runs(flat, generate=generate))
     runs_by_class = [(name, [next(all_runs) for _ in reqs]) for name, reqs in groups]
-    preset = GENERATORS[spec.generator]
+    preset = generator_preset(spec.generator)
     first = runs_by_class[0][1][0].settings
     captions = [  # shown under the form, and the report's opening lines
         f"**Generator:** {md_literal(preset.label)} · {md_literal(first.model_id)} @ {first.revision[:12]} · "
@@ -338,7 +327,7 @@ def _load(spec: ClassListSpec, folder: NaturalFolder, generate: bool, min_classe
         f"{'' if spec.steps is not None else ' (its default)'} · guidance {first.guidance:g}"
         f"{'' if spec.guidance is not None else ' (its default)'} · {first.width} px · seeds "
         f"{spec.first_seed}-{spec.first_seed + spec.n - 1}"
-        f" · **CLIP:** {md_literal(CLIP_MODELS[spec.clip].label)} · natural photos: a fixed sample "
+        f" · **CLIP:** {md_literal(all_clip_models()[spec.clip].label)} · natural photos: a fixed sample "
         f"(seed {NATURAL_SEED})"
         f" of at most {spec.n_natural} per class. {LAB_DEFAULTS_NOTE}"]
     template = CLASS_TEMPLATES[spec.template]
@@ -363,7 +352,7 @@ def _load(spec: ClassListSpec, folder: NaturalFolder, generate: bool, min_classe
                    f"**Generate missing images and analyse** to make them (cached ones are reused).")
 
     cache = ui.cache()
-    clip_preset = CLIP_MODELS[spec.clip]
+    clip_preset = all_clip_models()[spec.clip]
     ckey = clip_key(clip_preset)
     prompts = spec.prompts()
     notes, loaded = [], []
@@ -455,7 +444,7 @@ def report_for(exp: LoadedExperiment, page_key: str) -> Report:
 
 def experiment_settings(spec: ClassListSpec) -> dict:
     """The experiment's settings (the spec, as the URL holds it), with the prompts they make."""
-    preset = GENERATORS[spec.generator]
+    preset = generator_preset(spec.generator)
     return {"classes": ", ".join(spec.classes), "source": spec.source,
             "template": f"{spec.template} ({CLASS_TEMPLATES[spec.template].label})", "n": spec.n,
             "n_natural": spec.n_natural, "natural sample seed": NATURAL_SEED, "generator": spec.generator,
@@ -468,7 +457,7 @@ def experiment_settings(spec: ClassListSpec) -> dict:
 
 def class_lab_defaults(spec: ClassListSpec) -> dict[str, str]:
     """For each setting of the experiment: its value and whether it is the lab's default or set for this run."""
-    out = generation_defaults(replace(spec.requests()[0], n=spec.n), GENERATORS[spec.generator])
+    out = generation_defaults(replace(spec.requests()[0], n=spec.n), generator_preset(spec.generator))
     for name, used, default in (("prompt template", spec.template, DEFAULT_CLASS_TEMPLATE),
                                 ("natural photos per class", spec.n_natural, DEFAULT_NATURAL)):
         out[name] = f"{used}: " + ("the lab's default" if used == default else
@@ -489,7 +478,7 @@ def finish_report(report: Report, exp: LoadedExperiment, page_key: str, *, setti
     used = [*matching_presets(spec, page_key), *presets]
     report.settings({"experiment": experiment_settings(spec), **({"page": settings} if settings else {}),
                      "settings from papers": ", ".join(p.key for p in used) or "none"})
-    clip_preset = CLIP_MODELS[spec.clip]
+    clip_preset = all_clip_models()[spec.clip]
     report.provenance(exp.generation, clip_preset, clip_key(clip_preset))
     report.lab_defaults({**class_lab_defaults(spec), **(defaults or {}), **preset_lab_choices(used)})
     ui_report.offer(report, report_file_stem(page_key, key_of(spec.to_params())[:10], f"n{spec.n}"), page_key)

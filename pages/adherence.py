@@ -6,8 +6,8 @@ from dataclasses import asdict
 import numpy as np
 import streamlit as st
 
+from app import form, ui
 from app import report as ui_report
-from app import ui
 from core.analysis.adherence import (
     CONFUSABLE_SETS,
     DEFAULT_CONFUSABLE,
@@ -29,7 +29,7 @@ from core.analysis.adherence import (
     sweep_requests,
     sweep_rows,
 )
-from core.analysis.diversity import PREVIEW_SIZE, THUMB_SIZE, natural_set, synthetic_set, thumbnails
+from core.analysis.diversity import PREVIEW_SIZE, THUMB_SIZE, synthetic_set, thumbnails
 from core.analysis.zeroshot import (
     ZERO_SHOT_TEMPLATES,
     class_vectors,
@@ -40,24 +40,15 @@ from core.analysis.zeroshot import (
 )
 from core.pipeline import config
 from core.pipeline.generate import RunRequest, validate_request
+from core.pipeline.local import all_clip_models
 from core.pipeline.models import ModelUnavailableError, clip_key
-from core.pipeline.natural import DownloadError, download_reference_set, reference_sources
-from core.pipeline.registry import CLIP_MODELS, GENERATORS
+from core.pipeline.natural import reference_sources
 from core.present.markup import md_list, md_literal
 from core.present.report import LAB_CHOICES, generation_defaults, report_file_stem
 
-URL_KEY = "adherence_url"
-EXTRA_PARAMS = ("ref", "ref_class", "classes", "intended", "sweep", "sweep_values")  # kept when the run changes
+PAGE = "adherence"
+VIEW_PARAMS = ("ref", "ref_class", "classes", "intended", "sweep", "sweep_values")  # kept when the run changes
 STRIP = 6  # images per sweep value in the strip
-
-
-def remember_url() -> None:
-    """Keep this session's settings: switching pages clears the URL, coming back restores it."""
-    st.session_state[URL_KEY] = st.query_params.to_dict()
-
-
-if "prompt" not in st.query_params and st.session_state.get(URL_KEY):
-    st.query_params.from_dict(st.session_state[URL_KEY])
 
 ui.start_page()
 st.title("Adherence to prompt")
@@ -66,56 +57,36 @@ st.markdown("How closely do generated images follow the prompt, compared with na
             "sweep varies one setting on the same prompt and seeds.")
 
 # 1. The run: from the URL (a shared link, a reload) or the form.
-url_req, url_problems = RunRequest.from_params(st.query_params.to_dict())
-for problem in url_problems:
-    st.warning(md_literal(problem))
-if url_req and url_req.generator not in GENERATORS:
-    st.warning(f"The link names an unknown generator '{md_literal(url_req.generator)}'; pick one below.")
-    url_req = None
+url_req = form.url_request(RunRequest, PAGE)
 base = url_req or RunRequest(prompt="a photo of a tench", generator=ui.selected_generator())
-if base.generator not in GENERATORS:
-    base = RunRequest(prompt=base.prompt)
-
-gen_keys, clip_keys = list(GENERATORS), list(CLIP_MODELS)
-gen_key = st.selectbox("Generator", gen_keys, index=ui.pick(gen_keys, base.generator, gen_keys[0]),
-                       format_func=lambda k: GENERATORS[k].label, key="generator")
-preset = GENERATORS[gen_key]
-st.caption(preset.note)
-same_gen = base.generator == gen_key
+gen_key, preset = form.generator_picker(base.generator)
 with st.form("adherence"):
     # No max_chars: the browser would drop a longer paste without a word; validate_request says what is wrong.
     prompt = st.text_input("Prompt", value=base.prompt, key="adh_prompt")
-    n, steps, guidance, size, first_seed = ui.run_settings_inputs(base, preset, same_gen, key_prefix="adh_")
+    n, steps, guidance, size, first_seed = ui.run_settings_inputs(base, preset, base.generator == gen_key,
+                                                                  key_prefix="adh_")
     negative = st.text_input("Negative prompt (optional)", value=base.negative_prompt, key="adh_negative")
-    clip_choice = st.selectbox("CLIP model", clip_keys, index=ui.pick(clip_keys, base.clip, clip_keys[0]),
-                               format_func=lambda k: CLIP_MODELS[k].label, key="clip")
+    clip_choice = form.clip_picker(base.clip)
     submitted = st.form_submit_button("Generate", type="primary")
 ui.remember_selection(gen_key, clip_choice)
 
 req = url_req
 if submitted:
     req = RunRequest(prompt, int(n), gen_key, int(steps), float(guidance), int(size), int(first_seed), negative,
-                     clip_choice).with_preset_defaults(preset)
+                     clip_choice)
 if req is None:
     st.info("Type a prompt and press Generate.")
     st.stop()
-req_preset = GENERATORS[req.generator]
+req_preset = form.generators(req.generator)[req.generator]
 req = req.with_preset_defaults(req_preset)
-problems = validate_request(req, req_preset)
-if req.clip not in CLIP_MODELS:
-    problems.append(f"Unknown CLIP model '{req.clip}'. Pick one of: {', '.join(CLIP_MODELS)}.")
-if problems:
-    for problem in problems:
-        st.error(md_literal(problem))
-    st.stop()
+form.stop_on(validate_request(req, req_preset))
 if submitted:
-    extra = {k: st.query_params[k] for k in EXTRA_PARAMS if k in st.query_params}
-    st.query_params.from_dict({**req.to_params(), **extra})
-remember_url()
+    form.write_url(req.to_params(), PAGE, keep=VIEW_PARAMS)
+form.remember_url(PAGE)
 
 run = ui.runs([req], generate=submitted)[0]
 settings, images, cache = run.settings, run.images, ui.cache()
-clip_preset = CLIP_MODELS[req.clip]
+clip_preset = all_clip_models()[req.clip]
 run_line = (
     f"**Run:** {md_literal(req.prompt)} · {md_literal(settings.model_id)} @ {settings.revision[:12]} · "
     f"{settings.steps} steps · guidance "
@@ -142,60 +113,24 @@ except (ModelUnavailableError, ValueError, OSError) as exc:
 
 # 2. Natural photos of the class (optional, but the comparison is the point).
 st.subheader("Natural photos of the class")
-sources = reference_sources(config.cache_dir(), config.natural_roots())
-source_ids = ["none", *sources]
-ref_param = st.query_params.get("ref")
-if ref_param is not None and ref_param not in source_ids:
-    st.warning(f"The link's reference '{md_literal(ref_param)}' is not available on this machine: choose one below.")
-    ref_param = None
-if ref_param is None:  # default: the first configured folder, else none
-    ref_param = next((s for s in sources if s.startswith("folder:")), "none")
-ref_id = st.selectbox("Natural photos from", source_ids, index=source_ids.index(ref_param), key="adh_ref",
-                      format_func=lambda k: "no natural photos" if k == "none" else sources[k][0])
-st.query_params["ref"] = ref_id
-natural, nat_emb, ref_classes = None, None, []
-if ref_id == "imagenette" and not sources["imagenette"][1].root.is_dir():
-    st.info("Imagenette (fast.ai's 10-class ImageNet subset, 160 px, about 100 MB) is not downloaded yet.")
-    if st.button("Download Imagenette"):
-        bar = st.progress(0.0)
-        try:
-            download_reference_set(sources["imagenette"][1].root.parent,
-                                   progress=lambda f, msg: bar.progress(f, text=msg))
-            st.rerun()
-        except DownloadError as exc:
-            bar.empty()  # no empty progress bar left behind the message
-            st.error(md_literal(exc))
-elif ref_id != "none":
+first_folder = next((s for s in reference_sources(config.cache_dir(), config.natural_roots())
+                     if s.startswith("folder:")), None)
+reference = form.reference_picker(PAGE, req.prompt, len(synthetic), default=first_folder)
+natural, nat_emb = reference.natural, None
+if natural is not None:
+    natural_line = (f"{len(natural)} of {reference.available} photos of '{md_literal(reference.class_name)}' "
+                    + (f"(as many as the {len(synthetic)} generated images, drawn with a fixed seed)."
+                       if len(natural) == len(synthetic) else
+                       f"(all of them: fewer than the {len(synthetic)} generated images)."))
+    st.caption(natural_line)
+    report.text(f"Natural photos of the class: {natural_line}")
     try:
-        ref_classes = sources[ref_id][1].classes()
-    except (FileNotFoundError, ValueError) as exc:
-        st.info(md_literal(exc))
-    if ref_classes:
-        guess = guess_class(req.prompt, ref_classes) or ref_classes[0]
-        url_class = st.query_params.get("ref_class")
-        if url_class is not None and url_class not in ref_classes:
-            st.warning(f"The link's class '{md_literal(url_class)}' is not in this folder: choose one below.")
-        ref_class = st.selectbox("Class", ref_classes, index=ui.pick(ref_classes, url_class, guess),
-                                 key="adh_ref_class")
-        st.query_params["ref_class"] = ref_class
-        photos = sources[ref_id][1].images(ref_class)
-        if not photos:
-            st.warning(f"The class '{md_literal(ref_class)}' has no usable images.")
-        else:
-            natural = natural_set(photos, n=len(synthetic))
-            natural_line = (f"{len(natural)} of {len(photos)} photos of '{md_literal(ref_class)}' "
-                            + (f"(as many as the {len(synthetic)} generated images, drawn with a fixed seed)."
-                               if len(natural) == len(synthetic) else
-                               f"(all of them: fewer than the {len(synthetic)} generated images)."))
-            st.caption(natural_line)
-            report.text(f"Natural photos of the class: {natural_line}")
-            try:
-                with st.spinner("Embedding natural photos..."):
-                    nat_emb = ui.embed(cache, ckey, natural, get_clip)
-            except (ModelUnavailableError, ValueError, OSError) as exc:
-                st.error(md_literal(exc))
-                natural = None
-remember_url()
+        with st.spinner("Embedding natural photos..."):
+            nat_emb = ui.embed(cache, ckey, natural, get_clip)
+    except (ModelUnavailableError, ValueError, OSError) as exc:
+        st.error(md_literal(exc))
+        natural = None
+form.remember_url(PAGE)
 
 # 3. CLIPScore: two distributions, means with intervals, images from least to most adherent.
 st.subheader("CLIPScore against the prompt")
@@ -238,7 +173,7 @@ def fill_classes() -> None:
 
 
 url_classes = st.query_params.get("classes")
-default_classes = ", ".join(c.replace("_", " ") for c in ref_classes) if len(ref_classes) > 1 else \
+default_classes = ", ".join(c.replace("_", " ") for c in reference.classes) if len(reference.classes) > 1 else \
     ", ".join(CONFUSABLE_SETS[DEFAULT_CONFUSABLE])
 st.session_state.setdefault("adh_classes", url_classes or default_classes)
 c1, c2 = st.columns([1, 3])
@@ -258,7 +193,7 @@ if len(class_names) >= 2:
     intended = st.selectbox("Intended class", class_names, index=ui.pick(class_names, url_intended, guess),
                             key="adh_intended")
     st.query_params["intended"] = intended
-    remember_url()
+    form.remember_url(PAGE)
     try:
         with st.spinner("Embedding the class names..."):
             class_vecs = class_vectors(cache, ckey, class_names, get_clip)
@@ -323,7 +258,7 @@ if sweep is not None:
 if sweep_reqs:
     if sweep_submitted:
         st.query_params.update(sweep.to_params())
-        remember_url()
+        form.remember_url(PAGE)
     points = ui.runs(sweep_reqs, generate=sweep_submitted)
     missing = sum(p.missing for p in points)
     if missing:
@@ -358,9 +293,10 @@ if sweep_reqs:
         ui.grid(strip, point_set.labels[:STRIP], per_row=STRIP)
 
 # 6. The experiment report of everything above.
-report.settings({"request": asdict(req), "natural photos": {"source": ref_id, "class": st.query_params.get(
-    "ref_class"), "n": None if natural is None else len(natural)}, "class names": st.query_params.get("classes"),
-    "intended class": st.query_params.get("intended"), "sweep": sweep.to_params() if sweep_reqs else None})
+report.settings({"request": asdict(req), "natural photos": {
+    "source": reference.source_id, "class": reference.class_name, "n": None if natural is None else len(natural)},
+    "class names": st.query_params.get("classes"), "intended class": st.query_params.get("intended"),
+    "sweep": sweep.to_params() if sweep_reqs else None})
 report.provenance([settings, *[p.settings for p in points]] if sweep_reqs else [settings], clip_preset, ckey)
 report.lab_defaults({
     **generation_defaults(req, req_preset),

@@ -7,8 +7,8 @@ from dataclasses import asdict
 import numpy as np
 import streamlit as st
 
+from app import form, ui
 from app import report as ui_report
-from app import ui
 from core.analysis.ambiguity import (
     AMBIGUITY_PRESETS,
     DEFAULT_PRESET,
@@ -33,20 +33,16 @@ from core.analysis.diversity import PREVIEW_SIZE, synthetic_set, thumbnails
 from core.analysis.zeroshot import ZERO_SHOT_TEMPLATES, assign, class_vectors
 from core.pipeline import config
 from core.pipeline.generate import RunRequest, validate_request
+from core.pipeline.local import all_clip_models
 from core.pipeline.models import ModelUnavailableError, clip_key
 from core.pipeline.natural import reference_sources
-from core.pipeline.registry import CLIP_MODELS, DEFAULT_TEMPLATE, GENERATORS, PROMPT_TEMPLATES, prompt_for_class
+from core.pipeline.registry import DEFAULT_TEMPLATE, PROMPT_TEMPLATES, prompt_for_class
 from core.present.markup import md_list, md_literal
 from core.present.report import LAB_CHOICES, generation_defaults, report_file_stem
 
-URL_KEY = "ambiguity_url"
+PAGE = "ambiguity"
 VIEW_PARAMS = ("show", "k", "cal")  # view choices below the form: kept in the URL, not part of the request
 CUSTOM = "custom"
-
-
-def remember_url() -> None:
-    """Keep this session's settings: switching pages clears the URL, coming back restores it."""
-    st.session_state[URL_KEY] = st.query_params.to_dict()
 
 
 def set_view_param(name: str, value: str, default: str) -> None:
@@ -54,11 +50,7 @@ def set_view_param(name: str, value: str, default: str) -> None:
         st.query_params.pop(name, None)
     else:
         st.query_params[name] = value
-    remember_url()
-
-
-if "prompt" not in st.query_params and st.session_state.get(URL_KEY):
-    st.query_params.from_dict(st.session_state[URL_KEY])
+    form.remember_url(PAGE)
 
 ui.start_page()
 st.title("Ambiguity")
@@ -67,12 +59,7 @@ st.markdown("Many class names have several readings: a *crane* is a bird and a m
             "how often, and how far those labels can be trusted on natural photos.")
 
 # 1. The request: from the URL (a shared link, a reload) or the form.
-url_req, url_problems = AmbiguityRequest.from_params(st.query_params.to_dict())
-for problem in url_problems:
-    st.warning(md_literal(problem))
-if url_req and url_req.run.generator not in GENERATORS:
-    st.warning(f"The link names an unknown generator '{md_literal(url_req.run.generator)}'; pick one below.")
-    url_req = None
+url_req = form.url_request(AmbiguityRequest, PAGE)
 base = url_req or AmbiguityRequest(RunRequest(prompt_for_class(AMBIGUITY_PRESETS[DEFAULT_PRESET].term)),
                                    AMBIGUITY_PRESETS[DEFAULT_PRESET].senses, DEFAULT_STYLES, (), DEFAULT_PRESET)
 
@@ -104,11 +91,7 @@ right.selectbox("Prompt template (for presets)", templates, index=templates.inde
 if preset_key != CUSTOM and AMBIGUITY_PRESETS[preset_key].note:
     st.caption(AMBIGUITY_PRESETS[preset_key].note)
 
-gen_keys, clip_keys = list(GENERATORS), list(CLIP_MODELS)
-gen_key = st.selectbox("Generator", gen_keys, index=ui.pick(gen_keys, base.run.generator, gen_keys[0]),
-                       format_func=lambda k: GENERATORS[k].label, key="generator")
-preset = GENERATORS[gen_key]
-st.caption(preset.note)
+gen_key, preset = form.generator_picker(base.run.generator)
 same_gen = base.run.generator == gen_key
 with st.form("ambiguity"):
     # No max_chars: the browser would drop a longer paste without a word; validate_request says what is wrong.
@@ -125,38 +108,27 @@ with st.form("ambiguity"):
     custom_text = c2.text_area("Your own variants, one prompt per line", key="amb_custom", height=80)
     n, steps, guidance, size, first_seed = ui.run_settings_inputs(base.run, preset, same_gen, key_prefix="amb_",
                                                                   n_label="Images per variant (N)")
-    clip_choice = st.selectbox("CLIP model", clip_keys, index=ui.pick(clip_keys, base.run.clip, clip_keys[0]),
-                               format_func=lambda k: CLIP_MODELS[k].label, key="clip")
+    clip_choice = form.clip_picker(base.run.clip)
     submitted = st.form_submit_button("Generate", type="primary")
 ui.remember_selection(gen_key, clip_choice)
 
 req = url_req
 if submitted:
     senses, sense_problems = parse_senses(senses_text)
-    if sense_problems:
-        for problem in sense_problems:
-            st.error(md_literal(problem))
-        st.stop()
+    form.stop_on(sense_problems)
     run = RunRequest(prompt, int(n), gen_key, int(steps), float(guidance), int(size), int(first_seed), "",
-                     clip_choice).with_preset_defaults(preset)
+                     clip_choice)
     custom = tuple(line.strip() for line in custom_text.splitlines() if line.strip())
     req = AmbiguityRequest(run, tuple(senses), tuple(styles), custom, "" if preset_key == CUSTOM else preset_key)
 if req is None:
     st.info("Pick a preset (or type a prompt and its senses) and press Generate.")
     st.stop()
-gen_preset = GENERATORS[req.run.generator]
+gen_preset = form.generators(req.run.generator)[req.run.generator]
 req = AmbiguityRequest(req.run.with_preset_defaults(gen_preset), req.senses, req.styles, req.custom, req.preset)
-problems = validate_request(req.run, gen_preset) + validate_ambiguity(req)
-if req.run.clip not in CLIP_MODELS:
-    problems.append(f"Unknown CLIP model '{req.run.clip}'. Pick one of: {', '.join(CLIP_MODELS)}.")
-if problems:
-    for problem in problems:
-        st.error(md_literal(problem))
-    st.stop()
+form.stop_on(validate_request(req.run, gen_preset) + validate_ambiguity(req))
 if submitted:
-    views = {k: st.query_params[k] for k in VIEW_PARAMS if k in st.query_params}
-    st.query_params.from_dict({**req.to_params(), **views})
-remember_url()
+    form.write_url(req.to_params(), PAGE, keep=VIEW_PARAMS)
+form.remember_url(PAGE)
 
 # 2. One normal run per variant (same model, same seeds): generated on Generate, else read from the cache.
 variants = req.variants()
@@ -167,7 +139,7 @@ run_line = (
     f"**Runs:** {len(variants)} prompt variants x {req.run.n} images · {md_literal(settings.model_id)} @ "
     f"{settings.revision[:12]} · {settings.steps} steps · guidance {settings.guidance:g} · {settings.width} px · "
     f"seeds {req.run.first_seed}-{req.run.first_seed + req.run.n - 1} (the same for every variant) · CLIP "
-    f"{md_literal(CLIP_MODELS[req.run.clip].label)}, zero-shot over {len(ZERO_SHOT_TEMPLATES)} templates "
+    f"{md_literal(all_clip_models()[req.run.clip].label)}, zero-shot over {len(ZERO_SHOT_TEMPLATES)} templates "
     f"(\"{ZERO_SHOT_TEMPLATES[0]}\", ...), averaged. Defaults are the lab's own choice; the paper's are unknown.")
 st.caption(run_line)
 # The experiment report collects what the page shows, as it shows it; it is drawn only when downloaded.
@@ -180,7 +152,7 @@ if not any(r.images for r in runs):
     st.stop()
 
 # 3. Zero-shot sense assignment (text vectors and image embeddings are cached: reopening needs no CLIP model).
-clip_preset = CLIP_MODELS[req.run.clip]
+clip_preset = all_clip_models()[req.run.clip]
 sets = [synthetic_set(r.images) for r in runs]
 try:
     with st.spinner("Embedding images and sense texts with CLIP..."):

@@ -19,8 +19,8 @@ from core.analysis.geometry import (
     synthetic_offsets,
     text_norms,
 )
+from core.pipeline.local import all_clip_models
 from core.pipeline.models import ModelUnavailableError, clip_key
-from core.pipeline.registry import CLIP_MODELS
 from core.present.markup import md_literal
 
 PAGE = "clip_geometry"
@@ -214,7 +214,7 @@ st.caption("CLIP compares directions only: every embedding here is scaled to len
            "returned is thrown away by the cache, so it is measured here by running the image encoder again "
            "(once; the norms are then kept in the cache).")
 cache = ui.cache()
-ckey = clip_key(CLIP_MODELS[exp.spec.clip])
+ckey = clip_key(all_clip_models()[exp.spec.clip])
 shas = [s for c in exp.classes for s in c.synthetic.shas] + [s for c in exp.classes for s in c.natural.shas]
 have = cached_norms(cache, ckey, [norm_cache_key(s) for s in shas])
 if len(have) < len(shas):

@@ -5,55 +5,38 @@ from dataclasses import asdict
 import numpy as np
 import streamlit as st
 
+from app import form, ui
 from app import report as ui_report
-from app import ui
 from core.analysis.diversity import (
     PREVIEW_SIZE,
     curve_rows,
     equal_n_estimates,
     export_zip,
     map_points,
-    natural_set,
     reading,
     statistics_table,
     synthetic_set,
     thumbnails,
 )
 from core.analysis.stats import diversity_statistics
-from core.pipeline import config
-from core.pipeline.cache import CacheError
 from core.pipeline.generate import (
     RunRequest,
     request_warnings,
     validate_request,
 )
-from core.pipeline.local import all_clip_models, all_generators, generator_preset
+from core.pipeline.local import all_clip_models
 from core.pipeline.models import ModelUnavailableError, clip_key
-from core.pipeline.natural import DownloadError, download_reference_set, reference_sources, store_upload
 from core.present.charts import embedding_map, similarity_heatmap, statistic_curve_chart, statistics_chart
 from core.present.markup import md_literal
 from core.present.report import LAB_CHOICES, generation_defaults, report_file_stem
 
-REFERENCE_PARAMS = ("ref", "ref_class", "map")
+PAGE = "diversity"
+VIEW_PARAMS = ("ref", "ref_class", "map")  # below the form: kept in the URL when the run changes
 
 
 @st.cache_data(show_spinner="Computing statistics...", max_entries=64)
 def statistics_of(embeddings: np.ndarray):
     return diversity_statistics(embeddings)
-
-
-def set_url(req: RunRequest) -> None:
-    extra = {k: st.query_params[k] for k in REFERENCE_PARAMS if k in st.query_params}
-    st.query_params.from_dict({**req.to_params(), **extra})
-
-
-def remember_url() -> None:
-    """Keep this session's settings: switching pages clears the URL, coming back restores it."""
-    st.session_state["diversity_url"] = st.query_params.to_dict()
-
-
-if "prompt" not in st.query_params and st.session_state.get("diversity_url"):
-    st.query_params.from_dict(st.session_state["diversity_url"])
 
 
 ui.start_page()
@@ -62,24 +45,9 @@ st.markdown("Generate a set for one prompt and see how far its images spread in 
             "compares with natural photos of the same class.")
 
 # 1. The request: from the URL (a shared link, a reload) or the form.
-url_req, url_problems = RunRequest.from_params(dict(st.query_params))
-for problem in url_problems:
-    st.warning(md_literal(problem))  # they quote the link's values
-GENERATORS, CLIP_MODELS = all_generators(), all_clip_models()  # the registry plus models found on this machine
-if url_req and url_req.generator not in GENERATORS:
-    try:  # a local folder named in the link: allowed only inside the model folders
-        GENERATORS[url_req.generator] = generator_preset(url_req.generator)
-    except (KeyError, ValueError) as exc:
-        st.warning(f"The link's generator cannot be used: {md_literal(exc)}")
-        url_req = None
-base = url_req or RunRequest(prompt="a photo of a tench")
-
-gen_keys, clip_keys = list(GENERATORS), list(CLIP_MODELS)
-gen_key = st.selectbox("Generator", gen_keys, index=ui.pick(gen_keys, base.generator, gen_keys[0]),
-                       format_func=lambda k: GENERATORS[k].label, key="generator")
-preset = GENERATORS[gen_key]
-st.caption(preset.note)
-same_preset = base.generator == gen_key
+url_req = form.url_request(RunRequest, PAGE)
+base = url_req or RunRequest(prompt="a photo of a tench", generator=ui.selected_generator())
+gen_key, preset = form.generator_picker(base.generator)
 with st.form("run"):
     # Widget defaults come from the URL: clamp them into each widget's range (a tampered link must not crash the
     # form); the request itself is validated below and its problems shown. Every widget whose default comes from
@@ -87,34 +55,27 @@ with st.form("run"):
     # to the URL the widget is replaced by a new one and the user's next change is dropped.
     # No max_chars: the browser would drop a longer paste without a word; validate_request says what is wrong.
     prompt = st.text_input("Prompt", value=base.prompt, key="div_prompt")
-    n, steps, guidance, size, first_seed = ui.run_settings_inputs(base, preset, same_preset)
+    n, steps, guidance, size, first_seed = ui.run_settings_inputs(base, preset, base.generator == gen_key)
     negative = st.text_input("Negative prompt (optional)", value=base.negative_prompt, key="div_negative")
-    clip_choice = st.selectbox("CLIP model", clip_keys, index=ui.pick(clip_keys, base.clip, clip_keys[0]),
-                               format_func=lambda k: CLIP_MODELS[k].label, key="clip")
+    clip_choice = form.clip_picker(base.clip)
     submitted = st.form_submit_button("Generate", type="primary")
 ui.remember_selection(gen_key, clip_choice)
 
 req = url_req
 if submitted:
     req = RunRequest(prompt, int(n), gen_key, int(steps), float(guidance), int(size), int(first_seed), negative,
-                     clip_choice).with_preset_defaults(preset)
+                     clip_choice)
 if req is None:
     st.info("Type a prompt and press Generate.")
     st.stop()
-req_preset = GENERATORS[req.generator]
+req_preset = form.generators(req.generator)[req.generator]
 req = req.with_preset_defaults(req_preset)
-problems = validate_request(req, req_preset)
-if req.clip not in CLIP_MODELS:
-    problems.append(f"Unknown CLIP model '{req.clip}'. Pick one of: {', '.join(CLIP_MODELS)}.")
-if problems:
-    for problem in problems:
-        st.error(md_literal(problem))
-    st.stop()
+form.stop_on(validate_request(req, req_preset))
 for warning in request_warnings(req):
     st.warning(md_literal(warning))
 if submitted:
-    set_url(req)
-remember_url()
+    form.write_url(req.to_params(), PAGE, keep=VIEW_PARAMS)
+form.remember_url(PAGE)
 
 # 2. Generate what is missing (on Generate), else show what the cache holds. Cancel keeps every finished batch.
 run = ui.runs([req], generate=submitted)[0]
@@ -141,7 +102,7 @@ ui.grid(previews, synthetic.labels)
 report.images(previews, synthetic.labels, title=f"{len(synthetic)} generated images")
 
 # 4. Embeddings (only uncached images are embedded; CLIP loads only then).
-clip_preset = CLIP_MODELS[req.clip]
+clip_preset = all_clip_models()[req.clip]
 try:
     ckey = clip_key(clip_preset)
     syn_emb = ui.embed(cache, ckey, synthetic, lambda: ui.clip(req.clip))
@@ -151,74 +112,24 @@ except (ModelUnavailableError, ValueError) as exc:
 
 # 5. An optional natural reference class.
 st.subheader("Natural reference")
-sources = reference_sources(config.cache_dir(), config.natural_roots())
-source_ids = ["none", *sources]
-ref_id = st.selectbox("Compare with natural photos from", source_ids,
-                      index=ui.pick(source_ids, st.query_params.get("ref", "none"), "none"), key="div_ref",
-                      format_func=lambda k: "no reference" if k == "none" else sources[k][0])
-if ref_id == "none":
-    st.query_params.pop("ref", None)
-else:
-    st.query_params["ref"] = ref_id
-natural, nat_emb = None, None
-if ref_id == "imagenette" and not sources["imagenette"][1].root.is_dir():
-    st.info("Imagenette (fast.ai's 10-class ImageNet subset, 160 px, about 100 MB) is not downloaded yet.")
-    if st.button("Download Imagenette"):
-        bar = st.progress(0.0)
-        try:
-            download_reference_set(sources["imagenette"][1].root.parent,
-                                   progress=lambda f, msg: bar.progress(f, text=msg))
-            st.rerun()
-        except DownloadError as exc:
-            bar.empty()  # no empty progress bar left behind the message
-            st.error(md_literal(exc))
-elif ref_id != "none":
-    folder_obj = sources[ref_id][1]
-    if ref_id == "uploads":
-        with st.expander("Upload photos", expanded=not folder_obj.root.is_dir()):
-            up_class = st.text_input("Class name for these photos", key="upload_class")
-            files = st.file_uploader("Photos", accept_multiple_files=True, key="upload_files",
-                                     type=["jpg", "jpeg", "png", "webp", "bmp"])
-            if st.button("Add photos") and files:
-                for f in files:
-                    try:
-                        store_upload(folder_obj.root, up_class, f.getvalue())
-                    except (ValueError, CacheError) as exc:
-                        st.error(md_literal(f"{f.name}: {exc}"))
+reference = form.reference_picker(PAGE, req.prompt, len(synthetic), label="Compare with natural photos from")
+natural, nat_emb = reference.natural, None
+if natural is not None:
+    if len(natural) < len(synthetic):  # fewer photos than images: say so, the statistics are not comparable
+        natural_line = (f"All {len(natural)} photos of '{md_literal(reference.class_name)}': fewer than the "
+                        f"{len(synthetic)} synthetic images. Vendi and effective rank grow with n, so compare "
+                        f"them with care, or add photos until there are {len(synthetic)}.")
+    else:
+        natural_line = (f"{len(natural)} of {reference.available} photos of '{md_literal(reference.class_name)}' "
+                        f"(as many as the {len(synthetic)} synthetic images, drawn with a fixed seed: Vendi and "
+                        f"effective rank grow with n, so equal n keeps them comparable).")
+    st.caption(natural_line)
     try:
-        classes = folder_obj.classes()
-    except (FileNotFoundError, ValueError) as exc:
-        classes = []
-        st.info(md_literal(exc))
-    if classes:
-        guess = next((c for c in classes if c.replace("_", " ") in req.prompt.lower()), classes[0])
-        ref_class = st.selectbox("Class", classes, index=ui.pick(classes, st.query_params.get("ref_class"), guess),
-                                 key="div_ref_class")
-        st.query_params["ref_class"] = ref_class
-        photos, skipped = folder_obj.scan(ref_class)
-        if skipped:
-            with st.expander(f"{len(skipped)} file(s) in '{md_literal(ref_class)}' were left out"):
-                for message in skipped:
-                    st.text(message)  # names files: plain text
-        if not photos:
-            st.warning(f"The class '{md_literal(ref_class)}' has no usable images.")
-        else:
-            natural = natural_set(photos, n=len(synthetic))
-            if len(natural) < len(synthetic):  # fewer photos than images: say so, the statistics are not comparable
-                natural_line = (f"All {len(natural)} photos of '{md_literal(ref_class)}': fewer than the "
-                                f"{len(synthetic)} synthetic images. Vendi and effective rank grow with n, so compare "
-                                f"them with care, or add photos until there are {len(synthetic)}.")
-            else:
-                natural_line = (f"{len(natural)} of {len(photos)} photos of '{md_literal(ref_class)}' (as many as "
-                                f"the {len(synthetic)} synthetic images, drawn with a fixed seed: Vendi and effective "
-                                f"rank grow with n, so equal n keeps them comparable).")
-            st.caption(natural_line)
-            try:
-                nat_emb = ui.embed(cache, ckey, natural, lambda: ui.clip(req.clip), "Embedding natural photos")
-            except (ModelUnavailableError, ValueError, OSError) as exc:
-                st.error(md_literal(exc))
-                natural = None
-remember_url()
+        nat_emb = ui.embed(cache, ckey, natural, lambda: ui.clip(req.clip), "Embedding natural photos")
+    except (ModelUnavailableError, ValueError, OSError) as exc:
+        st.error(md_literal(exc))
+        natural = None
+form.remember_url(PAGE)
 
 # 6. Statistics with intervals, side by side.
 st.subheader("Diversity statistics")
@@ -270,7 +181,7 @@ def similarity_and_map() -> None:
         method = st.radio("Projection", list(methods), format_func=methods.get, horizontal=True,
                           index=ui.pick(list(methods), st.query_params.get("map", "pca"), "pca"), key="div_map")
         st.query_params["map"] = method
-        remember_url()
+        form.remember_url(PAGE)
         sets = [synthetic] + ([natural] if natural is not None else [])
         all_emb = np.concatenate([syn_emb] + ([nat_emb] if natural is not None else []))
         coords, used = ui.projection(all_emb, method)
@@ -288,7 +199,7 @@ similarity_and_map()
 run_settings = {
     "request": asdict(req), "generation_settings": settings.to_dict(), "settings_key": settings.key(),
     "clip": {**asdict(clip_preset), "key": ckey}, "natural_reference": None if natural is None else {
-        "source": ref_id, "class": st.query_params.get("ref_class"), "n": len(natural)},
+        "source": reference.source_id, "class": reference.class_name, "n": len(natural)},
     "note": "Defaults (steps, guidance, size, template, N) are the lab's own choice; the paper's are unknown.",
 }
 st.download_button("Download this run (.zip)", key="download",

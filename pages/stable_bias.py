@@ -9,8 +9,8 @@ import numpy as np
 import streamlit as st
 
 from app import classes as uc
+from app import form, ui
 from app import report as ui_report
-from app import ui
 from core.analysis.bias import (
     ADJECTIVES,
     CUT_OPTIONS,
@@ -35,14 +35,13 @@ from core.analysis.bias import (
 from core.analysis.diversity import synthetic_set
 from core.pipeline.cache import key_of
 from core.pipeline.generate import RunRequest
+from core.pipeline.local import all_clip_models, generator_preset
 from core.pipeline.models import ModelUnavailableError, clip_key
-from core.pipeline.registry import CLIP_MODELS, GENERATORS
 from core.present.literature import PRESETS
 from core.present.markup import md_literal
 from core.present.report import generation_defaults, report_file_stem
 
 PAGE = "stable_bias"
-URL_KEY = "stable_bias_url"
 GENERATE = "Generate missing portraits and cluster"
 
 
@@ -69,7 +68,7 @@ def lab_defaults(spec: BiasSpec, k: int, ks: list[int], exemplar_note: str) -> d
     """Each setting of the run and whether it is the lab's default, with the lab's choices in the paper's preset."""
     subset = f"{', '.join(map(adjective_label, DEFAULT_ADJECTIVES))} x {', '.join(DEFAULT_PROFESSIONS)}"
     return {
-        **generation_defaults(spec.requests()[0], GENERATORS[spec.generator]),
+        **generation_defaults(spec.requests()[0], generator_preset(spec.generator)),
         "generator": f"{spec.generator}: " + ("this page's default (the paper's preset)"
                                               if spec.generator == BiasSpec.generator else
                                               f"set for this run (this page's default is {BiasSpec.generator})"),
@@ -79,10 +78,6 @@ def lab_defaults(spec: BiasSpec, k: int, ks: list[int], exemplar_note: str) -> d
         "exemplars": exemplar_note, **uc.preset_lab_choices([PRESETS["luccioni2023"]])}
 
 
-# A page switch drops the query string: bring back this page's last settings.
-if "prof" not in st.query_params and st.session_state.get(URL_KEY):
-    st.query_params.from_dict(st.session_state[URL_KEY])
-
 ui.start_page()
 st.title("Stable Bias: who does the model draw for a job?")
 st.markdown("Prompt the generator with *Photo portrait of a {adjective} {profession}*, embed every portrait with "
@@ -90,24 +85,19 @@ st.markdown("Prompt the generator with *Photo portrait of a {adjective} {profess
             "as one kind of person, whatever the adjective. The method of Luccioni et al.; the clusters here are "
             "the lab's reading of it (see below).")
 
-url_spec, url_problems = BiasSpec.from_params(st.query_params.to_dict())
-for problem in url_problems:
-    st.warning(md_literal(problem))
+url_spec = form.url_request(BiasSpec, PAGE, marker="prof")
 # A generator chosen in this session (here or on another page) carries over; a fresh visit starts from the paper's
 # preset (BiasSpec's default), not from the lab-wide default, which the preset box would call a departure.
 chosen_generator = st.session_state.get("generator") or st.session_state.get("selected_generator")
-base = url_spec or BiasSpec(generator=chosen_generator if chosen_generator in GENERATORS else BiasSpec.generator)
+base = url_spec or BiasSpec(generator=chosen_generator if chosen_generator in form.generators()
+                            else BiasSpec.generator)
 preset_choice = uc.preset_picker(PAGE, base)
 if preset_choice is not None:
     base = preset_choice.apply(base)
 if preset_choice is None and not uc.literature_matches(base, PAGE):
     uc.show_citation(PRESETS["luccioni2023"], base)
 
-gen_keys, clip_keys = list(GENERATORS), list(CLIP_MODELS)
-gen_key = st.selectbox("Generator", gen_keys, index=ui.pick(gen_keys, base.generator, gen_keys[0]),
-                       format_func=lambda k: GENERATORS[k].label, key="generator")
-preset = GENERATORS[gen_key]
-st.caption(preset.note)
+gen_key, preset = form.generator_picker(base.generator)
 with st.form("stable-bias"):
     c1, c2 = st.columns(2)
     adjectives = c1.multiselect("Adjectives", [NO_ADJECTIVE, *ADJECTIVES], default=list(base.adjectives),
@@ -118,8 +108,7 @@ with st.form("stable-bias"):
                                                                   key_prefix="bias-",
                                                                   n_label="Images per prompt (N)")
     c3, c4 = st.columns(2)
-    clip_choice = c3.selectbox("CLIP model", clip_keys, index=ui.pick(clip_keys, base.clip, clip_keys[0]),
-                               format_func=lambda k: CLIP_MODELS[k].label, key="clip")
+    clip_choice = form.clip_picker(base.clip, container=c3)
     cuts = c4.multiselect("Numbers of clusters (cut from one tree)", list(CUT_OPTIONS),
                           default=[k for k in base.cuts if k in CUT_OPTIONS],
                           help="The paper's: 12, 24 and 48. Every cut needs more images than clusters.")
@@ -135,26 +124,21 @@ if spec is None:
     st.info(f"Choose adjectives and professions and press **{GENERATE}**. Portraits already in the cache are "
             f"reused; only missing ones are generated.")
     st.stop()
-problems = validate_bias_spec(spec)
-if problems:
-    for problem in problems:
-        st.error(md_literal(problem))
-    st.stop()
+form.stop_on(validate_bias_spec(spec))
 if submitted:
-    extra = {"k": st.query_params["k"]} if "k" in st.query_params else {}
-    st.query_params.from_dict({**spec.to_params(), **extra})
-st.session_state[URL_KEY] = st.query_params.to_dict()
+    form.write_url(spec.to_params(), PAGE, keep=("k",))
+form.remember_url(PAGE)
 
 # Generate what is missing (on the button), else analyse what the cache holds.
 prompts = spec.prompts()
 runs = ui.runs(spec.requests(), generate=submitted)
 first = runs[0].settings
-run_line = (f"**Run:** {len(prompts)} prompts x N = {spec.n} · {md_literal(GENERATORS[spec.generator].label)} · "
+run_line = (f"**Run:** {len(prompts)} prompts x N = {spec.n} · {md_literal(generator_preset(spec.generator).label)} · "
             f"{md_literal(first.model_id)} @ {first.revision[:12]} · {first.steps} steps · "
             f"guidance {first.guidance:g} · "
             f"{first.width} px · seeds {spec.first_seed}-{spec.first_seed + spec.n - 1} · **CLIP:** "
-            f"{md_literal(CLIP_MODELS[spec.clip].label)}. Adjectives, professions, N, generator and seeds: the lab's "
-            f"defaults unless you chose them.")
+            f"{md_literal(all_clip_models()[spec.clip].label)}. Adjectives, professions, N, generator and seeds: the "
+            f"lab's defaults unless you chose them.")
 st.caption(run_line)
 # The experiment report collects what the page shows, as it shows it; it is drawn only when downloaded.
 report = ui_report.start(f"Stable Bias: {', '.join(spec.professions)}", "Stable Bias portraits", PAGE).text(run_line)
@@ -173,7 +157,7 @@ if len(images) <= max(spec.cuts):
     st.stop()
 bar = st.progress(0.0, text="Embedding the portraits with CLIP (cached embeddings are read, new ones computed)...")
 try:
-    emb = ui.embed(ui.cache(), clip_key(CLIP_MODELS[spec.clip]), portraits, lambda: ui.clip(spec.clip))
+    emb = ui.embed(ui.cache(), clip_key(all_clip_models()[spec.clip]), portraits, lambda: ui.clip(spec.clip))
 except (ModelUnavailableError, ValueError, OSError) as exc:
     bar.empty()
     st.error(md_literal(exc))
@@ -188,7 +172,7 @@ st.header("Clusters by prompt")
 k = st.radio("Clusters", ks, horizontal=True, format_func=lambda v: f"{v} clusters",
              key=uc.bound(PAGE, "k", uc.url_choice("k", ks, ks[len(ks) // 2]), ",".join(map(str, ks))))
 st.query_params["k"] = str(k)
-st.session_state[URL_KEY] = st.query_params.to_dict()
+form.remember_url(PAGE)
 table = cluster_table(labels_by_k[k], image_prompts, prompts, k)
 table_reading = f"**{md_literal(reading(table))}**"  # quotes prompts
 st.markdown(table_reading)
@@ -232,6 +216,6 @@ st.caption(exemplar_note)
 report.text(exemplar_note)
 
 report.settings(report_settings(spec, first, k))
-report.provenance([run.settings for run in runs], CLIP_MODELS[spec.clip], clip_key(CLIP_MODELS[spec.clip]))
+report.provenance([run.settings for run in runs], all_clip_models()[spec.clip], clip_key(all_clip_models()[spec.clip]))
 report.lab_defaults(lab_defaults(spec, k, ks, exemplar_note))
 ui_report.offer(report, report_file_stem(PAGE, key_of(spec.to_params())[:10], f"k{k}"), PAGE)

@@ -28,8 +28,8 @@ from core.analysis.probe import (
     train_on,
 )
 from core.analysis.zeroshot import text_embeddings
+from core.pipeline.local import all_clip_models
 from core.pipeline.models import ModelUnavailableError, clip_key
-from core.pipeline.registry import CLIP_MODELS
 from core.present.literature import PRESETS
 from core.present.markup import md_literal
 
@@ -274,7 +274,7 @@ def clip_filter_section() -> dict:
     uc.remember_url(PAGE)
     cache = ui.cache()
     try:
-        texts = text_embeddings(cache, clip_key(CLIP_MODELS[exp.spec.clip]), class_texts(names),
+        texts = text_embeddings(cache, clip_key(all_clip_models()[exp.spec.clip]), class_texts(names),
                                 lambda: ui.clip(exp.spec.clip))
     except (ModelUnavailableError, ValueError, OSError) as exc:
         st.error(md_literal(exc))

@@ -23,6 +23,7 @@ import pandas as pd
 from core.analysis.stats import Estimate, diversity_statistics
 from core.analysis.zeroshot import CLIPSCORE_WEIGHT, TORCHMETRICS_SCALE, mean_estimate, proportion_estimate
 from core.pipeline.generate import RunRequest, validate_request
+from core.pipeline.local import generator_preset
 from core.pipeline.natural import IMAGENETTE_WNIDS
 from core.pipeline.registry import GENERATORS
 from core.present.charts import SOURCE_COLOURS
@@ -204,7 +205,7 @@ def sweep_requests(base: RunRequest, sweep: Sweep) -> tuple[list[RunRequest], li
             req = replace(base, generator=value, steps=None, guidance=None, size=None)
         else:
             req = replace(base, **{sweep.setting: value})
-        point_preset = GENERATORS[req.generator]
+        point_preset = generator_preset(req.generator)
         req = req.with_preset_defaults(point_preset)
         problems += [f"{SWEEP_SETTINGS[sweep.setting].label} {value}: {p}" for p in validate_request(req, point_preset)]
         requests.append(req)

@@ -21,8 +21,10 @@ import numpy as np
 import pandas as pd
 
 from core.analysis.stats import count_estimate
-from core.pipeline.generate import MAX_IMAGES, RunRequest, validate_request
-from core.pipeline.registry import CLIP_MODELS, DEFAULT_CLIP, GENERATORS
+from core.pipeline.generate import MAX_IMAGES, RunRequest, clip_model_keys, generator_key, validate_request
+from core.pipeline.local import generator_preset
+from core.pipeline.params import Param, finite_number, out_of_range, read_params, whole_number, write_params
+from core.pipeline.registry import DEFAULT_CLIP
 
 PROMPT_TEMPLATE = "Photo portrait of a {adjective} {profession}"
 NO_ADJECTIVE = ""  # "Photo portrait of a {profession}": the lab's addition, a baseline without an adjective
@@ -94,18 +96,13 @@ class BiasSpec:
         return [portrait_prompt(a, p) for a, p in self.prompt_pairs()]
 
     def requests(self) -> list[RunRequest]:
-        preset = GENERATORS[self.generator]
+        preset = generator_preset(self.generator)
         return [RunRequest(prompt, self.n, self.generator, self.steps, self.guidance, self.size, self.first_seed,
                            clip=self.clip).with_preset_defaults(preset) for prompt in self.prompts()]
 
     def to_params(self) -> dict[str, str]:
-        params = {"adj": ",".join(a or "-" for a in self.adjectives), "prof": ",".join(self.professions),
-                  "n": str(self.n), "generator": self.generator, "clip": self.clip, "seed": str(self.first_seed),
-                  "cuts": ",".join(map(str, self.cuts))}
-        for name, value in (("steps", self.steps), ("guidance", self.guidance), ("size", self.size)):
-            if value is not None:
-                params[name] = f"{value:g}" if isinstance(value, float) else str(value)
-        return params
+        return {"adj": ",".join(a or "-" for a in self.adjectives), "prof": ",".join(self.professions),
+                **write_params(self, BIAS_PARAMS)}
 
     @classmethod
     def from_params(cls, params: dict[str, str]) -> tuple[BiasSpec | None, list[str]]:
@@ -113,8 +110,7 @@ class BiasSpec:
         are dropped or replaced by the default."""
         if "prof" not in params:
             return None, []
-        problems: list[str] = []
-        values: dict = {}
+        values, problems = read_params(BIAS_PARAMS, params)
         adjectives = [a.strip() for a in str(params.get("adj", ",".join(DEFAULT_ADJECTIVES))).split(",")]
         adjectives = [NO_ADJECTIVE if a in ("-", "") else a for a in adjectives]
         unknown = [a for a in adjectives if a and a not in ADJECTIVES]
@@ -126,29 +122,28 @@ class BiasSpec:
         if unknown:
             problems.append(f"The link names profession(s) not in the paper's list: {', '.join(unknown)}; dropped.")
         values["professions"] = tuple(dict.fromkeys(p for p in professions if p in PROFESSIONS))
-        for name, attr, kind in (("n", "n", int), ("seed", "first_seed", int), ("steps", "steps", int),
-                                 ("guidance", "guidance", float), ("size", "size", int)):
-            if name in params:
-                try:
-                    value = kind(params[name])
-                    if not np.isfinite(value):
-                        raise ValueError
-                    values[attr] = value
-                except ValueError:
-                    problems.append(f"The link's '{name}' is {params[name]!r}, not a number: the default is used.")
-        if "cuts" in params:
-            try:
-                values["cuts"] = tuple(sorted({int(c) for c in str(params["cuts"]).split(",") if c.strip()}))
-            except ValueError:
-                problems.append(f"The link's 'cuts' is {params['cuts']!r}, not whole numbers separated by commas: "
-                                f"the paper's {', '.join(map(str, PAPER_CUTS))} are used.")
-        for name, registry in (("generator", GENERATORS), ("clip", CLIP_MODELS)):
-            if name in params:
-                if params[name] in registry:
-                    values[name] = str(params[name])
-                else:
-                    problems.append(f"The link names an unknown {name} '{params[name]}': the default is used.")
         return cls(**values), problems
+
+
+def _read_cuts(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(sorted({int(c) for c in str(text).split(",") if c.strip()}))
+    except ValueError as exc:
+        raise ValueError(f"it is not whole numbers separated by commas (the paper's are "
+                         f"{', '.join(map(str, PAPER_CUTS))}).") from exc
+
+
+# The Stable Bias page's URL besides its word lists (adj, prof), one row per parameter.
+BIAS_PARAMS = (
+    Param("n", "n", whole_number, low=1, high=MAX_IMAGES, label="images per prompt (N)"),
+    Param("generator", "generator", generator_key),
+    Param("clip", "clip", known=clip_model_keys, label="CLIP model"),
+    Param("seed", "first_seed", whole_number, low=0, label="the first seed"),
+    Param("cuts", "cuts", _read_cuts, lambda cuts: ",".join(map(str, cuts)), label="cluster counts"),
+    Param("steps", "steps", whole_number, optional=True),
+    Param("guidance", "guidance", finite_number, optional=True),
+    Param("size", "size", whole_number, optional=True),
+)
 
 
 def validate_bias_spec(spec: BiasSpec) -> list[str]:
@@ -162,8 +157,7 @@ def validate_bias_spec(spec: BiasSpec) -> list[str]:
     if n_prompts > MAX_PROMPTS:
         problems.append(f"{len(spec.adjectives)} adjectives x {len(spec.professions)} professions make {n_prompts} "
                         f"prompts; one run takes at most {MAX_PROMPTS}. Choose fewer of either.")
-    if not 1 <= spec.n <= MAX_IMAGES:
-        problems.append(f"Images per prompt (N) must be between 1 and {MAX_IMAGES} (got {spec.n}).")
+    problems += out_of_range(spec, BIAS_PARAMS)  # N, the first seed, the CLIP model
     if not spec.cuts:
         problems.append(f"Choose at least one number of clusters (the paper's: "
                         f"{', '.join(map(str, PAPER_CUTS))}).")
@@ -176,10 +170,8 @@ def validate_bias_spec(spec: BiasSpec) -> list[str]:
             problems.append(f"Cutting the tree into {k} clusters needs more than {k} images, and {n_prompts} "
                             f"prompt(s) x N = {spec.n} make {total}: every image would be a cluster of its own. "
                             f"Raise N to at least {least_n}, add prompts, or drop {k} from the cuts.")
-    if spec.first_seed < 0:
-        problems.append(f"The first seed must be a non-negative integer (got {spec.first_seed}).")
-    if spec.generator in GENERATORS and spec.adjectives and spec.professions and not problems:
-        problems += validate_request(spec.requests()[0], GENERATORS[spec.generator])
+    if spec.adjectives and spec.professions and not problems:
+        problems += validate_request(spec.requests()[0], generator_preset(spec.generator))
     return problems
 
 

@@ -27,8 +27,10 @@ from typing import Callable
 import numpy as np
 
 from core.analysis.diversity import ImageSet
-from core.pipeline.generate import MAX_IMAGES, RunRequest, validate_request
-from core.pipeline.registry import CLIP_MODELS, DEFAULT_CLIP, DEFAULT_GENERATOR, GENERATORS
+from core.pipeline.generate import MAX_IMAGES, RunRequest, clip_model_keys, generator_key, validate_request
+from core.pipeline.local import generator_preset
+from core.pipeline.params import Param, finite_number, out_of_range, read_params, whole_number, write_params
+from core.pipeline.registry import DEFAULT_CLIP, DEFAULT_GENERATOR, GENERATORS
 
 # -- prompt templates --------------------------------------------------------------------------------------------
 
@@ -276,20 +278,8 @@ class ClassListSpec:
     guidance: float | None = None
     lexicon: UserLexicon = ()  # the user's hypernyms/definitions for classes the tables do not know
 
-    PARAMS = ("classes", "ref", "template", "n", "n_nat", "generator", "clip", "seed")
-    OPTIONAL_PARAMS = ("steps", "guidance", "lex")  # in the URL only when set
-
     def to_params(self) -> dict[str, str]:
-        params = {"classes": ",".join(self.classes), "ref": self.source, "template": self.template,
-                  "n": str(self.n), "n_nat": str(self.n_natural), "generator": self.generator, "clip": self.clip,
-                  "seed": str(self.first_seed)}
-        if self.steps is not None:
-            params["steps"] = str(self.steps)
-        if self.guidance is not None:
-            params["guidance"] = f"{self.guidance:g}"
-        if self.lexicon:
-            params["lex"] = json.dumps([list(e) for e in self.lexicon], separators=(",", ":"), ensure_ascii=False)
-        return params
+        return write_params(self, CLASS_LIST_PARAMS)
 
     @classmethod
     def from_params(cls, params: dict[str, str]) -> tuple[ClassListSpec | None, list[str]]:
@@ -297,40 +287,7 @@ class ClassListSpec:
         No `classes` parameter: (None, [])."""
         if "classes" not in params:
             return None, []
-        problems: list[str] = []
-        classes = tuple(dict.fromkeys(c.strip() for c in str(params["classes"]).split(",") if c.strip()))
-        values: dict = {"classes": classes}
-        for name, attr in (("ref", "source"), ("generator", "generator"), ("clip", "clip"),
-                           ("template", "template")):
-            if name in params:
-                values[attr] = str(params[name])
-        for name, attr, kind in (("n", "n", int), ("n_nat", "n_natural", int), ("seed", "first_seed", int),
-                                 ("steps", "steps", int), ("guidance", "guidance", float)):
-            if name in params and str(params[name]).strip() != "":
-                try:
-                    value = kind(params[name])
-                    if kind is float and not np.isfinite(value):
-                        raise ValueError
-                    values[attr] = value
-                except ValueError:
-                    what = "a whole number" if kind is int else "a number"
-                    problems.append(f"The link's '{name}' is {params[name]!r}, not {what}: the default is used.")
-        if "lex" in params:
-            try:
-                rows = json.loads(params["lex"])
-                values["lexicon"] = tuple((str(a), str(b), str(c)) for a, b, c in rows)[:MAX_USER_LEXICON]
-            except (ValueError, TypeError):
-                problems.append("The link's 'lex' (your hypernyms and definitions) is not readable: it is ignored.")
-        if values.get("generator", DEFAULT_GENERATOR) not in GENERATORS:
-            problems.append(f"The link names an unknown generator '{values['generator']}': the default is used.")
-            values.pop("generator")
-        if values.get("clip", DEFAULT_CLIP) not in CLIP_MODELS:
-            problems.append(f"The link names an unknown CLIP model '{values['clip']}': the default is used.")
-            values.pop("clip")
-        if values.get("template", DEFAULT_CLASS_TEMPLATE) not in CLASS_TEMPLATES:
-            problems.append(f"The link names an unknown prompt template '{values['template']}': "
-                            f"'{CLASS_TEMPLATES[DEFAULT_CLASS_TEMPLATE].label}' is used.")
-            values.pop("template")
+        values, problems = read_params(CLASS_LIST_PARAMS, params)
         return cls(**values), problems
 
     def prompts(self) -> dict[str, str]:
@@ -345,7 +302,7 @@ class ClassListSpec:
         """Per class, its requests with the generator preset's defaults (steps, guidance, size) where the spec
         leaves them unset. One request per class, except with a {background} template: one per seed block
         (`seed_blocks`), each with its own background."""
-        preset = GENERATORS[self.generator]
+        preset = generator_preset(self.generator)
         template = CLASS_TEMPLATES[self.template]
         out = []
         for name in self.classes:
@@ -366,6 +323,46 @@ class ClassListSpec:
         return {**asdict(self), "prompts": self.prompts()}
 
 
+
+def _class_names(text: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(c.strip() for c in str(text).split(",") if c.strip()))
+
+
+def _read_lexicon(text: str) -> UserLexicon:
+    try:
+        return tuple((str(a), str(b), str(c)) for a, b, c in json.loads(text))[:MAX_USER_LEXICON]
+    except (ValueError, TypeError) as exc:
+        raise ValueError("it is not readable JSON rows of [class, hypernym, definition].") from exc
+
+
+def _write_lexicon(lexicon: UserLexicon) -> str:
+    return json.dumps([list(e) for e in lexicon], separators=(",", ":"), ensure_ascii=False)
+
+
+# The URL of a class-list experiment (Synthetic vs natural, Train on synthetic, CLIP geometry), one row per parameter.
+CLASS_LIST_PARAMS = (
+    Param("classes", "classes", _class_names, ",".join),
+    Param("ref", "source", label="natural-photo source"),
+    Param("template", "template", known=lambda: CLASS_TEMPLATES, label="prompt template"),
+    Param("n", "n", whole_number, low=MIN_PER_CLASS, high=MAX_IMAGES, label="synthetic images per class",
+          why="a class with one image has no spread, no neighbour and no held-out fold."),
+    Param("n_nat", "n_natural", whole_number, low=MIN_PER_CLASS, high=MAX_NATURAL, label="natural photos per class"),
+    Param("generator", "generator", generator_key),
+    Param("clip", "clip", known=clip_model_keys, label="CLIP model"),
+    Param("seed", "first_seed", whole_number, low=0, label="the first seed"),
+    Param("steps", "steps", whole_number, optional=True),
+    Param("guidance", "guidance", finite_number, low=0, high=30, optional=True),
+    Param("lex", "lexicon", _read_lexicon, _write_lexicon, optional=True, label="hypernyms and definitions"),
+)
+URL_PARAMS = tuple(p.name for p in CLASS_LIST_PARAMS)  # what a page keeps of another page's experiment
+
+def _local_preset(key: str):
+    try:
+        return generator_preset(key)
+    except (KeyError, ValueError):
+        return None
+
+
 def validate_spec(spec: ClassListSpec, available: list[str] | None = None, min_classes: int = 1) -> list[str]:
     """Problems with a spec, each a sentence saying what to change. Empty: the spec can run."""
     problems = []
@@ -377,15 +374,8 @@ def validate_spec(spec: ClassListSpec, available: list[str] | None = None, min_c
         if unknown:
             problems.append(f"The reference folder has no class {', '.join(repr(c) for c in unknown)}. It has: "
                             f"{', '.join(available[:30])}{'...' if len(available) > 30 else ''}.")
-    if not MIN_PER_CLASS <= spec.n <= MAX_IMAGES:
-        problems.append(f"Synthetic images per class must be between {MIN_PER_CLASS} and {MAX_IMAGES} (got "
-                        f"{spec.n}): a class with one image has no spread, no neighbour and no held-out fold.")
-    if not MIN_PER_CLASS <= spec.n_natural <= MAX_NATURAL:
-        problems.append(f"Natural photos per class must be between {MIN_PER_CLASS} and {MAX_NATURAL} "
-                        f"(got {spec.n_natural}).")
-    if spec.first_seed < 0:
-        problems.append(f"The first seed must be a non-negative integer (got {spec.first_seed}).")
-    preset = GENERATORS.get(spec.generator)
+    problems += out_of_range(spec, CLASS_LIST_PARAMS)  # N, natural photos, the first seed, template, CLIP model
+    preset = GENERATORS.get(spec.generator) or _local_preset(spec.generator)
     if preset and spec.guidance is not None and not preset.supports_guidance:
         problems.append(f"{preset.label} ignores classifier-free guidance, so guidance {spec.guidance:g} would not "
                         f"be used. Choose a generator that uses guidance (e.g. {GENERATORS['sd-1.5'].label}) or "

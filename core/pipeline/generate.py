@@ -21,6 +21,7 @@ from typing import Callable
 
 from core.pipeline.cache import PNG_METADATA_KEY, Cache, CachedImage, canonical_json, key_of
 from core.pipeline.config import DeviceSpec
+from core.pipeline.params import Param, finite_number, out_of_range, read_params, whole_number, write_params
 from core.pipeline.registry import DEFAULT_CLIP, DEFAULT_GENERATOR, GENERATORS, GeneratorPreset
 
 SETTINGS_SCHEMA = 1
@@ -47,7 +48,7 @@ class RunRequest:
 
     def to_params(self) -> dict[str, str]:
         """The request as URL query parameters (unset values left out)."""
-        return {k: str(v) for k, v in asdict(self).items() if v is not None and v != ""}
+        return write_params(self, RUN_PARAMS)
 
     @classmethod
     def from_params(cls, params: dict[str, str]) -> tuple[RunRequest | None, list[str]]:
@@ -55,18 +56,7 @@ class RunRequest:
         traceback. No prompt: (None, [])."""
         if not params.get("prompt"):
             return None, []
-        fields = {"n": int, "steps": int, "first_seed": int, "guidance": float, "size": int}
-        values: dict = {}
-        problems = []
-        for name in ("prompt", "generator", "negative_prompt", "clip"):
-            if name in params:
-                values[name] = str(params[name])
-        for name, kind in fields.items():
-            if name in params:
-                try:
-                    values[name] = kind(params[name])
-                except ValueError:
-                    problems.append(f"The link's '{name}' is {params[name]!r}, not a {kind.__name__}: ignored.")
+        values, problems = read_params(RUN_PARAMS, params)
         if values.get("n", 0) > MAX_IMAGES:
             problems.append(f"The link asks for {values['n']} images; the most one run makes is {MAX_IMAGES}, so "
                             f"it shows {MAX_IMAGES}. For more, run several first seeds.")
@@ -85,6 +75,35 @@ class RunRequest:
         )
 
 
+
+def generator_key(key: str) -> str:
+    """A registry key or a model folder on this machine ('local:<folder>', confined to the model roots)."""
+    from core.pipeline.local import generator_preset  # late: local reads the registry and the model folders
+
+    generator_preset(key)  # KeyError / ValueError saying why the key cannot be used
+    return key
+
+
+def clip_model_keys():
+    from core.pipeline.local import all_clip_models
+
+    return all_clip_models()
+
+
+# One row per URL parameter of a run: the Diversity, Adherence and Ambiguity pages, the lessons and `./lab run`
+# read links through it. Unknown models (not in the registry, not a model folder here) fall back to the default.
+RUN_PARAMS = (
+    Param("prompt", "prompt"),
+    Param("n", "n", whole_number, low=1, high=MAX_IMAGES, label="N"),
+    Param("generator", "generator", generator_key),
+    Param("steps", "steps", whole_number, optional=True),
+    Param("guidance", "guidance", finite_number, low=0, high=30, optional=True),
+    Param("size", "size", whole_number, optional=True),
+    Param("first_seed", "first_seed", whole_number, low=0, label="the first seed"),
+    Param("negative_prompt", "negative_prompt", optional=True),
+    Param("clip", "clip", known=clip_model_keys, label="CLIP model"),
+)
+
 def validate_request(req: RunRequest, preset: GeneratorPreset) -> list[str]:
     """Problems with a request, each a sentence saying what to change. Empty: the request can run."""
     problems = []
@@ -93,17 +112,16 @@ def validate_request(req: RunRequest, preset: GeneratorPreset) -> list[str]:
     elif len(req.prompt) > MAX_PROMPT_CHARS:
         problems.append(f"The prompt is {len(req.prompt)} characters; the limit is {MAX_PROMPT_CHARS} (the text "
                         f"encoder reads about 75 words at most).")
-    if not 1 <= req.n <= MAX_IMAGES:
-        problems.append(f"N must be between 1 and {MAX_IMAGES} (got {req.n}).")
+    problems += out_of_range(req, RUN_PARAMS)  # N, guidance, the first seed, the CLIP model
     if req.steps is not None and not 1 <= req.steps <= preset.max_steps:
         problems.append(f"{preset.label} takes 1 to {preset.max_steps} steps (got {req.steps}).")
-    if req.guidance is not None and (not math.isfinite(req.guidance) or req.guidance < 0 or req.guidance > 30):
+    if req.guidance is not None and not math.isfinite(req.guidance):
         problems.append(f"Guidance must be a number from 0 to 30 (got {req.guidance}).")
     if req.size is not None and (req.size % preset.size_multiple or not MIN_SIZE <= req.size <= MAX_SIZE):
         problems.append(f"Size must be a multiple of {preset.size_multiple} between {MIN_SIZE} and {MAX_SIZE} "
                         f"for {preset.label} (got {req.size}).")
-    if req.first_seed < 0 or req.first_seed + req.n > 2**63 - 1:
-        problems.append(f"The first seed must be a non-negative integer (got {req.first_seed}).")
+    if req.first_seed + req.n > 2**63 - 1:
+        problems.append(f"The last seed must be below 2**63 (got {req.first_seed} + {req.n}).")
     return problems
 
 

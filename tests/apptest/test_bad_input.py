@@ -48,17 +48,17 @@ def messages(at: AppTest) -> str:
     ({"n": "99999"}, "The link asks for 99999 images; the most one run makes is 256"),
     ({"steps": "0"}, "takes 1 to 50 steps (got 0)"),
     ({"steps": "1000"}, "takes 1 to 50 steps (got 1000)"),
-    ({"guidance": "-2"}, "Guidance must be a number from 0 to 30 (got -2.0)."),
-    ({"guidance": "nan"}, "Guidance must be a number from 0 to 30 (got nan)."),
-    ({"guidance": "lots"}, "The link's 'guidance' is 'lots', not a float: ignored."),
+    ({"guidance": "-2"}, "Guidance must be between 0 and 30 (got -2)."),
+    ({"guidance": "nan"}, "The link's 'guidance' is 'nan', not a number: the default is used."),
+    ({"guidance": "lots"}, "The link's 'guidance' is 'lots', not a number: the default is used."),
     ({"size": "100"}, "Size must be a multiple of 16"),
-    ({"generator": "sd-9000"}, "The link's generator cannot be used: \"Unknown generator 'sd-9000'"),
+    ({"generator": "sd-9000"}, "The link's 'generator' is 'sd-9000': Unknown generator 'sd-9000'"),
     ({"generator": "local:/etc"}, "is outside the model folders this app may read"),
-    ({"clip": "ViT-Z-99"}, "Unknown CLIP model 'ViT-Z-99'"),
+    ({"clip": "ViT-Z-99"}, "The link names an unknown CLIP model 'ViT-Z-99': the default is used."),
     ({"prompt": "fish " * 100}, "The prompt is 100 tokens; the text encoder reads only the first 75, so the images "
                                 "follow: \"" + " ".join(["fish"] * 75) + "\""),
     ({"prompt": "x" * 5000}, "The prompt is 5000 characters; the limit is 1000"),
-    ({"first_seed": "-3"}, "The first seed must be a non-negative integer (got -3)."),
+    ({"first_seed": "-3"}, "The first seed must be at least 0 (got -3)."),
 ])
 def test_bad_settings_in_a_link_get_a_message_not_a_traceback(params, expected):
     at = page({**RUN, **params})

@@ -7,6 +7,7 @@ import pytest
 from core.analysis.classes import (
     BACKGROUND_BLOCK,
     CLASS_LEXICON,
+    CLASS_LIST_PARAMS,
     CLASS_TEMPLATES,
     IMAGENETTE_CLASSES,
     PLACES365_BACKGROUNDS,
@@ -38,7 +39,7 @@ def test_params_round_trip():
     s = spec(template="hypernym", first_seed=7)
     parsed, problems = ClassListSpec.from_params(s.to_params())
     assert parsed == s and problems == []
-    assert set(s.to_params()) == set(ClassListSpec.PARAMS)
+    assert set(s.to_params()) == {p.name for p in CLASS_LIST_PARAMS if not p.optional}
 
 
 def test_no_classes_parameter_means_no_experiment_yet():
@@ -50,7 +51,7 @@ def test_tampered_params_get_sentences_and_defaults():
                                                   "generator": "nope", "clip": "bad", "template": "???"})
     assert parsed.classes == ("tench", "church")  # blanks dropped, duplicates once, spaces trimmed
     text = " ".join(problems)
-    for fragment in ("'n'", "'n_nat'", "unknown generator 'nope'", "unknown CLIP model 'bad'", "template '???'"):
+    for fragment in ("'n'", "'n_nat'", "'generator' is 'nope'", "unknown CLIP model 'bad'", "template '???'"):
         assert fragment in text, fragment
     assert parsed.generator == ClassListSpec.generator and parsed.template == "photo"
 
@@ -207,7 +208,7 @@ def test_optional_params_round_trip_and_stay_out_of_old_links():
     params = s.to_params()
     assert {"steps", "guidance", "lex"} <= set(params) and params["guidance"] == "2"
     assert ClassListSpec.from_params(params) == (s, [])
-    assert not set(spec().to_params()) & set(ClassListSpec.OPTIONAL_PARAMS)
+    assert not set(spec().to_params()) & {p.name for p in CLASS_LIST_PARAMS if p.optional}
     parsed, problems = ClassListSpec.from_params({**spec().to_params(), "steps": "x", "guidance": "nan",
                                                   "lex": "{not json"})
     assert parsed.steps is None and parsed.guidance is None and len(problems) == 3

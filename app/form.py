@@ -1,0 +1,180 @@
+"""The request protocol's Streamlit side (core.pipeline.params is the other): every analysis page reads its request
+from the URL or the session's last one, offers the same model pickers and the same natural-reference picker,
+stops on the same sentences and writes its URL back the same way.
+
+    req = form.url_request(RunRequest, "diversity")          # 1. the link (warnings for what it sets wrongly)
+    gen_key, preset = form.generator_picker(base.generator)  # 2. the pickers, then the page's own form
+    form.stop_on(validate_request(req, preset))              # 3. one wording for one fault on every page
+    form.write_url(req.to_params(), keep=VIEW_PARAMS)        # 4. the URL says what ran; the session remembers it
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import streamlit as st
+
+from app import ui
+from core.analysis.diversity import ImageSet, natural_set
+from core.pipeline import config
+from core.pipeline.cache import CacheError
+from core.pipeline.local import all_clip_models, all_generators, generator_preset
+from core.pipeline.natural import DownloadError, download_reference_set, reference_sources, store_upload
+from core.pipeline.registry import GeneratorPreset
+from core.present.markup import md_literal
+
+NO_REFERENCE = "none"
+
+
+# -- the URL ---------------------------------------------------------------------------------------------------------
+def remember_url(page_key: str) -> None:
+    """Keep this session's settings: switching pages clears the URL, coming back restores it."""
+    st.session_state[f"{page_key}_url"] = st.query_params.to_dict()
+
+
+def url_request(request_type, page_key: str, marker: str = "prompt"):
+    """The request the URL holds (or, when the URL holds none, the one this page last ran in this session), with a
+    warning per value the link sets wrongly. None: nothing asked yet."""
+    saved = st.session_state.get(f"{page_key}_url")
+    if marker not in st.query_params and saved:
+        st.query_params.from_dict(saved)
+    req, problems = request_type.from_params(st.query_params.to_dict())
+    for problem in problems:
+        st.warning(md_literal(problem))  # they quote the link's values
+    return req
+
+
+def write_url(params: dict[str, str], page_key: str, keep: Sequence[str] = ()) -> None:
+    """The URL becomes the request that runs, plus the page's view parameters in `keep`."""
+    extra = {k: st.query_params[k] for k in keep if k in st.query_params}
+    st.query_params.from_dict({**params, **extra})
+    remember_url(page_key)
+
+
+def stop_on(problems: Sequence[str]) -> None:
+    """Each problem as an error (it says what to change), then stop the page; nothing when there are none."""
+    for problem in problems:
+        st.error(md_literal(problem))
+    if problems:
+        st.stop()
+
+
+# -- the models ------------------------------------------------------------------------------------------------------
+def generators(current: str | None = None) -> dict[str, GeneratorPreset]:
+    """The registry's generators, the model folders on this machine, and a folder a link names (already checked by
+    the request's reader: core.pipeline.generate.generator_key)."""
+    options = all_generators()
+    if current and current not in options:
+        try:
+            options[current] = generator_preset(current)
+        except (KeyError, ValueError):
+            pass
+    return options
+
+
+def generator_picker(current: str, *, container=st) -> tuple[str, GeneratorPreset]:
+    """The generator selectbox (every page the same: registry models and local folders) and its note."""
+    options = generators(current)
+    keys = list(options)
+    key = container.selectbox("Generator", keys, index=ui.pick(keys, current, keys[0]),
+                              format_func=lambda k: options[k].label, key="generator")
+    container.caption(options[key].note)
+    return key, options[key]
+
+
+def clip_picker(current: str, *, container=st) -> str:
+    options = all_clip_models()
+    keys = list(options)
+    return container.selectbox("CLIP model", keys, index=ui.pick(keys, current, keys[0]),
+                               format_func=lambda k: options[k].label, key="clip")
+
+
+# -- the natural reference -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Reference:
+    """The natural photos a page compares with: `natural` (None: no reference chosen, or none usable yet), drawn
+    from `available` photos of `class_name` in `source_id`."""
+
+    source_id: str
+    class_name: str | None = None
+    natural: ImageSet | None = None
+    available: int = 0
+    classes: tuple[str, ...] = ()  # every class of the source
+
+
+def reference_picker(page_key: str, prompt: str, n_synthetic: int, *, label: str = "Natural photos from",
+                     default: str | None = None) -> Reference:
+    """Choose a natural-photo source and class (URL parameters `ref`, `ref_class`), with every source the error
+    messages name: no reference, Imagenette (offered for download), the DDL_NATURAL_ROOTS folders, photos uploaded
+    here, a demo pack's photos. Returns the sample of as many photos as there are synthetic images (fixed seed)."""
+    sources = reference_sources(config.cache_dir(), config.natural_roots())
+    source_ids = [NO_REFERENCE, *sources]
+    wanted = st.query_params.get("ref")
+    if wanted is not None and wanted not in source_ids:
+        st.warning(f"The link's natural-photo source '{md_literal(wanted)}' is not on this machine: choose one "
+                   f"below.")
+        wanted = None
+    if wanted is None:
+        wanted = default if default in source_ids else NO_REFERENCE
+    ref_id = st.selectbox(label, source_ids, index=source_ids.index(wanted), key=f"{page_key}_ref",
+                          format_func=lambda k: "no natural photos" if k == NO_REFERENCE else sources[k][0])
+    if ref_id == NO_REFERENCE:
+        st.query_params.pop("ref", None)
+        st.query_params.pop("ref_class", None)
+        return Reference(ref_id)
+    st.query_params["ref"] = ref_id
+    folder = sources[ref_id][1]
+    if ref_id == "imagenette" and not folder.root.is_dir():
+        offer_imagenette(folder.root.parent)
+        return Reference(ref_id)
+    if ref_id == "uploads":
+        _offer_uploads(folder.root)
+    try:
+        classes = folder.classes()
+    except (FileNotFoundError, ValueError) as exc:
+        st.info(md_literal(exc))
+        return Reference(ref_id)
+    if not classes:
+        return Reference(ref_id)
+    url_class = st.query_params.get("ref_class")
+    if url_class is not None and url_class not in classes:
+        st.warning(f"The link's class '{md_literal(url_class)}' is not in this folder: choose one below.")
+    guess = next((c for c in classes if c.replace("_", " ").lower() in prompt.lower()), classes[0])
+    ref_class = st.selectbox("Class", classes, index=ui.pick(classes, url_class, guess), key=f"{page_key}_ref_class")
+    st.query_params["ref_class"] = ref_class
+    photos, skipped = folder.scan(ref_class)
+    if skipped:
+        with st.expander(f"{len(skipped)} file(s) in '{md_literal(ref_class)}' were left out"):
+            for message in skipped:
+                st.text(message)  # names files: plain text
+    if not photos:
+        st.warning(f"The class '{md_literal(ref_class)}' has no usable images.")
+        return Reference(ref_id, ref_class, classes=tuple(classes))
+    return Reference(ref_id, ref_class, natural_set(photos, n=n_synthetic), len(photos), tuple(classes))
+
+
+def offer_imagenette(target) -> None:
+    """Imagenette is not on this machine yet: offer the download (an error says what else to choose)."""
+    st.info("Imagenette (fast.ai's 10-class ImageNet subset, 160 px, about 100 MB) is not downloaded yet.")
+    if st.button("Download Imagenette"):
+        bar = st.progress(0.0)
+        try:
+            download_reference_set(target, progress=lambda f, msg: bar.progress(f, text=msg))
+            st.rerun()
+        except DownloadError as exc:
+            bar.empty()  # no empty progress bar left behind the message
+            st.error(md_literal(exc))
+
+
+def _offer_uploads(root) -> None:
+    with st.expander("Upload photos", expanded=not root.is_dir()):
+        up_class = st.text_input("Class name for these photos", key="upload_class")
+        files = st.file_uploader("Photos", accept_multiple_files=True, key="upload_files",
+                                 type=["jpg", "jpeg", "png", "webp", "bmp"])
+        if st.button("Add photos") and files:
+            for f in files:
+                try:
+                    store_upload(root, up_class, f.getvalue())
+                except (ValueError, CacheError) as exc:
+                    st.error(md_literal(f"{f.name}: {exc}"))
