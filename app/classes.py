@@ -41,10 +41,10 @@ from core.analysis.classes import (
 from core.analysis.classes import (
     URL_PARAMS as CLASS_URL_PARAMS,
 )
-from core.analysis.diversity import THUMB_SIZE, natural_set, synthetic_set
+from core.analysis.diversity import natural_set, synthetic_set
 from core.analysis.stats import Estimate
 from core.pipeline import config
-from core.pipeline.cache import data_uri, key_of
+from core.pipeline.cache import THUMB_SIZE, data_uri, key_of
 from core.pipeline.generate import MAX_IMAGES
 from core.pipeline.local import all_clip_models, generator_preset
 from core.pipeline.models import ModelUnavailableError, clip_key

@@ -19,6 +19,7 @@ from app import ui
 from core.analysis.diversity import ImageSet, natural_set
 from core.pipeline import config
 from core.pipeline.cache import CacheError
+from core.pipeline.generate import RunRequest, request_warnings, validate_request
 from core.pipeline.local import all_clip_models, all_generators, generator_preset
 from core.pipeline.natural import DownloadError, download_reference_set, reference_sources, store_upload
 from core.pipeline.registry import GeneratorPreset
@@ -88,6 +89,77 @@ def clip_picker(current: str, *, container=st) -> str:
     keys = list(options)
     return container.selectbox("CLIP model", keys, index=ui.pick(keys, current, keys[0]),
                                format_func=lambda k: options[k].label, key="clip")
+
+
+def run_request(page_key: str, url_req: RunRequest | None, *, text_prefix: str, settings_prefix: str | None = None,
+                keep: Sequence[str] = ()) -> tuple[RunRequest, bool]:
+    """The one-prompt form of the Diversity and Adherence pages: generator, prompt, the run's settings, negative
+    prompt, CLIP model. Returns (the checked request, whether Generate was pressed); stops the page with a message
+    when there is nothing to run or the request has problems. `text_prefix` / `settings_prefix`: the widgets' keys
+    (stable, so a written URL does not replace them)."""
+    base = url_req or RunRequest(prompt="a photo of a tench", generator=ui.selected_generator())
+    gen_key, preset = generator_picker(base.generator)
+    with st.form(f"{page_key}-run"):
+        # Widget defaults come from the URL, clamped into each widget's range (a tampered link must not crash the
+        # form); the request itself is validated below and its problems shown. No max_chars: the browser would drop
+        # a longer paste without a word; validate_request says what is wrong.
+        prompt = st.text_input("Prompt", value=base.prompt, key=f"{text_prefix}prompt")
+        n, steps, guidance, size, first_seed = run_settings_inputs(
+            base, preset, base.generator == gen_key,
+            key_prefix=text_prefix if settings_prefix is None else settings_prefix)
+        negative = st.text_input("Negative prompt (optional)", value=base.negative_prompt, key=f"{text_prefix}negative")
+        clip_choice = clip_picker(base.clip)
+        submitted = st.form_submit_button("Generate", type="primary")
+    ui.remember_selection(gen_key, clip_choice)
+    req = url_req
+    if submitted:
+        req = RunRequest(prompt, n, gen_key, steps, guidance, size, first_seed, negative, clip_choice)
+    if req is None:
+        st.info("Type a prompt and press Generate.")
+        st.stop()
+    req = checked_run(req)
+    if submitted:
+        write_url(req.to_params(), page_key, keep)
+    remember_url(page_key)
+    return req, submitted
+
+
+def checked_run(req: RunRequest) -> RunRequest:
+    """`req` with its generator's defaults, or the page stops on its problems; warnings (a prompt longer than the
+    text encoder reads) are shown and the run goes on."""
+    preset = generators(req.generator)[req.generator]
+    req = req.with_preset_defaults(preset)
+    stop_on(validate_request(req, preset))
+    for warning in request_warnings(req):
+        st.warning(md_literal(warning))
+    return req
+
+
+def run_settings_inputs(base: RunRequest, preset, same_generator: bool, *, key_prefix: str = "",
+                        n_label: str = "Images (N)") -> tuple[int, int, float, int, int]:
+    """N, steps, guidance, size and first seed as one row of inputs (call inside the page's form).
+
+    Defaults come from a link: each is clamped into its widget's range (a tampered link must not crash the form);
+    the request itself is validated by the page, which shows its problems."""
+    from core.pipeline.generate import MAX_IMAGES, MAX_SIZE, MIN_SIZE
+
+    c1, c2, c3, c4, c5 = st.columns(5)
+    n = c1.number_input(n_label, 1, MAX_IMAGES, ui.in_range(base.n, 1, MAX_IMAGES, 16), key=f"{key_prefix}n")
+    steps = c2.number_input("Steps", 1, preset.max_steps,
+                            ui.in_range(base.steps if same_generator and base.steps else preset.default_steps, 1,
+                                     preset.max_steps, preset.default_steps), key=f"{key_prefix}steps-{preset.key}")
+    guidance = c3.number_input(
+        "Guidance", 0.0, 30.0, float(ui.in_range(base.guidance if same_generator and base.guidance is not None
+                                              else preset.default_guidance, 0.0, 30.0, preset.default_guidance)),
+        step=0.5, key=f"{key_prefix}guidance-{preset.key}", disabled=not preset.supports_guidance,
+        help=None if preset.supports_guidance else "This model ignores classifier-free guidance.")
+    size = c4.number_input("Size (px)", MIN_SIZE, MAX_SIZE,
+                           ui.in_range(base.size if same_generator and base.size else preset.default_size, MIN_SIZE,
+                                    MAX_SIZE, preset.default_size),
+                           step=preset.size_multiple, key=f"{key_prefix}size-{preset.key}")
+    first_seed = c5.number_input("First seed", 0, 2**31 - 1, ui.in_range(base.first_seed, 0, 2**31 - 1, 0),
+                                 key=f"{key_prefix}seed")
+    return int(n), int(steps), float(guidance), int(size), int(first_seed)
 
 
 # -- the natural reference -------------------------------------------------------------------------------------------

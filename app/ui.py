@@ -318,30 +318,3 @@ def grid(previews: list[bytes], captions: list[str], per_row: int = 8) -> None:
         for col, preview, caption in zip(st.columns(per_row), previews[row : row + per_row],
                                          captions[row : row + per_row]):
             col.image(preview, caption=caption, width="stretch")
-
-
-def run_settings_inputs(base: RunRequest, preset, same_generator: bool, *, key_prefix: str = "",
-                        n_label: str = "Images (N)") -> tuple[int, int, float, int, int]:
-    """N, steps, guidance, size and first seed as one row of inputs (call inside the page's form).
-
-    Defaults come from a link: each is clamped into its widget's range (a tampered link must not crash the form);
-    the request itself is validated by the page, which shows its problems."""
-    from core.pipeline.generate import MAX_IMAGES, MAX_SIZE, MIN_SIZE
-
-    c1, c2, c3, c4, c5 = st.columns(5)
-    n = c1.number_input(n_label, 1, MAX_IMAGES, in_range(base.n, 1, MAX_IMAGES, 16), key=f"{key_prefix}n")
-    steps = c2.number_input("Steps", 1, preset.max_steps,
-                            in_range(base.steps if same_generator and base.steps else preset.default_steps, 1,
-                                     preset.max_steps, preset.default_steps), key=f"{key_prefix}steps-{preset.key}")
-    guidance = c3.number_input(
-        "Guidance", 0.0, 30.0, float(in_range(base.guidance if same_generator and base.guidance is not None
-                                              else preset.default_guidance, 0.0, 30.0, preset.default_guidance)),
-        step=0.5, key=f"{key_prefix}guidance-{preset.key}", disabled=not preset.supports_guidance,
-        help=None if preset.supports_guidance else "This model ignores classifier-free guidance.")
-    size = c4.number_input("Size (px)", MIN_SIZE, MAX_SIZE,
-                           in_range(base.size if same_generator and base.size else preset.default_size, MIN_SIZE,
-                                    MAX_SIZE, preset.default_size),
-                           step=preset.size_multiple, key=f"{key_prefix}size-{preset.key}")
-    first_seed = c5.number_input("First seed", 0, 2**31 - 1, in_range(base.first_seed, 0, 2**31 - 1, 0),
-                                 key=f"{key_prefix}seed")
-    return int(n), int(steps), float(guidance), int(size), int(first_seed)

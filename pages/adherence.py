@@ -29,7 +29,7 @@ from core.analysis.adherence import (
     sweep_requests,
     sweep_rows,
 )
-from core.analysis.diversity import PREVIEW_SIZE, THUMB_SIZE, synthetic_set, thumbnails
+from core.analysis.diversity import PREVIEW_SIZE, synthetic_set, thumbnails
 from core.analysis.zeroshot import (
     ZERO_SHOT_TEMPLATES,
     class_vectors,
@@ -39,8 +39,9 @@ from core.analysis.zeroshot import (
     text_embeddings,
 )
 from core.pipeline import config
-from core.pipeline.generate import RunRequest, validate_request
-from core.pipeline.local import all_clip_models
+from core.pipeline.cache import THUMB_SIZE
+from core.pipeline.generate import RunRequest
+from core.pipeline.local import all_clip_models, generator_preset
 from core.pipeline.models import ModelUnavailableError, clip_key
 from core.pipeline.natural import reference_sources
 from core.present.markup import md_list, md_literal
@@ -57,32 +58,8 @@ st.markdown("How closely do generated images follow the prompt, compared with na
             "sweep varies one setting on the same prompt and seeds.")
 
 # 1. The run: from the URL (a shared link, a reload) or the form.
-url_req = form.url_request(RunRequest, PAGE)
-base = url_req or RunRequest(prompt="a photo of a tench", generator=ui.selected_generator())
-gen_key, preset = form.generator_picker(base.generator)
-with st.form("adherence"):
-    # No max_chars: the browser would drop a longer paste without a word; validate_request says what is wrong.
-    prompt = st.text_input("Prompt", value=base.prompt, key="adh_prompt")
-    n, steps, guidance, size, first_seed = ui.run_settings_inputs(base, preset, base.generator == gen_key,
-                                                                  key_prefix="adh_")
-    negative = st.text_input("Negative prompt (optional)", value=base.negative_prompt, key="adh_negative")
-    clip_choice = form.clip_picker(base.clip)
-    submitted = st.form_submit_button("Generate", type="primary")
-ui.remember_selection(gen_key, clip_choice)
-
-req = url_req
-if submitted:
-    req = RunRequest(prompt, int(n), gen_key, int(steps), float(guidance), int(size), int(first_seed), negative,
-                     clip_choice)
-if req is None:
-    st.info("Type a prompt and press Generate.")
-    st.stop()
-req_preset = form.generators(req.generator)[req.generator]
-req = req.with_preset_defaults(req_preset)
-form.stop_on(validate_request(req, req_preset))
-if submitted:
-    form.write_url(req.to_params(), PAGE, keep=VIEW_PARAMS)
-form.remember_url(PAGE)
+req, submitted = form.run_request(PAGE, form.url_request(RunRequest, PAGE), text_prefix="adh_", keep=VIEW_PARAMS)
+req_preset = generator_preset(req.generator)
 
 run = ui.runs([req], generate=submitted)[0]
 settings, images, cache = run.settings, run.images, ui.cache()

@@ -106,7 +106,7 @@ with st.form("ambiguity"):
                             default=list(base.styles), format_func=lambda k: VARIANT_STYLES[k].label,
                             key="amb_styles")
     custom_text = c2.text_area("Your own variants, one prompt per line", key="amb_custom", height=80)
-    n, steps, guidance, size, first_seed = ui.run_settings_inputs(base.run, preset, same_gen, key_prefix="amb_",
+    n, steps, guidance, size, first_seed = form.run_settings_inputs(base.run, preset, same_gen, key_prefix="amb_",
                                                                   n_label="Images per variant (N)")
     clip_choice = form.clip_picker(base.run.clip)
     submitted = st.form_submit_button("Generate", type="primary")

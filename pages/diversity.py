@@ -21,10 +21,8 @@ from core.analysis.diversity import (
 from core.analysis.stats import diversity_statistics
 from core.pipeline.generate import (
     RunRequest,
-    request_warnings,
-    validate_request,
 )
-from core.pipeline.local import all_clip_models
+from core.pipeline.local import all_clip_models, generator_preset
 from core.pipeline.models import ModelUnavailableError, clip_key
 from core.present.charts import embedding_map, similarity_heatmap, statistic_curve_chart, statistics_chart
 from core.present.markup import md_literal
@@ -45,37 +43,9 @@ st.markdown("Generate a set for one prompt and see how far its images spread in 
             "compares with natural photos of the same class.")
 
 # 1. The request: from the URL (a shared link, a reload) or the form.
-url_req = form.url_request(RunRequest, PAGE)
-base = url_req or RunRequest(prompt="a photo of a tench", generator=ui.selected_generator())
-gen_key, preset = form.generator_picker(base.generator)
-with st.form("run"):
-    # Widget defaults come from the URL: clamp them into each widget's range (a tampered link must not crash the
-    # form); the request itself is validated below and its problems shown. Every widget whose default comes from
-    # the URL has a fixed key: without one its identity follows the default, so once the page has written a choice
-    # to the URL the widget is replaced by a new one and the user's next change is dropped.
-    # No max_chars: the browser would drop a longer paste without a word; validate_request says what is wrong.
-    prompt = st.text_input("Prompt", value=base.prompt, key="div_prompt")
-    n, steps, guidance, size, first_seed = ui.run_settings_inputs(base, preset, base.generator == gen_key)
-    negative = st.text_input("Negative prompt (optional)", value=base.negative_prompt, key="div_negative")
-    clip_choice = form.clip_picker(base.clip)
-    submitted = st.form_submit_button("Generate", type="primary")
-ui.remember_selection(gen_key, clip_choice)
-
-req = url_req
-if submitted:
-    req = RunRequest(prompt, int(n), gen_key, int(steps), float(guidance), int(size), int(first_seed), negative,
-                     clip_choice)
-if req is None:
-    st.info("Type a prompt and press Generate.")
-    st.stop()
-req_preset = form.generators(req.generator)[req.generator]
-req = req.with_preset_defaults(req_preset)
-form.stop_on(validate_request(req, req_preset))
-for warning in request_warnings(req):
-    st.warning(md_literal(warning))
-if submitted:
-    form.write_url(req.to_params(), PAGE, keep=VIEW_PARAMS)
-form.remember_url(PAGE)
+req, submitted = form.run_request(PAGE, form.url_request(RunRequest, PAGE), text_prefix="div_",
+                                   settings_prefix="", keep=VIEW_PARAMS)
+req_preset = generator_preset(req.generator)
 
 # 2. Generate what is missing (on Generate), else show what the cache holds. Cancel keeps every finished batch.
 run = ui.runs([req], generate=submitted)[0]

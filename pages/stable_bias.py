@@ -104,7 +104,7 @@ with st.form("stable-bias"):
                                 format_func=adjective_label)
     professions = c2.multiselect("Professions", list(PROFESSIONS), default=list(base.professions))
     settings_base = RunRequest("", base.n, base.generator, base.steps, base.guidance, base.size, base.first_seed)
-    n, steps, guidance, size, first_seed = ui.run_settings_inputs(settings_base, preset, base.generator == gen_key,
+    n, steps, guidance, size, first_seed = form.run_settings_inputs(settings_base, preset, base.generator == gen_key,
                                                                   key_prefix="bias-",
                                                                   n_label="Images per prompt (N)")
     c3, c4 = st.columns(2)

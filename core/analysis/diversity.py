@@ -19,11 +19,10 @@ import pandas as pd
 from PIL import Image
 
 from core.analysis.stats import STATISTICS, Estimate, curve_sizes, equal_n_estimate, statistic_curve
-from core.pipeline.cache import Cache, CachedImage, data_uri
+from core.pipeline.cache import THUMB_SIZE, Cache, CachedImage, data_uri
 from core.pipeline.embed import embeddings_for
 from core.pipeline.natural import NaturalImage
 
-THUMB_SIZE = 80  # map tooltips: small JPEGs keep the chart payload light
 PREVIEW_SIZE = 256  # the image grid
 
 

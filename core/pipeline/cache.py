@@ -82,6 +82,9 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+THUMB_SIZE = 80  # map tooltips and sweep thumbnails: small JPEGs keep a chart's payload light
+
+
 def thumbnail_jpeg(image, size: int) -> bytes:
     """A PIL image as a JPEG of at most size x size pixels: the lab's thumbnails (cache, sweeps)."""
     img = image.convert("RGB")

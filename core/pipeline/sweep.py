@@ -31,7 +31,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from core.pipeline.cache import atomic_write_bytes, canonical_json, key_of, thumbnail_jpeg
+from core.pipeline.cache import THUMB_SIZE, atomic_write_bytes, canonical_json, key_of, thumbnail_jpeg
 
 MAX_ROWS_WITHOUT_YES = 1_000_000
 SHARD_TABLES = ("embeddings", "thumbnails", "images")  # write order: images last (it marks the rows done)
@@ -285,7 +285,6 @@ class WriteShards:
         import pyarrow.parquet as pq
         from PIL import Image
 
-        from core.analysis.diversity import THUMB_SIZE  # the size the pages' maps read
 
         start = time.perf_counter()
         n = len(batch["key"])

@@ -142,7 +142,7 @@ def test_a_sweep_writes_the_apps_images_and_embeddings_as_shards(finished, cpu, 
     assert not (out / ".work").exists()  # the actors' scratch caches are gone
     import pandas as pd
 
-    from core.analysis.diversity import THUMB_SIZE
+    from core.pipeline.cache import THUMB_SIZE
 
     thumbs = pd.read_parquet(out / "thumbnails")
     assert set(thumbs["size"]) == {THUMB_SIZE} and set(thumbs["sha256"]) == set(images["sha256"])
