@@ -187,12 +187,16 @@ def reference_picker(page_key: str, prompt: str, n_synthetic: int, *, label: str
         st.warning(f"The link's natural-photo source '{md_literal(wanted)}' is not on this machine: choose one "
                    f"below.")
         wanted = None
+    wanted_default = default if default in source_ids else NO_REFERENCE
     if wanted is None:
-        wanted = default if default in source_ids else NO_REFERENCE
+        wanted = wanted_default
     ref_id = st.selectbox(label, source_ids, index=source_ids.index(wanted), key=f"{page_key}_ref",
                           format_func=lambda k: "no natural photos" if k == NO_REFERENCE else sources[k][0])
     if ref_id == NO_REFERENCE:
-        st.query_params.pop("ref", None)
+        if wanted_default == NO_REFERENCE:
+            st.query_params.pop("ref", None)
+        else:  # the page's default is a source: the URL must say that none was chosen
+            st.query_params["ref"] = NO_REFERENCE
         st.query_params.pop("ref_class", None)
         return Reference(ref_id)
     st.query_params["ref"] = ref_id
