@@ -198,6 +198,17 @@ def test_models_that_cannot_be_had_are_named_before_the_run_and_the_way_out_stay
     assert "Generator:" in errors and "CLIP:" in errors and "Settings used" in errors
     assert run_button(at) is not None
     assert any(link.proto.label == "Try it yourself" for link in at.get("page_link"))
+    # The message sends the presenter to "Settings used": it opens by itself, its model switch in view.
+    settings = next(e for e in at.expander if e.label == "Settings used")
+    assert settings.proto.expanded
+    assert [s.key for s in settings.selectbox] == ["lesson_generator_input", "lesson_clip_input"]
+
+
+def test_settings_used_starts_collapsed_when_nothing_went_wrong(tmp_path, monkeypatch):
+    monkeypatch.setenv("DDL_CACHE_DIR", str(tmp_path / "empty-cache"))
+    at = open_lesson("ambiguity", {"generator": "sd-turbo", "clip": "ViT-B-32/laion2b"})
+    assert not at.exception and not at.error
+    assert not next(e for e in at.expander if e.label == "Settings used").proto.expanded
 
 
 # -- one lesson after another: the click, the chart's numbers, the full page's numbers ---------------------------------
@@ -376,6 +387,10 @@ def test_the_lessons_default_model_missing_offline_gets_a_message_not_a_tracebac
     assert not at.exception, at.exception
     message = texts(at.error)
     assert "stabilityai/sd-turbo" in message and "tiny-random" in message  # what, and a way out
+    # The way out stays in view: the button, the link, and the model switch in an open "Settings used".
+    assert run_button(at) is not None
+    assert any(link.proto.label == "Try it yourself" for link in at.get("page_link"))
+    assert next(e for e in at.expander if e.label == "Settings used").proto.expanded
 
 
 def test_bad_links_get_messages_and_the_lesson_still_works():
