@@ -34,7 +34,7 @@ from core.markup import md_literal
 from core.models import clip_key
 from core.natural import NaturalFolder
 from core.registry import CLIP_MODELS, GENERATORS, TINY_RANDOM
-from core.stats import diversity_statistics
+from core.stats import diversity_statistics, wilson_interval
 from core.zeroshot import assign, class_vectors, clip_scores
 
 TIMEOUT = 300
@@ -322,6 +322,24 @@ def test_concept_lesson_recognition_matches_core_and_the_adherence_rank_of_its_w
     for source in ("synthetic", "natural"):
         assert top1.loc[source, "value"] == pytest.approx(mine.loc[source, "value"])
         assert top1.loc[source, "n"] == mine.loc[source, "n"] == 6
+
+
+def test_concept_lesson_chart_draws_each_share_with_its_wilson_interval():
+    """Lesson 4 shows intervals, as the other lessons do: a rule from the Wilson interval's low to its high end
+    behind each share, of non-zero width wherever there are images (a Wilson interval never has zero width)."""
+    lesson = LESSONS["concept"]
+    spec, rows = chart(ran("concept"), lesson.chart_title)
+    layers = spec["layer"]
+    rules = [la for la in layers if (la["mark"]["type"] if isinstance(la["mark"], dict) else la["mark"]) == "rule"
+             and la.get("encoding", {}).get("x2")]
+    assert [(r["encoding"]["x"]["field"], r["encoding"]["x2"]["field"]) for r in rules] == [("low", "high")]
+    drawn = rows[rows["n"] > 0]
+    assert len(drawn) == 8
+    assert (drawn["low"] < drawn["high"]).all()
+    assert ((drawn["low"] <= drawn["value"]) & (drawn["value"] <= drawn["high"])).all()
+    assert (drawn["low"] >= 0).all() and (drawn["high"] <= 1).all()  # shares: the interval stays in [0, 1]
+    for r in drawn.itertuples():  # the Wilson interval of recognised / n, as core.stats computes it
+        assert (r.low, r.high) == pytest.approx(wilson_interval(r.recognised, r.n))
 
 
 def test_geometry_lesson_closeness_matches_core_and_the_clip_geometry_page(cached):
