@@ -190,9 +190,10 @@ def _natural_set(natural: Natural, class_name: str, n: int):
 # -- the run: one click, or nothing when the cache has it ------------------------------------------------------------
 def _runs(exp: Experiment, requests, errors: list[str]) -> list[ui.Run] | None:
     """The lesson's runs when the cache holds every image (at once, no click), or after the click made the missing
-    ones; None while the button waits, or after an error (shown, and added to `errors`). Before the click, ui.runs is asked only when it can answer without
-    downloading: the weights are here, or every run has cached images of its recipe (e.g. from a demo pack made on
-    a GPU machine): opening a lesson must never start a multi-GB download."""
+    ones; None while the button waits, or after an error (shown, and added to `errors`). Before the click, ui.runs
+    is asked only when it can answer without downloading: the weights are here, or every run has cached images of
+    its recipe (e.g. from a demo pack made on a GPU machine): opening a lesson must never start a multi-GB
+    download."""
     preset = GENERATORS[exp.generator]
     present = generator_present(preset)
     total = sum(r.n for r in requests)
@@ -316,9 +317,8 @@ def _diversity(ctx: Context) -> Answer:
              if e.name in ctx.lesson.statistics]
     table = pd.DataFrame([{"source": source, "statistic": e.name, "value": e.value, "95% low": e.low,
                            "95% high": e.high, "n": e.n} for source, e in shown])
-    chart = statistics_chart(shown)
-    # One panel under the other, each wide: two side by side would not fit a 1024 px projector at a readable size.
-    chart.columns, chart.spec.width, chart.spec.height = 1, 420, 80
+    # One panel under the other, each as wide as the column (Streamlit stretches them), taller for a projector.
+    chart = statistics_chart(shown, panel_height=80)
     return Answer(diversity_reading(stats["synthetic"], stats["natural"]), chart, table, [
         _strip(ctx, synthetic, synthetic.labels, f"Generated: '{md_literal(ctx.exp.prompt)}'"),
         _strip(ctx, natural, ["" for _ in natural.labels], f"Real photos ({md_literal(ctx.natural.label)})")])
