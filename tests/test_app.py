@@ -83,8 +83,8 @@ def test_generate_shows_grid_charts_statistics_and_url():
     assert counts and int(counts[1]) + int(counts[2]) == 8
     images = at.get("image")
     assert len(images) == 8
-    kinds = [c.get("mark", {}).get("type") if "facet" not in c else "facet" for c in charts(at)]
-    assert kinds == ["facet", "rect", "circle"]  # statistics, heatmap, map
+    kinds = [c.get("mark", {}).get("type") if "vconcat" not in c else "vconcat" for c in charts(at)]
+    assert kinds == ["vconcat", "rect", "circle"]  # statistics (one panel per statistic), heatmap, map
     table = table_elements(at)[0].value
     assert list(table["statistic"]) == ["mean pairwise cosine", "Vendi score", "effective rank",
                                         "variance in first 2 PCs"]
