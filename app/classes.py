@@ -50,6 +50,7 @@ from core.pipeline.local import all_clip_models, generator_preset
 from core.pipeline.models import ModelUnavailableError, clip_key
 from core.pipeline.natural import NaturalFolder, open_rgb, reference_sources
 from core.pipeline.registry import GENERATORS
+from core.present.charts import AXIS_FORMAT, readable_domain
 from core.present.literature import ORIGIN_LAB, PRESETS, SOURCES, Preset, matching_presets, presets_for
 from core.present.markup import md_list, md_literal
 from core.present.report import LAB_CHOICES, Report, generation_defaults, report_file_stem
@@ -563,10 +564,30 @@ def shared_map(points: pd.DataFrame, method: str) -> alt.LayerChart:
 
 
 def interval_chart(df: pd.DataFrame, y: str, colour: str | None = None, title: str = "",
-                   facet: str | None = None, width: int = 260, reference: float | None = None) -> alt.Chart:
+                   facet: str | None = None, width: int = 260, reference: float | None = None,
+                   domains: dict[str, tuple[float, float]] | None = None) -> alt.TopLevelMixin:
     """Point estimate and 95% interval per row. Columns: value, low, high, n, `y` (and `colour`, `facet`).
-    `reference`: a dashed vertical line (e.g. chance)."""
-    base = alt.Chart(df).encode(y=alt.Y(f"{y}:N", title=None, axis=category_axis(), sort=None))
+    `reference`: a dashed vertical line (e.g. chance). `facet`: one panel per value of that column, two a row, each
+    with its own x axis; `domains` fixes a panel's x range by its facet value (e.g. (0, 1) for a share). A panel
+    whose values are all one number (recall 0 [0, 0]) gets a readable range instead of Vega's collapsed one, whose
+    single tick read "0.000000" (core.present.charts.readable_domain)."""
+    def panel(part: pd.DataFrame, bounds: tuple[float, float] | None = None, labelled: bool = True) -> alt.LayerChart:
+        ends = part[["low", "value", "high"]].to_numpy().ravel().tolist() + ([reference] if reference is not None
+                                                                              else [])
+        domain = readable_domain(ends, bounds)
+        scale = alt.Scale(zero=False, domain=domain) if domain else alt.Scale(zero=False)
+        base = alt.Chart(part).encode(y=alt.Y(f"{y}:N", title=None, axis=category_axis() if labelled else None,
+                                              sort=None))
+        bars = base.mark_rule(strokeWidth=3).encode(
+            x=alt.X("low:Q", title=None, scale=scale, axis=alt.Axis(format=AXIS_FORMAT)), x2="high:Q", **enc)
+        dots = base.mark_point(filled=True, size=80).encode(x="value:Q", tooltip=tooltip, **enc)
+        layers = [bars, dots]
+        if reference is not None:
+            layers.append(alt.Chart(pd.DataFrame({"x": [reference]})).mark_rule(strokeDash=[4, 4], color="gray")
+                          .encode(x="x:Q"))
+        # Steps of 26 px per coloured row, 52 per plain row: every chart at least ~150 px tall with three rows.
+        return alt.layer(*layers).properties(width=width, height=alt.Step(26 if colour and colour != y else 52))
+
     enc = {}
     if colour:
         sources = colour == "source"
@@ -574,23 +595,18 @@ def interval_chart(df: pd.DataFrame, y: str, colour: str | None = None, title: s
                                  legend=None if colour == y else full_legend(orient="bottom"))
         if colour != y:
             enc["yOffset"] = alt.YOffset(f"{colour}:N")
-    bars = base.mark_rule(strokeWidth=3).encode(x=alt.X("low:Q", title=None, scale=alt.Scale(zero=False)),
-                                                x2="high:Q", **enc)
     tooltip = [f"{y}:N"] + ([f"{colour}:N"] if colour and colour != y else []) + [
         alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("low:Q", format=".3f"),
         alt.Tooltip("high:Q", format=".3f"), "n:Q"]
-    dots = base.mark_point(filled=True, size=80).encode(x="value:Q", tooltip=tooltip, **enc)
-    layers = [bars, dots]
-    if reference is not None:
-        layers.append(alt.Chart(pd.DataFrame({"x": [reference]})).mark_rule(strokeDash=[4, 4], color="gray")
-                      .encode(x="x:Q"))
-    # Steps of 26 px per coloured row, 52 per plain row: every chart at least ~150 px tall with three rows.
-    chart = alt.layer(*layers).properties(width=width, height=alt.Step(26 if colour and colour != y else 52))
     if facet:
-        # Two panels a row: three spilled past the main column of a 1024 px projector.
-        return chart.facet(facet=alt.Facet(f"{facet}:N", title=None), columns=2, title=title).resolve_scale(
-            x="independent")
-    return chart.properties(title=title)
+        # One panel per value, each with its own data and x range (a facet shares one scale definition, so a
+        # collapsed panel could not be given its own range). Two panels a row: three spilled past the main column
+        # of a 1024 px projector. The rows are the same in every panel (one shared y scale): named in the left
+        # panel of each row only, as a facet named them.
+        panels = [panel(df[df[facet] == value], (domains or {}).get(value), labelled=i % 2 == 0)
+                  .properties(title=str(value)) for i, value in enumerate(dict.fromkeys(df[facet]))]
+        return alt.concat(*panels, columns=2, title=title).resolve_scale(x="independent", y="shared")
+    return panel(df).properties(title=title)
 
 
 def histogram_by_source(df: pd.DataFrame, field: str, title: str, x_title: str, bins: int = 30) -> alt.Chart:

@@ -1,7 +1,8 @@
 """Streamlit glue shared by the five lesson pages: a lesson from core.present.lessons becomes a presenter-friendly page.
 
-Question (large) -> the experiment in one sentence -> "Settings used" (collapsed: every setting and where it comes
-from; the generator and CLIP can be changed there, or through the `generator` / `clip` URL parameters) -> one
+Question (large) -> the experiment in one sentence -> "Settings used" (collapsed unless an error points there: every
+setting and where it comes from; the generator and CLIP can be changed there, or through the `generator` / `clip` URL
+parameters) -> one
 button (absent when the cache already holds every image: the answer shows at once) -> the answer: one sentence,
 the chart, what to look for, the images -> "Try it yourself" (the full page with the same settings, through
 st.page_link's query_params).
@@ -187,11 +188,12 @@ def _natural_set(natural: Natural, class_name: str, n: int):
 
 
 # -- the run: one click, or nothing when the cache has it ------------------------------------------------------------
-def _runs(exp: Experiment, requests) -> list[ui.Run] | None:
+def _runs(exp: Experiment, requests, errors: list[str]) -> list[ui.Run] | None:
     """The lesson's runs when the cache holds every image (at once, no click), or after the click made the missing
-    ones; None while the button waits. Before the click, ui.runs is asked only when it can answer without
-    downloading: the weights are here, or every run has cached images of its recipe (e.g. from a demo pack made on
-    a GPU machine): opening a lesson must never start a multi-GB download."""
+    ones; None while the button waits, or after an error (shown, and added to `errors`). Before the click, ui.runs
+    is asked only when it can answer without downloading: the weights are here, or every run has cached images of
+    its recipe (e.g. from a demo pack made on a GPU machine): opening a lesson must never start a multi-GB
+    download."""
     preset = GENERATORS[exp.generator]
     present = generator_present(preset)
     total = sum(r.n for r in requests)
@@ -219,6 +221,7 @@ def _runs(exp: Experiment, requests) -> list[ui.Run] | None:
     if missing_models:
         for problem in missing_models:
             st.error(md_literal(problem) + " Change the models under *Settings used* above, e.g. to tiny-random.")
+        errors.extend(missing_models)
         return None
     slot.empty()
     runs = ui.runs(requests, generate=True)
@@ -314,9 +317,8 @@ def _diversity(ctx: Context) -> Answer:
              if e.name in ctx.lesson.statistics]
     table = pd.DataFrame([{"source": source, "statistic": e.name, "value": e.value, "95% low": e.low,
                            "95% high": e.high, "n": e.n} for source, e in shown])
-    chart = statistics_chart(shown)
-    # One panel under the other, each wide: two side by side would not fit a 1024 px projector at a readable size.
-    chart.columns, chart.spec.width, chart.spec.height = 1, 420, 80
+    # One panel under the other, each as wide as the column (Streamlit stretches them), taller for a projector.
+    chart = statistics_chart(shown, panel_height=80)
     return Answer(diversity_reading(stats["synthetic"], stats["natural"]), chart, table, [
         _strip(ctx, synthetic, synthetic.labels, f"Generated: '{md_literal(ctx.exp.prompt)}'"),
         _strip(ctx, natural, ["" for _ in natural.labels], f"Real photos ({md_literal(ctx.natural.label)})")])
@@ -392,8 +394,9 @@ def _show_answer(ctx: Context) -> Answer | None:
 
 
 # -- the page ----------------------------------------------------------------------------------------------------------
-def _settings(lesson: Lesson, exp: Experiment, natural: Natural | None, chosen: bool) -> None:
-    with st.expander("Settings used"):
+def _settings(lesson: Lesson, exp: Experiment, natural: Natural | None, chosen: bool, expanded: bool) -> None:
+    """The settings box: collapsed, or open when an error on the page points to the model switch inside it."""
+    with st.expander("Settings used", expanded=expanded):
         left, right = st.columns(2)
         for column, (name, registry), label in zip((left, right), MODEL_PARAMS.items(), ("Generator", "CLIP model")):
             widget = f"lesson_{name}_input"
@@ -424,17 +427,23 @@ def show(key: str) -> None:
     natural, ready = _natural(exp)
     st.markdown(summary_text(lesson, exp, natural.label if natural else "Imagenette"))
     # Before the run: a model that cannot be had stops the page with its message, and this is where to change it.
-    _settings(lesson, exp, natural, chosen)
-    answer, report, runs = None, None, []
+    # The box is filled once the run is decided, so that it opens by itself after an error (it was left collapsed,
+    # the model switch hidden, under a message that pointed to it).
+    settings_box = st.container()
+    answer, report, runs, errors = None, None, [], []
     if ready:
-        problems = exp.problems(natural.folder.classes() if natural else None)
-        for problem in problems:
+        errors = exp.problems(natural.folder.classes() if natural else None)
+        for problem in errors:
             st.error(md_literal(problem))
-        if not problems:
-            runs = _runs(exp, exp.requests(natural.source if natural else "imagenette"))
+        if not errors:
+            runs = _runs(exp, exp.requests(natural.source if natural else "imagenette"), errors)
             if runs is not None:
                 report = ui_report.start(lesson.question, f"Lesson {lesson.number}: {lesson.finding}", lesson.url_path)
                 answer = _show_answer(Context(lesson, exp, runs, natural, ui.cache(), report))
+                if answer is None:  # the analysis failed (e.g. CLIP could not be loaded): said above
+                    errors.append("the answer")
+    with settings_box:
+        _settings(lesson, exp, natural, chosen, expanded=bool(errors))
     focus = answer.focus if answer else None
     params = try_it_params(lesson, exp, natural.source if natural else "imagenette", focus)
     shown = f" for '{focus.replace('_', ' ')}'" if focus else ""

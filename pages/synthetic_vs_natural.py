@@ -9,6 +9,7 @@ from app import classes as uc
 from app import report as ui_report
 from app import ui
 from core.analysis.compare import (
+    BOUNDED_RANGES,
     DISTANCE_RESAMPLES,
     DISTANCES,
     PRDC_K,
@@ -122,7 +123,7 @@ if notes:
 st.table(wide)  # wraps: every distance in view, none behind a sideways scroll
 chart_df = table[np.isfinite(table["value"])].rename(columns={"95% low": "low", "95% high": "high"})
 distance_chart = uc.interval_chart(chart_df, "class", title="Distances per class (95% intervals)",
-                                   facet="statistic", width=220)
+                                   facet="statistic", width=220, domains=BOUNDED_RANGES)
 st.altair_chart(distance_chart, key="distances")
 report.heading("How far apart are the distributions?")
 by_class = {label: [e for row_label, e in rows if row_label == label] for label in dict.fromkeys(r for r, _ in rows)}

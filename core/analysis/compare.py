@@ -471,6 +471,8 @@ def distance_estimates(natural: np.ndarray, synthetic: np.ndarray, k: int = PRDC
 # can be. Density is at most n_natural / k (every synthetic image inside every ball), left open here.
 RANGES = {"FD (CLIP)": (0.0, np.inf), "CMMD": (0.0, np.inf), "precision": (0.0, 1.0), "recall": (0.0, 1.0),
           "density": (0.0, np.inf), "coverage": (0.0, 1.0), "CMMD (unbiased)": (-np.inf, np.inf)}
+# The statistics whose whole range a chart can show (the shares: precision, recall, coverage): their axes span it.
+BOUNDED_RANGES = {name: r for name, r in RANGES.items() if np.isfinite(r).all()}
 
 
 def _clipped(name: str, values: tuple[float, float, float], n: int, note: str) -> Estimate:

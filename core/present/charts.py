@@ -61,20 +61,65 @@ def embedding_map(points: pd.DataFrame, method: str) -> alt.Chart:
     return dots.properties(title=f"CLIP image embeddings ({method})", height=420).interactive()
 
 
-def statistics_chart(rows: list[tuple[str, Estimate]]) -> alt.Chart:
-    """Point estimate with its 95% interval, one panel per statistic, one colour per source."""
+AXIS_FORMAT = "~g"  # tick labels: 0.2, 1.5, 120; never "0.000000"
+STATISTIC_PANEL_PX = 480  # a panel's plot width where nothing stretches it (the report's PNG); on a page, Streamlit
+# sets each panel of a vconcat of single views to the main column's width (1024 px browser: ~560 px, 1400: ~940)
+STATISTIC_PANEL_HEIGHT = 44  # px per panel: two sources, 22 px each
+
+
+def readable_domain(values, bounds: tuple[float, float] | None = None) -> list[float] | None:
+    """An x domain for one interval panel, or None to let Vega choose (zero excluded). `bounds`: the statistic's
+    fixed range (e.g. (0, 1) for a share), used as is. Otherwise only a collapsed domain is replaced: when every
+    estimate and interval end is the same number (recall 0 [0, 0] at small n), Vega drew one tick, "0.000000";
+    such a panel gets [0, 1] when the number lies there (a share, a cosine's upper part), else the number +- 10%
+    (at least +- 0.5)."""
+    if bounds is not None and all(np.isfinite(bounds)):
+        return [float(bounds[0]), float(bounds[1])]
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return None
+    lo, hi = float(v.min()), float(v.max())
+    if hi - lo > 1e-9 * max(1.0, abs(lo), abs(hi)):
+        return None
+    if 0.0 <= lo and hi <= 1.0:
+        return [0.0, 1.0]
+    pad = max(abs(lo) * 0.1, 0.5)
+    return [lo - pad, hi + pad]
+
+
+def statistics_chart(rows: list[tuple[str, Estimate]], panel_height: int = STATISTIC_PANEL_HEIGHT) -> alt.VConcatChart:
+    """Point estimate with its 95% interval, one panel per statistic (one under the other), one colour per source.
+
+    Each panel is a single view, not a layer, so that Streamlit stretches it to the width of the page's column
+    (it stretches only a vconcat of single views; a fixed 2 x 260 px facet filled ~60% of a 1400 px browser's
+    column and had to stay that narrow for a 1024 px projector): the interval is a line through the interval's
+    ends and the estimate (folded into one x), drawn as a point there alone."""
     df = pd.DataFrame([{"source": src, "statistic": e.name, "value": e.value, "low": e.low, "high": e.high,
                         "n": e.n} for src, e in rows if np.isfinite(e.value)])
-    base = alt.Chart(df).encode(y=alt.Y("source:N", title=None), color=alt.Color("source:N", scale=SOURCE_COLOURS,
-                                                                                 legend=None))
-    bars = base.mark_rule(strokeWidth=3).encode(x=alt.X("low:Q", title=None, scale=alt.Scale(zero=False)),
-                                                x2="high:Q")
-    dots = base.mark_point(filled=True, size=90).encode(
-        x="value:Q", tooltip=["source:N", "statistic:N", alt.Tooltip("value:Q", format=".3f"),
-                              alt.Tooltip("low:Q", format=".3f"), alt.Tooltip("high:Q", format=".3f"), "n:Q"])
-    return (bars + dots).properties(width=260, height=60).facet(
-        facet=alt.Facet("statistic:N", title=None), columns=2
-    ).resolve_scale(x="independent")
+    names = list(dict.fromkeys(df["statistic"])) if len(df) else []
+    tooltip = ["source:N", "statistic:N", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("low:Q", format=".3f"),
+               alt.Tooltip("high:Q", format=".3f"), "n:Q"]
+    panels = []
+    for name in names:
+        part = df[df["statistic"] == name]
+        domain = readable_domain(part[["low", "value", "high"]].to_numpy())
+        scale = alt.Scale(zero=False, domain=domain) if domain else alt.Scale(zero=False)
+        panels.append(
+            alt.Chart(title=name)
+            .transform_filter(alt.FieldEqualPredicate(field="statistic", equal=name))
+            .transform_fold(["low", "value", "high"], as_=["end", "x"])
+            .transform_calculate(order="datum.end == 'low' ? 0 : datum.end == 'value' ? 1 : 2")
+            .mark_line(strokeWidth=3, point=alt.OverlayMarkDef(filled=True, size=90))
+            .encode(x=alt.X("x:Q", title=None, scale=scale, axis=alt.Axis(format=AXIS_FORMAT)),
+                    y=alt.Y("source:N", title=None),
+                    color=alt.Color("source:N", scale=SOURCE_COLOURS, legend=None),
+                    detail="source:N", order="order:Q",
+                    # The point at the estimate alone: the ends' points are there, unfilled (a line has no fill).
+                    fillOpacity=alt.condition("datum.end == 'value'", alt.value(1), alt.value(0)),
+                    tooltip=tooltip)
+            .properties(width=STATISTIC_PANEL_PX, height=panel_height))
+    return alt.vconcat(*panels, data=df).resolve_scale(x="independent")
 
 
 def statistic_curve_chart(rows: pd.DataFrame, name: str) -> alt.Chart:

@@ -65,8 +65,8 @@ def test_generate_shows_grid_charts_statistics_and_url():
     assert counts and int(counts[1]) + int(counts[2]) == 8
     images = at.get("image")
     assert len(images) == 8
-    kinds = [c.get("mark", {}).get("type") if "facet" not in c else "facet" for c in charts(at)]
-    assert kinds == ["facet", "rect", "circle"]  # statistics, heatmap, map
+    kinds = [c.get("mark", {}).get("type") if "vconcat" not in c else "vconcat" for c in charts(at)]
+    assert kinds == ["vconcat", "rect", "circle"]  # statistics (one panel per statistic), heatmap, map
     table = table_elements(at)[0].value
     assert list(table["statistic"]) == ["mean pairwise cosine", "Vendi score", "effective rank",
                                         "variance in first 2 PCs"]
@@ -171,3 +171,21 @@ def test_fewer_photos_than_images_are_compared_at_equal_n_with_a_curve(tmp_path,
     reading = [m.value for m in at.markdown if "Synthetic Vendi" in m.value]
     assert len(reading) == 1 and "(n=3) vs natural" in reading[0] and "at equal n (synthetic:" in reading[0]
     assert "Vendi score against n" in [c.get("title") for c in charts(at)]
+
+
+def test_a_bad_upload_names_the_uploaded_file_and_gives_an_upload_fix():
+    """A file that is not an image, uploaded as the natural reference: the error names the file as the user named it
+    (not Pillow's '<_io.BytesIO object at 0x...>') and gives advice for an upload, not for a folder."""
+    at = diversity({**RUN, "ref": "uploads"})
+    if at.warning:  # not cached yet in this order of tests
+        at = generate(at, n=8)
+    assert not at.exception, at.exception
+    at.text_input(key="upload_class").set_value("tench")
+    at.get("file_uploader")[0].set_value(("holiday snap.jpg", b"#!/bin/sh\necho not a photo\n", "image/jpeg"))
+    at = next(b for b in at.button if b.label == "Add photos").click().run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1, errors
+    assert "holiday snap.jpg" in errors[0] and "not a readable image" in errors[0]
+    assert "BytesIO" not in errors[0] and "0x" not in errors[0]
+    assert "from the folder" not in errors[0] and "upload that file" in errors[0]

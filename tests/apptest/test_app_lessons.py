@@ -26,7 +26,7 @@ from core.analysis.ambiguity import SHARES_TITLE, share_rows
 from core.analysis.classes import NATURAL_SEED
 from core.analysis.classes import text_embeddings as prompt_embeddings
 from core.analysis.diversity import embed_set, natural_set, synthetic_set
-from core.analysis.stats import diversity_statistics
+from core.analysis.stats import diversity_statistics, wilson_interval
 from core.analysis.zeroshot import assign, class_vectors, clip_scores
 from core.pipeline.cache import Cache
 from core.pipeline.config import DeviceSpec
@@ -186,6 +186,17 @@ def test_models_that_cannot_be_had_are_named_before_the_run_and_the_way_out_stay
     assert "Generator:" in errors and "CLIP:" in errors and "Settings used" in errors
     assert run_button(at) is not None
     assert any(link.proto.label == "Try it yourself" for link in at.get("page_link"))
+    # The message sends the presenter to "Settings used": it opens by itself, its model switch in view.
+    settings = next(e for e in at.expander if e.label == "Settings used")
+    assert settings.proto.expanded
+    assert [s.key for s in settings.selectbox] == ["lesson_generator_input", "lesson_clip_input"]
+
+
+def test_settings_used_starts_collapsed_when_nothing_went_wrong(tmp_path, monkeypatch):
+    monkeypatch.setenv("DDL_CACHE_DIR", str(tmp_path / "empty-cache"))
+    at = open_lesson("ambiguity", {"generator": "sd-turbo", "clip": "ViT-B-32/laion2b"})
+    assert not at.exception and not at.error
+    assert not next(e for e in at.expander if e.label == "Settings used").proto.expanded
 
 
 # -- one lesson after another: the click, the chart's numbers, the full page's numbers ---------------------------------
@@ -301,6 +312,24 @@ def test_concept_lesson_recognition_matches_core_and_the_adherence_rank_of_its_w
         assert top1.loc[source, "n"] == mine.loc[source, "n"] == 6
 
 
+def test_concept_lesson_chart_draws_each_share_with_its_wilson_interval():
+    """Lesson 4 shows intervals, as the other lessons do: a rule from the Wilson interval's low to its high end
+    behind each share, of non-zero width wherever there are images (a Wilson interval never has zero width)."""
+    lesson = LESSONS["concept"]
+    spec, rows = chart(ran("concept"), lesson.chart_title)
+    layers = spec["layer"]
+    rules = [la for la in layers if (la["mark"]["type"] if isinstance(la["mark"], dict) else la["mark"]) == "rule"
+             and la.get("encoding", {}).get("x2")]
+    assert [(r["encoding"]["x"]["field"], r["encoding"]["x2"]["field"]) for r in rules] == [("low", "high")]
+    drawn = rows[rows["n"] > 0]
+    assert len(drawn) == 8
+    assert (drawn["low"] < drawn["high"]).all()
+    assert ((drawn["low"] <= drawn["value"]) & (drawn["value"] <= drawn["high"])).all()
+    assert (drawn["low"] >= 0).all() and (drawn["high"] <= 1).all()  # shares: the interval stays in [0, 1]
+    for r in drawn.itertuples():  # the Wilson interval of recognised / n, as core.analysis.stats computes it
+        assert (r.low, r.high) == pytest.approx(wilson_interval(r.recognised, r.n))
+
+
 def test_geometry_lesson_closeness_matches_core_and_the_clip_geometry_page(cached):
     lesson = LESSONS["geometry"]
     at = ran("geometry")
@@ -364,6 +393,10 @@ def test_the_lessons_default_model_missing_offline_gets_a_message_not_a_tracebac
     assert not at.exception, at.exception
     message = texts(at.error)
     assert "stabilityai/sd-turbo" in message and "tiny-random" in message  # what, and a way out
+    # The way out stays in view: the button, the link, and the model switch in an open "Settings used".
+    assert run_button(at) is not None
+    assert any(link.proto.label == "Try it yourself" for link in at.get("page_link"))
+    assert next(e for e in at.expander if e.label == "Settings used").proto.expanded
 
 
 def test_bad_links_get_messages_and_the_lesson_still_works():

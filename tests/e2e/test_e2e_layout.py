@@ -110,3 +110,57 @@ def test_every_page_is_readable(e2e_browser, app_server, size):
         context.close()
     (ARTIFACTS / f"layout-{size}-chart-heights.json").write_text(json.dumps(heights, indent=1))
     assert not problems, f"At {size}, {len(problems)} layout problems:\n" + "\n".join(problems)
+
+
+# The Diversity page's statistics chart against the main column's content width (its padding left out).
+STATISTICS_WIDTH_JS = """() => {
+  const main = document.querySelector("[data-testid='stMainBlockContainer']");
+  const style = getComputedStyle(main);
+  const column = main.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  const chart = [...document.querySelectorAll("[data-testid='stMain'] .vega-embed")].find(e =>
+    [...e.querySelectorAll(".role-title text")].some(t => t.textContent === "Vendi score"));
+  return {column, chart: chart ? chart.getBoundingClientRect().width : null};
+}"""
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_diversity_statistics_chart_fills_the_main_column(e2e_browser, app_server, size):
+    """It used ~60% of the column at 1400 px (a fixed 2 x 260 px facet); now its panels stretch to the column."""
+    width, height = SIZES[size]
+    context = e2e_browser.new_context(viewport={"width": width, "height": height})
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    page = context.new_page()
+    try:
+        page.goto(f"{app_server.url}/diversity?{urlencode(PAGES[1][1])}")
+        page.wait_for_selector("[data-testid='stMain'] h1")
+        wait_idle(page, PAGE_TIMEOUT_MS, settle_ms=500)
+        page.wait_for_function(CHARTS_DRAWN_JS)
+        measured = page.evaluate(STATISTICS_WIDTH_JS)
+    finally:
+        context.close()
+    assert measured["chart"] is not None, "no statistics chart with a 'Vendi score' panel"
+    assert 0.9 * measured["column"] <= measured["chart"] <= measured["column"] + 1, (size, measured)
+
+
+def test_lesson_1_opens_its_settings_after_an_error(e2e_browser, app_server):
+    """Lesson 1 with its default models missing offline: after the click, the error points to "Settings used", and
+    the box is open in the browser (its model switch in view), with the Run button and "Try it yourself" still there.
+    """
+    context = e2e_browser.new_context(viewport={"width": 1024, "height": 768})
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    page = context.new_page()
+    try:
+        page.goto(f"{app_server.url}/lesson_ambiguity")
+        page.wait_for_selector("[data-testid='stMain'] h1")
+        wait_idle(page, PAGE_TIMEOUT_MS)
+        generator = page.locator("[data-testid='stMain'] [data-testid='stSelectbox']", has_text="Generator")
+        assert not generator.is_visible()  # collapsed before anything went wrong
+        page.get_by_role("button", name="Run the experiment").click()
+        page.wait_for_selector("[data-testid='stAlertContentError']")
+        wait_idle(page, PAGE_TIMEOUT_MS)
+        assert "Settings used" in page.locator("[data-testid='stAlertContentError']").first.inner_text()
+        assert generator.is_visible()
+        assert page.get_by_role("button", name="Run the experiment").is_visible()
+        assert page.get_by_text("Try it yourself").is_visible()
+    finally:
+        context.close()
