@@ -66,7 +66,7 @@ def _distances(recall_high: float) -> pd.DataFrame:
 def test_a_collapsed_facet_gets_a_readable_axis(recall_high):
     """The recall panel, every value 0: its axis read a single "0.000000" (or ticks at 1e-17) while the other panels
     were fine. Each panel now has its own range: a share's whole [0, 1], with plain tick labels."""
-    from ui_classes import interval_chart
+    from app.classes import interval_chart
 
     from core.analysis.compare import BOUNDED_RANGES
 
@@ -87,7 +87,7 @@ def test_a_collapsed_facet_gets_a_readable_axis(recall_high):
 
 def test_a_collapsed_interval_chart_without_a_known_range_still_reads():
     """Without a range given, a panel whose values are all one number gets a range around it, not zero width."""
-    from ui_classes import interval_chart
+    from app.classes import interval_chart
 
     same = pd.DataFrame({"class": ["a", "b", "c"], "value": [2.0] * 3, "low": [2.0] * 3, "high": [2.0] * 3,
                          "n": [5] * 3})
