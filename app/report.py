@@ -23,6 +23,7 @@ import streamlit as st
 
 from app import ui
 from core.present import report as core_report
+from core.present.markup import md_literal
 from core.present.report import Report
 
 try:  # Streamlit switches Altair's global settings under this lock while it draws: the report's conversions wait
@@ -66,12 +67,11 @@ class Output:
 
     # -- drawn and recorded ----------------------------------------------------------------------------------------
     def heading(self, text: str, level: int = 2, *, on_page: bool = True, key: str | None = None) -> Output:
-        """A section heading: st.subheader at level 2, a bold line below it. `on_page=False`: the report's only (the
-        page's heading above the section's form names the form, the report's the result)."""
-        if on_page and level <= 2:
-            st.subheader(text)
-        elif on_page:
-            st.markdown(f"**{text}**")
+        """A section heading, plain text: st.header at level 1 (a level-2 heading in the report), st.subheader at
+        level 2, a bold line below it. `on_page=False`: the report's only (e.g. the page's heading stands above the
+        section's widgets and names them; the report's names the result)."""
+        if on_page:
+            (st.header if level <= 1 else st.subheader if level == 2 else _bold)(md_literal(text))
         self.report.heading(text, level, key=key)
         return self
 
@@ -87,22 +87,22 @@ class Output:
         self.report.text(markdown, key=key)
         return self
 
-    def chart(self, chart, title: str = "", caption: str = "", *, key: str | None = None, on_select: str = "ignore"):
-        """An Altair chart with an optional caption under it. Returns Streamlit's selection event (on_select)."""
+    def chart(self, chart, title: str = "", caption: str = "", *, key: str | None = None, on_select: str = "ignore",
+              lighter=None):
+        """An Altair chart with an optional caption under it. Returns Streamlit's selection event (on_select).
+        `lighter`: the same chart without what serves only the browser (hover thumbnails), for the report."""
         event = st.altair_chart(chart, key=key, on_select=on_select)
         if caption:
             st.caption(caption)
-        self.report.chart(chart, title, caption, key=key)
+        self.report.chart(chart if lighter is None else lighter, title, caption, key=key)
         return event
 
     def images(self, images: Sequence[bytes], captions: Sequence[str], title: str = "", caption: str = "", *,
                per_row: int = 8, heading: bool = False, key: str | None = None) -> Output:
-        """A grid of thumbnails (app.ui.grid) under its title (a subheader when `heading`, else a bold line)."""
+        """A grid of thumbnails (app.ui.grid) under its title, plain text (a subheader when `heading`, else a bold
+        line)."""
         if title:
-            if heading:
-                st.subheader(title)
-            else:
-                st.markdown(f"**{title}**")
+            (st.subheader if heading else _bold)(md_literal(title))
         ui.grid(list(images), list(captions), per_row=per_row)
         if caption:
             st.caption(caption)
@@ -119,7 +119,7 @@ class Output:
         if table is not None:
             with where if where is not None else nullcontext():
                 if title:
-                    st.markdown(f"**{title}**")
+                    _bold(md_literal(title))
                 if dataframe:
                     st.dataframe(table, hide_index=True)
                 else:
@@ -129,15 +129,17 @@ class Output:
         self.report.numbers(estimates, title, caption, key=key, **numbers_options)
         return self
 
-    def table(self, frame, title: str = "", caption: str = "", *, where=None, key: str | None = None,
-              **table_options) -> Output:
-        """A table of plain values (not estimates): st.dataframe under its title (inside `where` when given)."""
-        with where if where is not None else nullcontext():
-            if title:
-                st.markdown(f"**{title}**")
-            st.dataframe(frame, hide_index=True)
-        if caption:
-            st.caption(caption)
+    def table(self, frame, title: str = "", caption: str = "", *, where=None, on_page: bool = True,
+              key: str | None = None, **table_options) -> Output:
+        """A table of plain values (not estimates): st.dataframe under its title (inside `where` when given).
+        `on_page=False`: the report's only (the page drew it elsewhere, e.g. in an expander while loading)."""
+        if on_page:
+            with where if where is not None else nullcontext():
+                if title:
+                    _bold(md_literal(title))
+                st.dataframe(frame, hide_index=True)
+            if caption:
+                st.caption(caption)
         self.report.table(frame, title, caption, key=key, **table_options)
         return self
 
@@ -158,9 +160,15 @@ class Output:
         recorded later in the run or was recorded already (a fragment rerunning alone updates it in place), and the
         report's link follows the URL the widget has just written."""
         self._chosen[name] = value
+        self.follow_url()
+        return self._record_settings() if self._settings is not None else self
+
+    def follow_url(self) -> Output:
+        """The report's link, again from the URL: a fragment that has just written a query parameter calls it (the
+        full run sets the link in `offer`)."""
         if self.url_path:
             self.report.link = page_link(self.url_path)
-        return self._record_settings() if self._settings is not None else self
+        return self
 
     def _record_settings(self) -> Output:
         values, title, caption, key = self._settings
@@ -178,6 +186,10 @@ class Output:
     def offer(self, file_stem: str, *, key: str = "report") -> None:
         """The two report downloads (see `offer`), the link taken from the URL as the page has left it."""
         offer(self.report, file_stem, self.url_path, key=key)
+
+
+def _bold(text: str) -> None:
+    st.markdown(f"**{text}**")
 
 
 def offer(report: Report | Callable[[], Report], file_stem: str, url_path: str = "", *, key: str = "report") -> None:
