@@ -66,12 +66,15 @@ class Output:
         self._chosen: dict[str, Any] = {}
 
     # -- drawn and recorded ----------------------------------------------------------------------------------------
-    def heading(self, text: str, level: int = 2, *, on_page: bool = True, key: str | None = None) -> Output:
+    def heading(self, text: str, level: int = 2, *, page_level: int | None = None, on_page: bool = True,
+                key: str | None = None) -> Output:
         """A section heading, plain text: st.header at level 1 (a level-2 heading in the report), st.subheader at
-        level 2, a bold line below it. `on_page=False`: the report's only (e.g. the page's heading stands above the
-        section's widgets and names them; the report's names the result)."""
+        level 2, a bold line below it; `page_level` draws it at another level than the report's. `on_page=False`:
+        the report's only (e.g. the page's heading stands above the section's widgets and names them; the
+        report's names the result)."""
         if on_page:
-            (st.header if level <= 1 else st.subheader if level == 2 else _bold)(md_literal(text))
+            shown = level if page_level is None else page_level
+            (st.header if shown <= 1 else st.subheader if shown == 2 else _bold)(md_literal(text))
         self.report.heading(text, level, key=key)
         return self
 
@@ -88,10 +91,11 @@ class Output:
         return self
 
     def chart(self, chart, title: str = "", caption: str = "", *, key: str | None = None, on_select: str = "ignore",
-              lighter=None):
+              lighter=None, **chart_options):
         """An Altair chart with an optional caption under it. Returns Streamlit's selection event (on_select).
-        `lighter`: the same chart without what serves only the browser (hover thumbnails), for the report."""
-        event = st.altair_chart(chart, key=key, on_select=on_select)
+        `lighter`: the same chart without what serves only the browser (hover thumbnails, padding), for the
+        report; `chart_options` go to st.altair_chart."""
+        event = st.altair_chart(chart, key=key, on_select=on_select, **chart_options)
         if caption:
             st.caption(caption)
         self.report.chart(chart if lighter is None else lighter, title, caption, key=key)
