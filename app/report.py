@@ -23,7 +23,7 @@ import streamlit as st
 
 from app import ui
 from core.present import report as core_report
-from core.present.markup import md_literal
+from core.present.markup import md_literal, md_plain
 from core.present.report import Report
 
 try:  # Streamlit switches Altair's global settings under this lock while it draws: the report's conversions wait
@@ -102,10 +102,13 @@ class Output:
         return event
 
     def images(self, images: Sequence[bytes], captions: Sequence[str], title: str = "", caption: str = "", *,
-               per_row: int = 8, heading: bool = False, key: str | None = None) -> Output:
+               per_row: int = 8, heading: bool = False, title_md: str = "", key: str | None = None) -> Output:
         """A grid of thumbnails (app.ui.grid) under its title, plain text (a subheader when `heading`, else a bold
-        line)."""
-        if title:
+        line); or `title_md`, a line in the page's Markdown (the report's title: its plain text)."""
+        if title_md:
+            st.markdown(title_md)
+            title = md_plain(title_md)
+        elif title:
             (st.subheader if heading else _bold)(md_literal(title))
         ui.grid(list(images), list(captions), per_row=per_row)
         if caption:
@@ -116,13 +119,14 @@ class Output:
     def numbers(self, estimates, title: str = "", caption: str = "", *, table=None, dataframe: bool = False,
                 where=None, key: str | None = None, **numbers_options) -> Output:
         """Estimates with intervals: the page's table of them under its title (`table`: st.table, or st.dataframe
-        when `dataframe`; inside `where` when given, e.g. an expander under the caption; none when None) and its
-        caption; the report's numbers block from the same estimates (Report.numbers' options pass through)."""
+        when `dataframe`; inside `where` when given, e.g. an expander under the caption, whose label stands for the
+        title; none when None) and its caption; the report's numbers block from the same estimates (Report.numbers'
+        options pass through)."""
         if caption and where is not None:  # the caption, then the table in its expander
             st.caption(caption)
         if table is not None:
             with where if where is not None else nullcontext():
-                if title:
+                if title and where is None:  # an expander's label names its table
                     _bold(md_literal(title))
                 if dataframe:
                     st.dataframe(table, hide_index=True)
@@ -139,7 +143,7 @@ class Output:
         `on_page=False`: the report's only (the page drew it elsewhere, e.g. in an expander while loading)."""
         if on_page:
             with where if where is not None else nullcontext():
-                if title:
+                if title and where is None:  # an expander's label names its table
                     _bold(md_literal(title))
                 st.dataframe(frame, hide_index=True)
             if caption:
