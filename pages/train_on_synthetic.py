@@ -129,7 +129,8 @@ per_class_chart = alt.Chart(per_class_df).mark_bar().encode(
     tooltip=["class:N", "training data:N", alt.Tooltip("accuracy:Q", format=".2f"), "test photos:Q"],
 ).properties(title="Accuracy per class on natural photos", height=alt.Step(20))
 with left:
-    out.chart(per_class_chart, key="per_class").table(per_class_df, on_page=False)  # the page: the bars' tooltips
+    out.chart(per_class_chart, key="per_class")
+    out.table(per_class_df, on_page=False)  # the page: the bars' tooltips
 with right:
     cm_keys = ["synthetic", "natural", "mix"]
     cm_key = st.selectbox("Confusion matrix of", cm_keys, key=uc.bound(PAGE, "cm", uc.url_choice("cm", cm_keys,
