@@ -328,7 +328,7 @@ st.caption("Exemplars: the images nearest each cluster's centre. A cluster whose
 
 # 7. The experiment report of everything above.
 out.settings({"request": asdict(req), "view": {"shown variant": labels[shown], "k": k_choice,
-                                                  "calibration photos": cal_id}})
+                                               "calibration photos": cal_id}})
 out.provenance([r.settings for r in runs], clip_preset, ckey)
 out.lab_defaults({
     **generation_defaults(req.run, gen_preset),

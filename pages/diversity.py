@@ -291,6 +291,6 @@ st.download_button("Download this run (.zip)", key="download",
 out.settings({"request": asdict(req), "natural_reference": run_settings["natural_reference"]})  # + projection
 out.provenance([settings], clip_preset, ckey)
 out.lab_defaults({**generation_defaults(req, req_preset), "bootstrap": LAB_CHOICES["bootstrap"],
-                     **({"natural sample": LAB_CHOICES["natural sample"]} if natural is not None else {}),
-                     "map": "PCA unless t-SNE is chosen (t-SNE: perplexity min(30, (n - 1) / 3), seed 0)."})
+                  **({"natural sample": LAB_CHOICES["natural sample"]} if natural is not None else {}),
+                  "map": "PCA unless t-SNE is chosen (t-SNE: perplexity min(30, (n - 1) / 3), seed 0)."})
 out.offer(report_file_stem("diversity", settings.image_key(req.prompt, req.first_seed)[:10], f"n{req.n}"))
