@@ -69,12 +69,15 @@ class Output:
     def heading(self, text: str, level: int = 2, *, page_level: int | None = None, on_page: bool = True,
                 key: str | None = None) -> Output:
         """A section heading, plain text: st.header at level 1 (a level-2 heading in the report), st.subheader at
-        level 2, a bold line below it; `page_level` draws it at another level than the report's. `on_page=False`:
-        the report's only (e.g. the page's heading stands above the section's widgets and names them; the
-        report's names the result)."""
+        level 2, a line of plain text (st.text) below it; `page_level` draws it at another level than the report's.
+        `on_page=False`: the report's only (e.g. the page's heading stands above the section's widgets and names
+        them; the report's names the result)."""
         if on_page:
             shown = level if page_level is None else page_level
-            (st.header if shown <= 1 else st.subheader if shown == 2 else _bold)(md_literal(text))
+            if shown <= 2:
+                (st.header if shown <= 1 else st.subheader)(md_literal(text))
+            else:
+                st.text(text)  # may name a class: plain text
         self.report.heading(text, level, key=key)
         return self
 
@@ -103,13 +106,16 @@ class Output:
 
     def images(self, images: Sequence[bytes], captions: Sequence[str], title: str = "", caption: str = "", *,
                per_row: int = 8, heading: bool = False, title_md: str = "", key: str | None = None) -> Output:
-        """A grid of thumbnails (app.ui.grid) under its title, plain text (a subheader when `heading`, else a bold
-        line); or `title_md`, a line in the page's Markdown (the report's title: its plain text)."""
+        """A grid of thumbnails (app.ui.grid) under its title, plain text (a subheader when `heading`, else st.text);
+        or `title_md`, a line in the page's Markdown (the report's title: its plain text)."""
         if title_md:
             st.markdown(title_md)
             title = md_plain(title_md)
         elif title:
-            (st.subheader if heading else _bold)(md_literal(title))
+            if heading:
+                st.subheader(md_literal(title))
+            else:
+                st.text(title)  # may name a class or a prompt: plain text
         ui.grid(list(images), list(captions), per_row=per_row)
         if caption:
             st.caption(caption)
@@ -127,7 +133,7 @@ class Output:
         if table is not None:
             with where if where is not None else nullcontext():
                 if title and where is None:  # an expander's label names its table
-                    _bold(md_literal(title))
+                    st.text(title)
                 if dataframe:
                     st.dataframe(table, hide_index=True)
                 else:
@@ -144,7 +150,7 @@ class Output:
         if on_page:
             with where if where is not None else nullcontext():
                 if title and where is None:  # an expander's label names its table
-                    _bold(md_literal(title))
+                    st.text(title)
                 st.dataframe(frame, hide_index=True)
             if caption:
                 st.caption(caption)
@@ -194,10 +200,6 @@ class Output:
     def offer(self, file_stem: str, *, key: str = "report") -> None:
         """The two report downloads (see `offer`), the link taken from the URL as the page has left it."""
         offer(self.report, file_stem, self.url_path, key=key)
-
-
-def _bold(text: str) -> None:
-    st.markdown(f"**{text}**")
 
 
 def offer(report: Report | Callable[[], Report], file_stem: str, url_path: str = "", *, key: str = "report") -> None:

@@ -220,7 +220,7 @@ out.numbers({"synthetic": [syn_estimate], "natural": [nat_estimate]}, caption=hi
 order = np.argsort(syn_scores, kind="stable")
 previews = thumbnails(cache, synthetic, PREVIEW_SIZE)
 score_captions = [f"{synthetic.labels[i]} · {syn_scores[i]:.3f}" for i in order]
-out.images([previews[i] for i in order], score_captions, "Generated images, least to most adherent")
+out.images([previews[i] for i in order], score_captions, title_md="**Generated images, least to most adherent**")
 with st.expander("Every image's score (both sources)"):
     st.dataframe(table, hide_index=True)
 
