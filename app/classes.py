@@ -53,7 +53,7 @@ from core.pipeline.registry import GENERATORS
 from core.present.charts import AXIS_FORMAT, readable_domain
 from core.present.literature import ORIGIN_LAB, PRESETS, SOURCES, Preset, matching_presets, presets_for
 from core.present.markup import md_list, md_literal
-from core.present.report import LAB_CHOICES, Report, generation_defaults, report_file_stem
+from core.present.report import LAB_CHOICES, generation_defaults, report_file_stem
 
 SHARED_URL_KEY = "class_experiment_params"  # the experiment, shared by the three pages of this session
 MAX_STEPS = max(p.max_steps for p in GENERATORS.values())
@@ -413,15 +413,19 @@ PAGE_TITLES = {"synthetic_vs_natural": "Synthetic vs natural", "train_on_synthet
                "clip_geometry": "CLIP geometry"}
 
 
-def cite_presets(report: Report, presets: list[Preset], spec=None) -> Report:
-    """Each paper's settings the run used, as the page shows them: the citation and where every value comes from
-    (and, given the run's spec, where the run departs from the preset)."""
+def cite_presets(out: ui_report.Output, presets: list[Preset], spec=None, *, on_page: bool = False
+                 ) -> ui_report.Output:
+    """Each paper's settings the run used, in the report: the citation and where every value comes from (and, given
+    the run's spec, where the run departs from the preset). `on_page`: drawn here too (show_citation); otherwise the
+    page showed them under its form (preset_picker)."""
     for preset in presets:
+        if on_page:
+            show_citation(preset, spec)
         differs = preset.differences(spec) if spec is not None and preset.form else []
-        report.heading(f"Settings from a paper: {preset.label}", 3)
-        report.text(preset.citation() + "\n\n" + "\n".join(f"- {s.line()}" for s in preset.settings)
-                    + (f"\n\nThis run's settings differ from the preset in: {', '.join(differs)}." if differs else ""))
-    return report
+        out.heading(f"Settings from a paper: {preset.label}", 3, on_page=False)
+        out.note(preset.citation() + "\n\n" + "\n".join(f"- {s.line()}" for s in preset.settings)
+                 + (f"\n\nThis run's settings differ from the preset in: {', '.join(differs)}." if differs else ""))
+    return out
 
 
 def preset_lab_choices(presets: list[Preset]) -> dict[str, str]:
@@ -430,17 +434,18 @@ def preset_lab_choices(presets: list[Preset]) -> dict[str, str]:
             for p in presets for s in p.settings if s.origin == ORIGIN_LAB}
 
 
-def report_for(exp: LoadedExperiment, page_key: str) -> Report:
-    """A class-list page's report, opened with what the page shows above its analyses: the run line, the images
-    behind every number and the citation of a paper's settings the run used. The page adds its sections, then
+def report_for(exp: LoadedExperiment, page_key: str) -> ui_report.Output:
+    """A class-list page's output, its report opened with what the page showed above its analyses (while loading
+    the experiment: `_load`, `counts_table`, `preset_picker`), from the same values: the run line, the images behind
+    every number and the citation of a paper's settings the run used. The page emits its sections through it, then
     calls `finish_report`."""
     title = PAGE_TITLES[page_key]
-    report = ui_report.start(f"{title}: {', '.join(c.replace('_', ' ') for c in exp.spec.classes)}", title, page_key)
-    report.text("\n\n".join(exp.captions))
+    out = ui_report.start(f"{title}: {', '.join(c.replace('_', ' ') for c in exp.spec.classes)}", title, page_key)
+    out.note("\n\n".join(exp.captions))
     if exp.notes:
-        report.text("\n".join(f"- {note}" for note in exp.notes))
-    report.table(pd.DataFrame(exp.counts()), "Images behind every number")
-    return cite_presets(report, matching_presets(exp.spec, page_key), exp.spec)
+        out.note("\n".join(f"- {note}" for note in exp.notes))
+    out.table(pd.DataFrame(exp.counts()), "Images behind every number", on_page=False)
+    return cite_presets(out, matching_presets(exp.spec, page_key), exp.spec)
 
 
 def experiment_settings(spec: ClassListSpec) -> dict:
@@ -470,19 +475,19 @@ def class_lab_defaults(spec: ClassListSpec) -> dict[str, str]:
     return out
 
 
-def finish_report(report: Report, exp: LoadedExperiment, page_key: str, *, settings: dict | None = None,
+def finish_report(out: ui_report.Output, exp: LoadedExperiment, page_key: str, *, settings: dict | None = None,
                   defaults: dict[str, str] | None = None, presets: tuple[Preset, ...] = ()) -> None:
     """The end of a class-list page's report (every setting, the models' revisions and the library versions, the
     defaults that are the lab's own choice), then its two download buttons. `settings` and `defaults`: the page's
     own; `presets`: papers' settings the page used beyond the form's (He et al.'s filter)."""
     spec = exp.spec
     used = [*matching_presets(spec, page_key), *presets]
-    report.settings({"experiment": experiment_settings(spec), **({"page": settings} if settings else {}),
-                     "settings from papers": ", ".join(p.key for p in used) or "none"})
+    out.settings({"experiment": experiment_settings(spec), **({"page": settings} if settings else {}),
+                  "settings from papers": ", ".join(p.key for p in used) or "none"})
     clip_preset = all_clip_models()[spec.clip]
-    report.provenance(exp.generation, clip_preset, clip_key(clip_preset))
-    report.lab_defaults({**class_lab_defaults(spec), **(defaults or {}), **preset_lab_choices(used)})
-    ui_report.offer(report, report_file_stem(page_key, key_of(spec.to_params())[:10], f"n{spec.n}"), page_key)
+    out.provenance(exp.generation, clip_preset, clip_key(clip_preset))
+    out.lab_defaults({**class_lab_defaults(spec), **(defaults or {}), **preset_lab_choices(used)})
+    out.offer(report_file_stem(page_key, key_of(spec.to_params())[:10], f"n{spec.n}"))
 
 
 # -- small helpers the pages share -----------------------------------------------------------------------------------

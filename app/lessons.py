@@ -56,8 +56,8 @@ from core.present.lessons import (
     try_it_params,
     weakest_class,
 )
-from core.present.markup import md_list, md_literal, md_plain
-from core.present.report import Report, report_file_stem
+from core.present.markup import md_list, md_literal
+from core.present.report import report_file_stem
 
 RUN_LABEL = "Run the experiment"
 TRY_IT_LABEL = "Try it yourself"
@@ -251,7 +251,7 @@ class Context:
     runs: list
     natural: Natural | None
     cache: Cache
-    report: Report
+    out: ui_report.Output  # the page's output: drawn and recorded in the lesson's report
 
     @property
     def ckey(self) -> str:
@@ -371,25 +371,18 @@ def _show_answer(ctx: Context) -> Answer | None:
         st.error(md_literal(exc))
         return None
     chart = projector(answer.chart, ctx.lesson.chart_title)
-    st.markdown(f"**{md_literal(answer.reading)}**")  # may quote a prompt or a folder
-    st.altair_chart(chart, key="lesson_chart", width="stretch")
-    st.subheader("What to look for")
-    st.markdown("\n".join(f"- {bullet}" for bullet in ctx.lesson.look_for))
+    out = ctx.out
+    out.text(f"**{md_literal(answer.reading)}**")  # may quote a prompt or a folder
+    out.chart(chart, ctx.lesson.chart_title, key="lesson_chart", width="stretch")
+    out.heading("What to look for")
+    out.text("\n".join(f"- {bullet}" for bullet in ctx.lesson.look_for))
     for heading, jpegs, captions in answer.strips:
-        st.markdown(heading)
-        ui.grid(jpegs, captions, per_row=STRIP_PER_ROW)
-    with st.expander("The numbers behind the chart"):
-        st.dataframe(answer.table, hide_index=True)
-    # The report: what the page shows, in the same order, from the same values.
-    report = ctx.report
-    report.text(f"**{md_literal(answer.reading)}**").chart(chart, ctx.lesson.chart_title)
-    report.heading("What to look for").text("\n".join(f"- {bullet}" for bullet in ctx.lesson.look_for))
-    for heading, jpegs, captions in answer.strips:
-        report.images(jpegs, captions, title=md_plain(heading))
+        out.images(jpegs, captions, title_md=heading, per_row=STRIP_PER_ROW)
+    numbers = st.expander("The numbers behind the chart")
     if {"value", "95% low", "95% high", "n"} <= set(answer.table.columns):  # estimates: value [low, high] with n
-        report.numbers(answer.table, "The numbers behind the chart")
+        out.numbers(answer.table, "The numbers behind the chart", table=answer.table, dataframe=True, where=numbers)
     else:
-        report.table(answer.table, "The numbers behind the chart")
+        out.table(answer.table, "The numbers behind the chart", where=numbers)
     return answer
 
 
@@ -430,7 +423,7 @@ def show(key: str) -> None:
     # The box is filled once the run is decided, so that it opens by itself after an error (it was left collapsed,
     # the model switch hidden, under a message that pointed to it).
     settings_box = st.container()
-    answer, report, runs, errors = None, None, [], []
+    answer, out, runs, errors = None, None, [], []
     if ready:
         errors = exp.problems(natural.folder.classes() if natural else None)
         for problem in errors:
@@ -438,8 +431,8 @@ def show(key: str) -> None:
         if not errors:
             runs = _runs(exp, exp.requests(natural.source if natural else "imagenette"), errors)
             if runs is not None:
-                report = ui_report.start(lesson.question, f"Lesson {lesson.number}: {lesson.finding}", lesson.url_path)
-                answer = _show_answer(Context(lesson, exp, runs, natural, ui.cache(), report))
+                out = ui_report.start(lesson.question, f"Lesson {lesson.number}: {lesson.finding}", lesson.url_path)
+                answer = _show_answer(Context(lesson, exp, runs, natural, ui.cache(), out))
                 if answer is None:  # the analysis failed (e.g. CLIP could not be loaded): said above
                     errors.append("the answer")
     with settings_box:
@@ -454,8 +447,8 @@ def show(key: str) -> None:
                f"setting listed under 'Settings used' are the {LAB_CHOICE}.")
     if answer is not None:
         rows = settings_table(lesson, exp, natural.label if natural else "", chosen)
-        report.settings({row.name: row.value for row in rows})
-        report.provenance([run.settings for run in runs], CLIP_MODELS[exp.clip], clip_key(CLIP_MODELS[exp.clip]))
-        report.lab_defaults({row.name: f"{row.value} ({row.origin})" for row in rows if row.origin != FROM_PAPER})
-        report.text(f"Finding: {PAPER}, arXiv 2311.00056 ({PAPER_URL}).")
-        ui_report.offer(report, report_file_stem(lesson.url_path, exp.generator), lesson.url_path)
+        out.settings({row.name: row.value for row in rows})  # the page: its 'Settings used' table
+        out.provenance([run.settings for run in runs], CLIP_MODELS[exp.clip], clip_key(CLIP_MODELS[exp.clip]))
+        out.lab_defaults({row.name: f"{row.value} ({row.origin})" for row in rows if row.origin != FROM_PAPER})
+        out.note(f"Finding: {PAPER}, arXiv 2311.00056 ({PAPER_URL}).")  # the page: the caption above, with its link
+        out.offer(report_file_stem(lesson.url_path, exp.generator))

@@ -69,9 +69,9 @@ run_line = (
     f"{settings.steps} steps · guidance "
     f"{settings.guidance:g} · {settings.width} px · seeds {req.first_seed}-{req.first_seed + req.n - 1} · CLIP "
     f"{md_literal(clip_preset.label)}. Defaults are the lab's own choice; the paper's are unknown.")
-st.caption(run_line)
-# The experiment report collects what the page shows, as it shows it; it is drawn only when downloaded.
-report = ui_report.start(f"Adherence to prompt: {req.prompt}", "Adherence", "adherence").text(run_line)
+# The page's output: each result is drawn once and recorded in the experiment report (drawn only when downloaded).
+out = ui_report.start(f"Adherence to prompt: {req.prompt}", "Adherence", "adherence")
+out.caption(run_line)
 if len(images) < req.n:
     st.warning(f"{len(images)} of {req.n} images are in the cache. Press Generate to make the other "
                f"{req.n - len(images)} (the cached ones are reused).")
@@ -99,8 +99,7 @@ if natural is not None:
                     + (f"(as many as the {len(synthetic)} generated images, drawn with a fixed seed)."
                        if len(natural) == len(synthetic) else
                        f"(all of them: fewer than the {len(synthetic)} generated images)."))
-    st.caption(natural_line)
-    report.text(f"Natural photos of the class: {natural_line}")
+    out.caption(f"Natural photos of the class: {natural_line}")
     try:
         with st.spinner("Embedding natural photos..."):
             nat_emb = ui.embed(cache, ckey, natural, get_clip)
@@ -110,8 +109,8 @@ if natural is not None:
 form.remember_url(PAGE)
 
 # 3. CLIPScore: two distributions, means with intervals, images from least to most adherent.
-st.subheader("CLIPScore against the prompt")
-st.caption(SCORE_NOTE)
+out.heading("CLIPScore against the prompt")
+out.caption(SCORE_NOTE)
 syn_scores = clip_scores(syn_emb, prompt_vector)
 named = {"synthetic": (synthetic.labels, syn_scores)}
 nat_estimate = None
@@ -121,26 +120,22 @@ if natural is not None:
     nat_estimate = score_estimate("mean CLIPScore", nat_scores)
 syn_estimate = score_estimate("mean CLIPScore", syn_scores)
 score_line = f"**{score_reading(syn_estimate, nat_estimate)}**"
-st.markdown(score_line)
+out.text(score_line)
 table = score_rows(named)
 histogram = score_histogram(table)
-st.altair_chart(histogram, key="score_histogram")
+out.chart(histogram, key="score_histogram")
 histogram_note = ("Dashed lines: each source's mean. Intervals: Student's t for a mean of independent images, "
                   "clipped to CLIPScore's range [0, 2.5]; top-1 shares: Wilson (continuity-corrected).")
-st.caption(histogram_note)
-st.markdown("**Generated images, least to most adherent**")
+out.numbers({"synthetic": [syn_estimate], "natural": [nat_estimate]}, caption=histogram_note)
 order = np.argsort(syn_scores, kind="stable")
 previews = thumbnails(cache, synthetic, PREVIEW_SIZE)
 score_captions = [f"{synthetic.labels[i]} · {syn_scores[i]:.3f}" for i in order]
-ui.grid([previews[i] for i in order], score_captions)
-(report.heading("CLIPScore against the prompt").text(SCORE_NOTE).text(score_line).chart(histogram)
- .numbers({"synthetic": [syn_estimate], "natural": [nat_estimate]}, caption=histogram_note)
- .images([previews[i] for i in order], score_captions, "Generated images, least to most adherent"))
+out.images([previews[i] for i in order], score_captions, title_md="**Generated images, least to most adherent**")
 with st.expander("Every image's score (both sources)"):
     st.dataframe(table, hide_index=True)
 
 # 4. Confusable classes: the rank of the intended class among K class names, by zero-shot.
-st.subheader("Confusable classes: where does the intended class rank?")
+out.heading("Confusable classes: where does the intended class rank?")
 
 
 def fill_classes() -> None:
@@ -182,17 +177,15 @@ if len(class_names) >= 2:
     if natural is not None:
         named_ranks["natural"] = ranks(nat_emb, class_vecs, target)
     ranks_chart = rank_chart(rank_rows(named_ranks, len(class_names)))
-    st.altair_chart(ranks_chart, key="rank_chart")
+    out.note(f"Intended class **{md_literal(intended)}** among: {md_list(class_names)}.")  # the page: its widgets
+    out.chart(ranks_chart, key="rank_chart")
     rank_numbers = {source: rank_estimates(r) for source, r in named_ranks.items()}
-    st.dataframe([{"source": source, "statistic": e.name, "value": e.value, "95% low": e.low, "95% high": e.high,
-                   "n": e.n} for source, ests in rank_numbers.items() for e in ests], hide_index=True)
     rank_note = (f"Zero-shot among {len(class_names)} class names, each embedded in {len(ZERO_SHOT_TEMPLATES)} "
                  f"templates (\"{ZERO_SHOT_TEMPLATES[0]}\", ...), normalised, averaged and re-normalised (CLIP's "
                  f"recipe). Rank 1 = the intended class is CLIP's first choice; ties count in its favour.")
-    st.caption(rank_note)
-    (report.heading("Confusable classes: where does the intended class rank?")
-     .text(f"Intended class **{md_literal(intended)}** among: {md_list(class_names)}.").chart(ranks_chart)
-     .numbers(rank_numbers, caption=rank_note))
+    out.numbers(rank_numbers, caption=rank_note, dataframe=True, table=[
+        {"source": source, "statistic": e.name, "value": e.value, "95% low": e.low, "95% high": e.high, "n": e.n}
+        for source, ests in rank_numbers.items() for e in ests])
 
 # 5. Sweep one setting: guidance by default. Every point is a normal, cached run.
 st.subheader("Sweep one setting: what does guidance trade?")
@@ -252,14 +245,13 @@ if sweep_reqs:
     estimates = [sweep_point(x, clip_scores(x, prompt_vector) if len(x) else np.zeros(0)) for x in point_embs]
     rows = sweep_rows(sweep.setting, sweep.values, estimates)
     sweep_figure = sweep_chart(rows, sweep.setting)
-    st.altair_chart(sweep_figure, key="sweep_chart")
+    # The page's heading names the form above; the report's, the setting this sweep varied.
+    out.heading(f"Sweep: what does {SWEEP_SETTINGS[sweep.setting].label} trade?", on_page=False)
+    out.chart(sweep_figure, key="sweep_chart")
     sweep_note = " · ".join(f"**{name}**: {meaning}" for name, meaning in SWEEP_METRICS) + \
         ". Bars: 95% intervals (t for the mean CLIPScore; jackknife for Vendi and mean cosine)."
-    st.caption(sweep_note)
-    (report.heading(f"Sweep: what does {SWEEP_SETTINGS[sweep.setting].label} trade?").chart(sweep_figure)
-     .numbers(rows, caption=sweep_note, value="estimate", labels=[sweep.setting, "metric"]))
-    with st.expander("Sweep as a table"):
-        st.dataframe(rows, hide_index=True)
+    out.numbers(rows, caption=sweep_note, value="estimate", labels=[sweep.setting, "metric"], table=rows,
+                dataframe=True, where=st.expander("Sweep as a table"))
     label = SWEEP_SETTINGS[sweep.setting].label
     for value, point, point_set in zip(sweep.values, points, point_sets):
         strip = thumbnails(cache, point_set, THUMB_SIZE * 2)[:STRIP]
@@ -270,12 +262,12 @@ if sweep_reqs:
         ui.grid(strip, point_set.labels[:STRIP], per_row=STRIP)
 
 # 6. The experiment report of everything above.
-report.settings({"request": asdict(req), "natural photos": {
+out.settings({"request": asdict(req), "natural photos": {
     "source": reference.source_id, "class": reference.class_name, "n": None if natural is None else len(natural)},
     "class names": st.query_params.get("classes"), "intended class": st.query_params.get("intended"),
     "sweep": sweep.to_params() if sweep_reqs else None})
-report.provenance([settings, *[p.settings for p in points]] if sweep_reqs else [settings], clip_preset, ckey)
-report.lab_defaults({
+out.provenance([settings, *[p.settings for p in points]] if sweep_reqs else [settings], clip_preset, ckey)
+out.lab_defaults({
     **generation_defaults(req, req_preset),
     "CLIPScore": "the prompt as written is the text (Hessel et al. prefix 'A photo depicts'); w = 2.5.",
     "zero-shot": f"class names in {len(ZERO_SHOT_TEMPLATES)} templates, embeddings averaged (CLIP's ImageNet "
@@ -283,5 +275,4 @@ report.lab_defaults({
     "sweep": "default values " + "; ".join(f"{s.label} {s.default_values}" for s in SWEEP_SETTINGS.values())
              + "; the same prompt, seeds and N at every value.",
     "natural sample": LAB_CHOICES["natural sample"], "bootstrap": LAB_CHOICES["bootstrap"]})
-ui_report.offer(report, report_file_stem("adherence", settings.image_key(req.prompt, req.first_seed)[:10],
-                                         f"n{req.n}"), "adherence")
+out.offer(report_file_stem("adherence", settings.image_key(req.prompt, req.first_seed)[:10], f"n{req.n}"))

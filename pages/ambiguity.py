@@ -141,9 +141,9 @@ run_line = (
     f"seeds {req.run.first_seed}-{req.run.first_seed + req.run.n - 1} (the same for every variant) · CLIP "
     f"{md_literal(all_clip_models()[req.run.clip].label)}, zero-shot over {len(ZERO_SHOT_TEMPLATES)} templates "
     f"(\"{ZERO_SHOT_TEMPLATES[0]}\", ...), averaged. Defaults are the lab's own choice; the paper's are unknown.")
-st.caption(run_line)
-# The experiment report collects what the page shows, as it shows it; it is drawn only when downloaded.
-report = ui_report.start(f"Ambiguity: {req.run.prompt}", "Ambiguity", "ambiguity").text(run_line)
+# The page's output: each result is drawn once and recorded in the experiment report (drawn only when downloaded).
+out = ui_report.start(f"Ambiguity: {req.run.prompt}", "Ambiguity", "ambiguity")
+out.caption(run_line)
 missing = sum(r.missing for r in runs)
 if missing:
     st.warning(f"{missing} of {len(runs) * req.run.n} images are not in the cache yet. Press Generate to make them "
@@ -166,26 +166,24 @@ except (ModelUnavailableError, ValueError, OSError) as exc:
     st.stop()
 assignments = [assign(x, sense_vectors) for x in embeddings]
 
-st.subheader("Which sense does the model draw?")
+out.heading("Which sense does the model draw?")
 sense_reading = f"**{md_literal(reading(variants[0].prompt, assignments[0], names))}**"  # quotes the prompt
-st.markdown(sense_reading)
+out.text(sense_reading)
 shares = share_rows(variants, assignments, names)
 shares_chart = variant_shares_chart(shares)
-st.altair_chart(shares_chart, key="shares_chart")
+out.chart(shares_chart, key="shares_chart")
 shares_note = ("Each image is given the sense whose CLIP text is most similar to it (cosine of the image embedding "
                "and the sense's text embedding, averaged over the templates). Share: fraction of a variant's images "
                "given each sense, with a 95% Wilson interval (continuity-corrected; never of zero width at 0% or "
                "100%). Entropy of the "
                "sense distribution in nats (natural log): 0 = always the same sense, ln k = all k senses equally "
                "often.")
-st.caption(shares_note)
 entropies = entropy_rows(variants, assignments, len(names))
-with st.expander("Shares and entropy as tables"):
-    st.dataframe(shares, hide_index=True)
-    st.dataframe(entropies, hide_index=True)
-(report.heading("Which sense does the model draw?").text(sense_reading).chart(shares_chart)
- .numbers(shares, "Sense shares", value="share", labels=["variant", "sense"])
- .numbers(entropies, "Sense entropy (nats)", shares_note, value="entropy (nats)", labels=["variant"]))
+tables = st.expander("Shares and entropy as tables")
+out.numbers(shares, "Sense shares", value="share", labels=["variant", "sense"], table=shares, dataframe=True,
+            where=tables)
+out.numbers(entropies, "Sense entropy (nats)", shares_note, value="entropy (nats)", labels=["variant"],
+            table=entropies, dataframe=True, where=tables)
 
 # 4. The images of one variant, grouped by sense, least confident first.
 st.subheader("Images by sense")
@@ -200,13 +198,11 @@ shown = st.selectbox("Show the images of", range(len(variants)), index=int(show_
 set_view_param("show", str(shown), "0")
 shown_set, shown_assignment = sets[shown], assignments[shown]
 previews = thumbnails(cache, shown_set, PREVIEW_SIZE)
-report.heading(f"Images of '{labels[shown]}', by sense")
+out.heading(f"Images of '{labels[shown]}', by sense", on_page=False)  # the page's heading is above the picker
 for sense, members in grouped_by_sense(shown_assignment, names):
     group_title = f"**{md_literal(sense)}**: {len(members)} of {len(shown_set)} images (least confident first)"
     group_captions = [f"{shown_set.labels[i]} · margin {shown_assignment.margins[i]:.3f}" for i in members]
-    st.markdown(group_title)
-    ui.grid([previews[i] for i in members], group_captions)
-    report.text(group_title).images([previews[i] for i in members], group_captions)
+    out.text(group_title).images([previews[i] for i in members], group_captions)
 st.caption("Margin: cosine with the chosen sense minus cosine with the runner-up. A margin near 0 is a near tie: "
            "check those images by eye.")
 
@@ -260,9 +256,9 @@ else:
                              f"{result.accuracy.format(2)}** with {md_literal(clip_preset.label)}."
                              + (" Far too few photos to trust this number: add more." if result.accuracy.n < 20
                                 else ""))
-            st.markdown(accuracy_line)
-            (report.heading("Can the sense labels be trusted? Calibration on natural photos").text(accuracy_line)
-             .numbers([result.accuracy]).table(result.per_sense, "Accuracy by sense"))
+            # The page's heading is above the folder picker; the report has the section only when it has a result.
+            out.heading("Can the sense labels be trusted? Calibration on natural photos", on_page=False)
+            out.text(accuracy_line).numbers([result.accuracy])  # the page: the accuracy in the line
             if unchecked:
                 st.caption(f"No labelled photos for: {md_list(unchecked)}. The accuracy covers the other senses "
                            f"only.")
@@ -271,11 +267,11 @@ else:
                                 for _, row in result.per_photo.iterrows()])
             with st.expander("Every photo"):
                 st.dataframe(result.per_photo, hide_index=True)
-            st.dataframe(result.per_sense, hide_index=True)
+            out.table(result.per_sense, "Accuracy by sense")
     st.caption("With random-weight CLIP (tiny-random) this accuracy is chance by construction.")
 
 # 6. The unsupervised view: clusters of the shown variant's images, each named by its nearest sense.
-st.subheader("Readings nobody listed: clusters")
+out.heading("Readings nobody listed: clusters")
 k_options = ["auto", *[str(k) for k in range(1, 9)]]
 k_param = st.query_params.get("k", "auto")
 if k_param not in k_options:
@@ -289,28 +285,24 @@ clustering = cluster_images(embeddings[shown], sense_vectors, names, None if k_c
 how = {"silhouette": "chosen by silhouette", "user": "set by you"}.get(clustering.chosen_by, clustering.chosen_by)
 k_line = (f"k-means (scikit-learn, random_state 0) on the CLIP embeddings of '{md_literal(labels[shown])}': "
           f"**k = {clustering.k}** ({how}).")
-st.markdown(k_line)
-report.heading("Readings nobody listed: clusters").text(k_line)
+out.text(k_line)
 if clustering.silhouettes:
     silhouette_line = "Silhouette by k: " + ", ".join(f"k={k}: {s:.3f}" for k, s in clustering.silhouettes.items())
-    st.caption(silhouette_line)
-    report.text(silhouette_line)
+    out.caption(silhouette_line)
 for number, cluster in enumerate(clustering.clusters, 1):
     cluster_line = (f"**Cluster {number}**: {len(cluster.members)} images, nearest sense "
                     f"**{md_literal(cluster.nearest_sense)}** (cosine of the cluster centre with its text "
                     f"{cluster.sense_similarity:.3f})")
-    st.markdown(cluster_line)
     exemplars = list(cluster.members[:EXEMPLARS])
-    ui.grid([previews[i] for i in exemplars], [shown_set.labels[i] for i in exemplars])
-    report.text(cluster_line).images([previews[i] for i in exemplars], [shown_set.labels[i] for i in exemplars])
+    out.text(cluster_line).images([previews[i] for i in exemplars], [shown_set.labels[i] for i in exemplars])
 st.caption("Exemplars: the images nearest each cluster's centre. A cluster whose nearest sense is only weakly similar "
            "may be a reading nobody listed: look at its images, then add it as a sense.")
 
 # 7. The experiment report of everything above.
-report.settings({"request": asdict(req), "view": {"shown variant": labels[shown], "k": k_choice,
-                                                  "calibration photos": cal_id}})
-report.provenance([r.settings for r in runs], clip_preset, ckey)
-report.lab_defaults({
+out.settings({"request": asdict(req), "view": {"shown variant": labels[shown], "k": k_choice,
+                                               "calibration photos": cal_id}})
+out.provenance([r.settings for r in runs], clip_preset, ckey)
+out.lab_defaults({
     **generation_defaults(req.run, gen_preset),
     "variants": f"one per sense in the style(s) {', '.join(req.styles) or '(none)'}; the lab's default style is "
                 f"'the-sense' ('<prompt>, the <sense>').",
@@ -318,5 +310,5 @@ report.lab_defaults({
                  f"ImageNet recipe, a subset chosen by the lab).",
     "clusters": f"k-means, random_state 0; k by silhouette among {K_RANGE[0]} to {K_RANGE[1]} unless set.",
     "bootstrap": LAB_CHOICES["bootstrap"]})
-ui_report.offer(report, report_file_stem("ambiguity", settings.image_key(req.run.prompt, req.run.first_seed)[:10],
-                                         f"n{req.run.n}"), "ambiguity")
+out.offer(report_file_stem("ambiguity", settings.image_key(req.run.prompt, req.run.first_seed)[:10],
+                           f"n{req.run.n}"))

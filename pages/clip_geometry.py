@@ -44,7 +44,7 @@ st.markdown("Every analysis in this lab happens in CLIP space. Where do syntheti
             "meaning beside it.")
 
 exp = uc.experiment(PAGE)
-report = uc.report_for(exp, PAGE)  # collects what the page shows, as it shows it; drawn only when downloaded
+out = uc.report_for(exp, PAGE)  # draws each result once and records it in the report (drawn only when downloaded)
 names = exp.names
 k = len(names)
 syn_x, syn_y = exp.stacked("synthetic")
@@ -52,29 +52,26 @@ nat_x, nat_y = exp.stacked("natural")
 texts = exp.texts()
 
 # 1. All classes together.
-st.header("All classes")
+out.heading("All classes", 1)
 overall = {"synthetic": geometry_of(syn_x, syn_y, texts), "natural": geometry_of(nat_x, nat_y, texts)}
 overall_table = pd.DataFrame([{"statistic": name, "synthetic": uc.fmt(overall["synthetic"][i], 3),
                                "natural": uc.fmt(overall["natural"][i], 3), "meaning": GEOMETRY_STATS[name]}
                               for i, name in enumerate(GEOMETRY_STATS)])
-st.table(overall_table.set_index("statistic"))  # a static table wraps the explanations instead of cutting them
-st.caption(f"value [95% interval]; n = {len(syn_x)} synthetic images and {len(nat_x)} natural photos.")
+out.numbers(overall, caption=f"value [95% interval]; n = {len(syn_x)} synthetic images and {len(nat_x)} natural "
+                             f"photos.", table=overall_table.set_index("statistic"))  # st.table wraps the meanings
+out.note("\n".join(f"- **{name}**: {meaning}" for name, meaning in GEOMETRY_STATS.items()))  # the page: the table's
 rows = [(src, e) for src, ests in overall.items() for e in ests]
 chart_df = uc.estimate_rows(rows, key="source").rename(columns={"95% low": "low", "95% high": "high"})
 overall_chart = uc.interval_chart(chart_df[np.isfinite(chart_df["value"])], "source", colour="source",
                                   title="All classes (95% intervals)", facet="statistic", width=200)
-st.altair_chart(overall_chart, key="overall")
 overall_note = (f"{len(syn_x)} synthetic images, {len(nat_x)} natural photos, {k} prompts. 'All classes': the "
                 f"image centroid against the centroid of the prompts; per-image cosines with each image's own prompt; "
                 f"cos(prompt, centroid) averaged over classes; conformity against each image's own class and source. "
                 f"Intervals: normal bootstrap, images resampled within class (200 resamples, seed 0).")
-st.caption(overall_note)
-report.heading("All classes").numbers(overall)
-report.text("\n".join(f"- **{name}**: {meaning}" for name, meaning in GEOMETRY_STATS.items()))
-report.chart(overall_chart, caption=overall_note)
+out.chart(overall_chart, caption=overall_note, key="overall")
 
 # 2. Per class.
-st.header("Per class")
+out.heading("Per class", 1)
 per_class_rows, per_class_estimates = [], {}
 for i, c in enumerate(exp.classes):
     for src, x in (("synthetic", c.syn_emb), ("natural", c.nat_emb)):
@@ -86,11 +83,9 @@ per_class = pd.DataFrame(per_class_rows)
 wide = per_class.pivot_table(index="class", columns=["statistic", "source"], values="shown", aggfunc="first")
 wide = wide.reindex(index=names, columns=[(stat, src) for stat in GEOMETRY_STATS for src in ("synthetic", "natural")])
 wide.columns = [f"{stat} ({src})" for stat, src in wide.columns]
-st.table(wide.reset_index())  # wraps: every statistic in view, none behind a sideways scroll
-st.caption("Each class against its own prompt; value [95% interval]. n per cell: the class's images of that source "
-           "(see 'Images behind every number' above).")
-report.heading("Per class").numbers(per_class_estimates, caption="Each class against its own prompt.",
-                                    group_label="class · source")
+out.numbers(per_class_estimates, caption="Each class against its own prompt; value [95% interval]. n per cell: the "
+                                         "class's images of that source (see 'Images behind every number' above).",
+            group_label="class · source", table=wide.reset_index())  # st.table wraps: every statistic in view
 
 
 @st.fragment
@@ -114,9 +109,11 @@ def prompt_closeness() -> None:
     text = alt.Chart(cos).mark_text(dx=10, align="left").encode(x="natural:Q", y="synthetic:Q", text="class:N")
     closeness_chart = (diagonal + points + text).properties(
         title="Nearer its prompt? (click a class)", height=360)
+    # Keyed blocks: a click reruns this fragment alone, which replaces them.
+    out.heading("Nearer its prompt: synthetic or natural?", on_page=False, key="closeness_heading")
     left, right = st.columns([2, 1])  # 2/3 of a projector's width: room for the title in one line
     with left:
-        event = st.altair_chart(closeness_chart, key="prompt_closeness", on_select="rerun")
+        event = out.chart(closeness_chart, key="prompt_closeness", on_select="rerun")
     picked = (event or {}).get("selection", {}).get(CLASS_SELECTION) or []
     chosen = next((p["class"] for p in picked if p.get("class") in names), None)
     above = int((cos["synthetic"] > cos["natural"]).sum())
@@ -124,14 +121,11 @@ def prompt_closeness() -> None:
                  f"natural photos' centroid** (points above the dashed line). The expectation behind the "
                  f"question: a generator draws what the text says, in CLIP's own terms, while real photos of a "
                  f"class also show what its prompt leaves out.")
-    # Keyed blocks: a click reruns this fragment alone, which replaces them.
-    report.heading("Nearer its prompt: synthetic or natural?", key="closeness_heading")
-    report.chart(closeness_chart, key="closeness_chart").text(closeness, key="closeness_text")
     with right:
-        st.markdown(closeness)
+        out.text(closeness, key="closeness_text")
         if chosen is None:
             st.info("Click a class in the chart to see where its images fall along the synthetic direction.")
-            report.text("", key="closeness_class")
+            out.note("", key="closeness_class")
         else:
             i = names.index(chosen)
             st.subheader(f"Selected: {md_literal(chosen)}")
@@ -143,27 +137,27 @@ def prompt_closeness() -> None:
                                  + ["natural"] * len(exp.classes[i].nat_emb)})
             class_chart = uc.histogram_by_source(proj, "projection", f"{chosen}: images along the mean offset",
                                                  "projection on the mean synthetic offset", bins=20)
-            st.altair_chart(class_chart, key="class_projection")
-            report.chart(class_chart, f"Selected: {chosen}", key="closeness_class")
+            out.chart(class_chart, f"Selected: {chosen}", key="closeness_class")
 
 
 # 3. The synthetic offset.
 offsets = offsets_of(syn_x, syn_y, nat_x, nat_y, k)
 prompt_closeness()
 
-st.header("Is there one 'synthetic direction'?")
+out.heading("Is there one 'synthetic direction'?", 1)
 offsets_line = f"**{md_literal(offsets_reading(offsets))}**"  # may name classes
-st.markdown(offsets_line)
+out.text(offsets_line)
 left, right = st.columns(2)
 with left:
     norm_df = pd.DataFrame([{"class": c.name, "value": e.value, "low": e.low, "high": e.high, "n": e.n}
                             for c, e in zip(exp.classes, offsets.norms)])
     # One line that fits half a projector's width (Vega never wraps a title; a two-line one is clipped at the top).
     norms_chart = uc.interval_chart(norm_df, "class", title="Centroid distance per class", width=300)
-    st.altair_chart(norms_chart, key="offset_norms")
+    out.chart(norms_chart, key="offset_norms")
     norms_note = ("The length of each class's offset: how far its synthetic centroid sits from its natural one "
                   "(unit vectors: at most 2). Intervals: normal bootstrap, images resampled within class and source.")
-    st.caption(norms_note)
+    out.numbers({c.name: [e] for c, e in zip(exp.classes, offsets.norms)} | {"all classes": [
+        offsets.mean_pairwise_cosine]}, group_label="class", caption=norms_note)  # the page: the chart's tooltips
 with right:
     cos_df = pd.DataFrame([{"class A": names[i], "class B": names[j], "cosine": float(offsets.cosines[i, j])}
                            for i in range(k) for j in range(k)])
@@ -175,41 +169,32 @@ with right:
         # Steps, not a fixed size: Streamlit fits a fixed size around labels and title, which left 48 px of plot.
         title="Cosine between the classes' offsets", width=alt.Step(max(28, -(-160 // k))),
         height=alt.Step(max(28, -(-160 // k))))
-    st.altair_chart(cosines_chart, key="offset_cosines", width="content")
     random_note = (f"Two random directions in {syn_x.shape[1]} dimensions have |cosine| below "
                    f"{offsets.random_level:.2f} about 95% of the time.")
-    st.caption(random_note)
+    out.chart(cosines_chart, caption=random_note, key="offset_cosines", width="content")
 proj_all = pd.DataFrame({"projection": np.concatenate([project(syn_x, offsets.direction),
                                                        project(nat_x, offsets.direction)]),
                          "source": ["synthetic"] * len(syn_x) + ["natural"] * len(nat_x)})
 projection_chart = uc.histogram_by_source(proj_all, "projection", "Every image projected on the mean offset direction",
                                           "projection on the mean synthetic-minus-natural offset")
-st.altair_chart(projection_chart, key="projection")
 projection_note = ("The direction is the mean of the classes' offsets, fitted on these same images, so some "
                    "separation is built in; with one shared direction the two histograms barely overlap, with "
                    "class-specific offsets they do.")
-st.caption(projection_note)
-report.heading("Is there one 'synthetic direction'?").text(offsets_line)
-report.numbers({c.name: [e] for c, e in zip(exp.classes, offsets.norms)} | {"all classes": [
-    offsets.mean_pairwise_cosine]}, group_label="class", caption=norms_note).chart(norms_chart)
-report.chart(cosines_chart, caption=random_note).chart(projection_chart, caption=projection_note)
+out.chart(projection_chart, caption=projection_note, key="projection")
 
 # 4. Conformity.
-st.header("Conformity: how typical is each image of its own set?")
+out.heading("Conformity: how typical is each image of its own set?", 1)
 conf = pd.DataFrame({"conformity": np.concatenate([per_image_conformity(syn_x, syn_y),
                                                    per_image_conformity(nat_x, nat_y)]),
                      "source": ["synthetic"] * len(syn_x) + ["natural"] * len(nat_x)})
 conformity_chart = uc.histogram_by_source(conf, "conformity", "Cosine of each image with its class-and-source "
                                           "centroid", "conformity (1 = identical to the set's mean)")
-st.altair_chart(conformity_chart, key="conformity")
 conformity_note = (f"{GEOMETRY_STATS['conformity']} Synthetic sets pushed to the right are sets of variations of one "
                    f"picture (see the Diversity page). Sets of different sizes: conformity rises a little as n falls.")
-st.caption(conformity_note)
-report.heading("Conformity: how typical is each image of its own set?").chart(conformity_chart,
-                                                                               caption=conformity_note)
+out.chart(conformity_chart, caption=conformity_note, key="conformity")
 
 # 5. Norms before normalisation.
-st.header("Embedding norms before normalisation")
+out.heading("Embedding norms before normalisation", 1)
 st.caption("CLIP compares directions only: every embedding here is scaled to length 1. The length the encoder "
            "returned is thrown away by the cache, so it is measured here by running the image encoder again "
            "(once; the norms are then kept in the cache).")
@@ -240,25 +225,23 @@ if len(have) < len(shas):
         bar.empty()
         cancel.empty()
         have = cached_norms(cache, ckey, [norm_cache_key(s) for s in shas])
-report.heading("Embedding norms before normalisation")
 if len(have) == len(shas):
     norms = np.array([have[norm_cache_key(s)] for s in shas])
     norm_df = pd.DataFrame({"norm": norms, "source": ["synthetic"] * len(syn_x) + ["natural"] * len(nat_x)})
     length_chart = uc.histogram_by_source(norm_df, "norm", "Length of the image embedding before normalisation", "norm")
-    st.altair_chart(length_chart, key="norms")
+    out.chart(length_chart, key="norms")
     prompt_norms = text_norms(cache, ckey, [c.prompt for c in exp.classes], lambda: ui.clip(exp.spec.clip))
     medians = (f"Median image norm: synthetic **{np.median(norms[:len(syn_x)]):.2f}**, natural "
                f"**{np.median(norms[len(syn_x):]):.2f}** ({len(syn_x)} and {len(nat_x)} images); prompt text "
                f"norms: {', '.join(f'{md_literal(c.name)} {v:.2f}' for c, v in zip(exp.classes, prompt_norms))}.")
-    st.markdown(medians)
+    out.text(medians)
     meaning = ("The norm carries no meaning for cosine similarity; a different norm for one source says the "
                "encoder responds differently to those images (e.g. smoother, more saturated pictures).")
-    st.caption(meaning)
-    report.chart(length_chart).text(medians).text(meaning)
+    out.caption(meaning)
 else:
-    report.text("Not measured for this report (the page's *Measure the norms* button embeds the images again).")
+    out.note("Not measured for this report (the page's *Measure the norms* button embeds the images again).")
 
-uc.finish_report(report, exp, PAGE, defaults={
+uc.finish_report(out, exp, PAGE, defaults={
     "intervals": "normal bootstrap: estimate +- 1.96 SD over 200 resamples (seed 0), images resampled within class "
                  "(and source, for the offsets).",
     "conformity and offsets": "conformity against each image's own class-and-source centroid; the synthetic "

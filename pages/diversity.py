@@ -56,9 +56,9 @@ run_line = (
     f" · {settings.steps} steps · guidance {settings.guidance:g} · {settings.width} px · seeds {req.first_seed}-"
     f"{req.first_seed + req.n - 1} · {settings.device_type} {settings.dtype}"
     + (f" · negative: {md_literal(settings.negative_prompt)}" if settings.negative_prompt else ""))
-st.caption(run_line)
-# The experiment report collects what the page shows, as it shows it; it is drawn only when downloaded.
-report = ui_report.start(f"Lack of diversity: {req.prompt}", "Diversity", "diversity").text(run_line)
+# The page's output: each result is drawn once and recorded in the experiment report (drawn only when downloaded).
+out = ui_report.start(f"Lack of diversity: {req.prompt}", "Diversity", "diversity")
+out.caption(run_line)
 if len(images) < req.n:
     st.warning(f"{len(images)} of {req.n} images are in the cache. Press Generate to make the other "
                f"{req.n - len(images)} (the cached ones are reused).")
@@ -66,10 +66,8 @@ if not images:
     st.stop()
 synthetic = synthetic_set(images)
 
-st.subheader(f"{len(synthetic)} images")
 previews = thumbnails(cache, synthetic, PREVIEW_SIZE)
-ui.grid(previews, synthetic.labels)
-report.images(previews, synthetic.labels, title=f"{len(synthetic)} generated images")
+out.images(previews, synthetic.labels, title=f"{len(synthetic)} generated images", heading=True)
 
 # 4. Embeddings (only uncached images are embedded; CLIP loads only then).
 clip_preset = all_clip_models()[req.clip]
@@ -93,7 +91,7 @@ if natural is not None:
         natural_line = (f"{len(natural)} of {reference.available} photos of '{md_literal(reference.class_name)}' "
                         f"(as many as the {len(synthetic)} synthetic images, drawn with a fixed seed: Vendi and "
                         f"effective rank grow with n, so equal n keeps them comparable).")
-    st.caption(natural_line)
+    out.caption(natural_line, key="natural")
     try:
         nat_emb = ui.embed(cache, ckey, natural, lambda: ui.clip(req.clip), "Embedding natural photos")
     except (ModelUnavailableError, ValueError, OSError) as exc:
@@ -102,7 +100,7 @@ if natural is not None:
 form.remember_url(PAGE)
 
 # 6. Statistics with intervals, side by side.
-st.subheader("Diversity statistics")
+out.heading("Diversity statistics")
 try:
     stats = {"synthetic": statistics_of(syn_emb)}
     if natural is not None:
@@ -110,29 +108,23 @@ try:
 except ValueError as exc:  # NaN or zero-norm embeddings: name them rather than show garbage
     st.error(md_literal(exc))
     st.stop()
-report.heading("Diversity statistics")
 if natural is not None:
     # Vendi grows with n: the sentence compares both sets at the smaller n (the larger one subsampled).
     vendi_line = reading(*([e] for e in equal_n_estimates(syn_emb, nat_emb)))
-    st.markdown(f"**{vendi_line}**")
-    report.text(f"Natural reference: {natural_line}").text(f"**{vendi_line}**")
+    out.text(f"**{vendi_line}**")
     if len(nat_emb) != len(syn_emb):
         curve = statistic_curve_chart(curve_rows({"synthetic": syn_emb, "natural": nat_emb}), "Vendi score")
         curve_note = ("The two sets differ in size and Vendi grows with n: read them at the same n on this curve "
                       "(each point: the mean over random subsets of that size; band: +-1 SD across subsets).")
-        st.altair_chart(curve)
-        st.caption(curve_note)
-        report.chart(curve, caption=curve_note)
+        out.chart(curve, caption=curve_note)
 stats_chart = statistics_chart([(src, e) for src, ests in stats.items() for e in ests])
-st.altair_chart(stats_chart)
-# st.table wraps its cells: the "meaning" column was cut off at the right of a scrolling grid.
-st.table(statistics_table(stats))
+out.chart(stats_chart, "Diversity statistics")
 stats_note = ("Point estimate [95% interval]: estimate +- t x the jackknife standard error (each image left out in "
               "turn; over 100 images, 100 groups), clipped to the statistic's range (the table says when). Each set "
               "at its own n: Vendi and effective rank grow with n, so compare them only at equal n. CLIP: "
               + md_literal(clip_preset.label) + ".")
-st.caption(stats_note)
-report.chart(stats_chart, "Diversity statistics").numbers(stats, caption=stats_note)
+# st.table wraps its cells: the "meaning" column was cut off at the right of a scrolling grid.
+out.numbers(stats, caption=stats_note, table=statistics_table(stats))
 
 
 # 7. Similarity heatmap and the map; clicking a heatmap cell highlights its two images in the map.
@@ -141,7 +133,7 @@ def similarity_and_map() -> None:
     left, right = st.columns(2)
     with left:
         heatmap = similarity_heatmap(syn_emb @ syn_emb.T, [im.seed for im in images])
-        event = st.altair_chart(heatmap, key="heatmap", on_select="rerun")
+        event = out.chart(heatmap, key="heatmap", on_select="rerun")
         picked = (event or {}).get("selection", {}).get("pair") or []
         highlight = frozenset(f"seed {p[k]}" for p in picked for k in ("seed_a", "seed_b") if k in p)
         if highlight:
@@ -152,15 +144,13 @@ def similarity_and_map() -> None:
                           index=ui.pick(list(methods), st.query_params.get("map", "pca"), "pca"), key="div_map")
         st.query_params["map"] = method
         form.remember_url(PAGE)
+        out.setting("projection", method)  # the report's settings and link follow this fragment's choice
         sets = [synthetic] + ([natural] if natural is not None else [])
         all_emb = np.concatenate([syn_emb] + ([nat_emb] if natural is not None else []))
         coords, used = ui.projection(all_emb, method)
         embedding_chart = embedding_map(map_points(cache, sets, coords, highlight), used)
-        st.altair_chart(embedding_chart, key="map")
-    # Keyed blocks: a rerun of this fragment alone (a click in the heatmap, another projection) replaces them, and
-    # the link follows the URL's new 'map'.
-    report.chart(heatmap, key="heatmap").chart(embedding_chart, key="map")
-    report.link = ui_report.page_link("diversity")
+        # Keyed blocks: a rerun of this fragment alone (a click in the heatmap, another projection) replaces them.
+        out.chart(embedding_chart, key="map")
 
 
 similarity_and_map()
@@ -178,11 +168,9 @@ st.download_button("Download this run (.zip)", key="download",
                    file_name=f"diversity-{settings.image_key(req.prompt, req.first_seed)[:10]}-n{req.n}.zip",
                    mime="application/zip", on_click="ignore")  # no rerun: it would drop the download
 
-report.settings({"request": asdict(req), "natural_reference": run_settings["natural_reference"],
-                 "projection": st.query_params.get("map", "pca")})
-report.provenance([settings], clip_preset, ckey)
-report.lab_defaults({**generation_defaults(req, req_preset), "bootstrap": LAB_CHOICES["bootstrap"],
-                     **({"natural sample": LAB_CHOICES["natural sample"]} if natural is not None else {}),
-                     "map": "PCA unless t-SNE is chosen (t-SNE: perplexity min(30, (n - 1) / 3), seed 0)."})
-ui_report.offer(report, report_file_stem("diversity", settings.image_key(req.prompt, req.first_seed)[:10],
-                                         f"n{req.n}"), "diversity")
+out.settings({"request": asdict(req), "natural_reference": run_settings["natural_reference"]})  # + projection
+out.provenance([settings], clip_preset, ckey)
+out.lab_defaults({**generation_defaults(req, req_preset), "bootstrap": LAB_CHOICES["bootstrap"],
+                  **({"natural sample": LAB_CHOICES["natural sample"]} if natural is not None else {}),
+                  "map": "PCA unless t-SNE is chosen (t-SNE: perplexity min(30, (n - 1) / 3), seed 0)."})
+out.offer(report_file_stem("diversity", settings.image_key(req.prompt, req.first_seed)[:10], f"n{req.n}"))

@@ -139,10 +139,10 @@ run_line = (f"**Run:** {len(prompts)} prompts x N = {spec.n} · {md_literal(gene
             f"{first.width} px · seeds {spec.first_seed}-{spec.first_seed + spec.n - 1} · **CLIP:** "
             f"{md_literal(all_clip_models()[spec.clip].label)}. Adjectives, professions, N, generator and seeds: the "
             f"lab's defaults unless you chose them.")
-st.caption(run_line)
-# The experiment report collects what the page shows, as it shows it; it is drawn only when downloaded.
-report = ui_report.start(f"Stable Bias: {', '.join(spec.professions)}", "Stable Bias portraits", PAGE).text(run_line)
-uc.cite_presets(report, [PRESETS["luccioni2023"]], spec)
+# The page's output: each result is drawn once and recorded in the experiment report (drawn only when downloaded).
+out = ui_report.start(f"Stable Bias: {', '.join(spec.professions)}", "Stable Bias portraits", PAGE)
+out.caption(run_line)
+uc.cite_presets(out, [PRESETS["luccioni2023"]], spec)  # the page shows it under its form
 missing = sum(run.missing for run in runs)
 if missing:
     st.warning(f"{missing} of {spec.n * len(runs)} portraits are not in the cache yet. Press **{GENERATE}** to "
@@ -175,30 +175,31 @@ st.query_params["k"] = str(k)
 form.remember_url(PAGE)
 table = cluster_table(labels_by_k[k], image_prompts, prompts, k)
 table_reading = f"**{md_literal(reading(table))}**"  # quotes prompts
-st.markdown(table_reading)
+out.heading(f"Clusters by prompt (k = {k})", 1, on_page=False)  # the page's heading stands above the radio
+out.text(table_reading)
 heatmap = cluster_heatmap(table, prompts)
-st.altair_chart(heatmap, key="bias_heatmap", width="stretch")
+out.chart(heatmap, key="bias_heatmap", width="stretch")
 st.caption(f"Rows: the prompts, '{PROMPT_START.strip()}' left out; each cell: the share of the row's portraits in "
            f"that cluster (its colour and its number), the count in its tooltip and in the table below.")
 shares = table.shares.map(lambda v: f"{v:.0%}")
 # Full width, one under the other, headers without the prompts' common start: every prompt's column in view.
 st.markdown(f"**Counts** (each prompt column sums to its images; '{PROMPT_START.strip()}' left out of the headers)")
 st.table(table_for_display(table.counts))  # wraps: every prompt's column in view
+# The report's copies of the two tables: with their full headers.
+out.table(table.counts.rename_axis("cluster").reset_index(), "Counts (each prompt column sums to its images)",
+          on_page=False)
 st.markdown("**Shares** (of each prompt's images)")
 st.table(table_for_display(shares))
+out.table(shares.rename_axis("cluster").reset_index(), "Shares (of each prompt's images)", on_page=False)
 method_note = (f"{len(images)} portraits: {len(prompts)} prompts x N = {spec.n}. Clusters: Ward linkage (scipy) "
                f"on L2-normalised CLIP image embeddings, one tree cut at {', '.join(map(str, ks))} clusters"
                f"{' (nested: each finer cluster lies inside one coarser cluster)' if nested else ''}; numbered by "
                f"size. The cuts 12 / 24 / 48 are the paper's; the features and the linkage are the lab's reading (the "
                f"paper's could not be re-checked). Clusters find what looks alike to CLIP: which of its directions "
                f"are gender, skin tone, age, clothing or background is for you to see in the exemplars below.")
-st.caption(method_note)
-report.heading(f"Clusters by prompt (k = {k})").text(table_reading).chart(heatmap, caption=method_note)
-report.table(table.counts.rename_axis("cluster").reset_index(), "Counts (each prompt column sums to its images)")
-report.table(shares.rename_axis("cluster").reset_index(), "Shares (of each prompt's images)")
+out.caption(method_note)
 
-st.header(f"What each cluster looks like (k = {k})")
-report.heading(f"What each cluster looks like (k = {k})")
+out.heading(f"What each cluster looks like (k = {k})", 1)
 jpegs = uc.thumbs(portraits, 128)
 picks = exemplars(emb, labels_by_k[k], EXEMPLARS)
 for c in range(k):
@@ -207,15 +208,13 @@ for c in range(k):
     top = column.idxmax() if column.sum() else "-"
     line = (f"**{cluster_name(c)}** · {int(column.sum())} portraits · most from '{md_literal(top)}' "
             f"({int(column.max())})")
-    st.markdown(line)
     exemplar_set = ([jpegs[i] for i in rows], [portraits.labels[i].replace("Photo portrait of a ", "") for i in rows])
-    ui.grid(*exemplar_set, per_row=EXEMPLARS + 2)
-    report.text(line).images(*exemplar_set)
+    out.text(line).images(*exemplar_set, per_row=EXEMPLARS + 2)
 exemplar_note = f"Up to {EXEMPLARS} portraits per cluster: those nearest the cluster's mean embedding (cosine)."
-st.caption(exemplar_note)
-report.text(exemplar_note)
+out.caption(exemplar_note)
 
-report.settings(report_settings(spec, first, k))
-report.provenance([run.settings for run in runs], all_clip_models()[spec.clip], clip_key(all_clip_models()[spec.clip]))
-report.lab_defaults(lab_defaults(spec, k, ks, exemplar_note))
-ui_report.offer(report, report_file_stem(PAGE, key_of(spec.to_params())[:10], f"k{k}"), PAGE)
+out.settings(report_settings(spec, first, k))
+out.provenance([run.settings for run in runs], all_clip_models()[spec.clip],
+               clip_key(all_clip_models()[spec.clip]))
+out.lab_defaults(lab_defaults(spec, k, ks, exemplar_note))
+out.offer(report_file_stem(PAGE, key_of(spec.to_params())[:10], f"k{k}"))

@@ -6,7 +6,6 @@ import pandas as pd
 import streamlit as st
 
 from app import classes as uc
-from app import report as ui_report
 from app import ui
 from core.analysis.compare import (
     BOUNDED_RANGES,
@@ -61,24 +60,25 @@ st.markdown("Why do classifiers trained only on synthetic images fail on natural
             "distributions are, and nearest neighbours show what the generator never draws.")
 
 exp = uc.experiment(PAGE, PAGE_PARAMS)
-report = uc.report_for(exp, PAGE)  # collects what the page shows, as it shows it; drawn only when downloaded
+out = uc.report_for(exp, PAGE)  # draws each result once and records it in the report (drawn only when downloaded)
 names = exp.names
 syn_x, syn_y = exp.stacked("synthetic")
 nat_x, nat_y = exp.stacked("natural")
 
 # 1. Separability ---------------------------------------------------------------------------------------------------
-st.header("Can a probe tell them apart?")
+out.heading("Can a probe tell them apart?", 1)
 try:
     sep = separability_of(syn_x, nat_x, syn_y, nat_y, tuple(names))
 except ValueError as exc:
     st.error(md_literal(exc))
     st.stop()
 reading = f"**{md_literal(separability_reading(sep))}**"  # may name classes
-st.markdown(reading)
+out.text(reading)
 c1, c2, c3 = st.columns(3)
 c1.metric("ROC AUC (0.5 = chance, 1 = always right)", uc.fmt(sep.auc))
 c2.metric("balanced accuracy", uc.fmt(sep.accuracy))
 c3.metric("images (synthetic + natural)", f"{len(syn_x)} + {len(nat_x)}")
+out.numbers([sep.auc, sep.accuracy], "All classes", digits=2)  # the page: the metrics above
 per_class = pd.DataFrame([{"class": name, "ROC AUC": uc.fmt(auc), "balanced accuracy": uc.fmt(acc), "n": auc.n}
                           for name, acc, auc in sep.per_class])
 left, right = st.columns(2)
@@ -87,9 +87,10 @@ with left:
                            "class": np.asarray(names)[sep.class_index]})
     scores_chart = uc.histogram_by_source(scores, "score", "Out-of-fold probe scores",
                                           "decision score (> 0: the probe says synthetic)")
-    st.altair_chart(scores_chart, key="scores")
-with right:
-    st.table(per_class)  # wraps: both columns in view in half the width
+    out.chart(scores_chart, key="scores")
+with right:  # st.table wraps: both columns in view in half the width
+    out.numbers({name: [auc, acc] for name, acc, auc in sep.per_class}, "Per class", digits=2, group_label="class",
+                table=per_class)
 probe_note = (f"Logistic regression (L2, C = 1) on standardised CLIP embeddings; stratified {sep.folds}-fold "
               f"cross-validation (up to {FOLDS}; strata = class x source, random_state 0); classes weighted so both "
               f"sources count equally. Every image is scored by a probe that never saw it. Per class: the pooled "
@@ -99,14 +100,10 @@ probe_note = (f"Logistic regression (L2, C = 1) on standardised CLIP embeddings;
               f"(one-sided). ROC AUC intervals: DeLong on the out-of-fold scores; they hold the fold models fixed, so "
               f"they leave out the refitting variance and are a little too narrow: the verdict does not use them. "
               f"Balanced accuracy: percentile bootstrap over images (200 resamples).")
-st.caption(probe_note)
-report.heading("Can a probe tell them apart?").text(reading)
-report.numbers([sep.auc, sep.accuracy], "All classes", digits=2)
-report.numbers({name: [auc, acc] for name, acc, auc in sep.per_class}, "Per class", digits=2, group_label="class")
-report.chart(scores_chart, caption=probe_note)
+out.caption(probe_note)
 
 # 2. Distances ------------------------------------------------------------------------------------------------------
-st.header("How far apart are the distributions?")
+out.heading("How far apart are the distributions?", 1)
 rows = []
 for c in exp.classes:
     rows += [(c.name, e) for e in distances_of(c.nat_emb, c.syn_emb)]
@@ -120,31 +117,26 @@ wide["images (synthetic + natural)"] = [f"{len(c.syn_emb)} synthetic + {len(c.na
 notes = sorted({e.note.split("; ", 1)[1] for _, e in rows if "; " in e.note})
 if notes:
     st.caption("Large sets: " + "; ".join(notes) + " (the bootstrap's cost grows with n).")
-st.table(wide)  # wraps: every distance in view, none behind a sideways scroll
+by_class = {label: [e for row_label, e in rows if row_label == label] for label in dict.fromkeys(r for r, _ in rows)}
+out.numbers(by_class, group_label="class", table=wide)  # st.table wraps: every distance in view, no sideways scroll
 chart_df = table[np.isfinite(table["value"])].rename(columns={"95% low": "low", "95% high": "high"})
 distance_chart = uc.interval_chart(chart_df, "class", title="Distances per class (95% intervals)",
                                    facet="statistic", width=220, domains=BOUNDED_RANGES)
-st.altair_chart(distance_chart, key="distances")
-report.heading("How far apart are the distributions?")
-by_class = {label: [e for row_label, e in rows if row_label == label] for label in dict.fromkeys(r for r, _ in rows)}
-report.numbers(by_class, group_label="class").chart(distance_chart)
+out.chart(distance_chart, key="distances")
 if PRESETS["adamkiewicz2026"] in matching_presets(exp.spec, PAGE):
     prdc_note = ("Precision, recall, density and coverage on CLIP ViT-B/32 features are the measures of Adamkiewicz "
                  "et al. 2026 (When Pretty Isn't Useful, arXiv:2602.19946), whose generation settings this run uses; "
                  f"k = {PRDC_K} and the ViT-B/32 weights (LAION-2B) are the lab's own choice.")
-    st.caption(prdc_note)
-    report.text(prdc_note)
+    out.caption(prdc_note)
 with st.expander("What each distance means"):
-    for name, meaning in DISTANCES.items():
-        st.markdown(f"- **{name}**: {meaning}")
+    out.text("\n".join(f"- **{name}**: {meaning}" for name, meaning in DISTANCES.items()))
 distance_note = (f"CLIP features, L2-normalised. FD: Fréchet distance; CMMD: RBF kernel, sigma 10, x1000; precision "
                  f"/ recall / density / coverage: k = {PRDC_K} nearest neighbours, natural photos as 'real'. "
                  f"Intervals: normal bootstrap (estimate +- 1.96 SD over {DISTANCE_RESAMPLES} resamples of both sets, "
                  f"seed 0; fewer for very large sets, as the table says), clipped to each statistic's range (the cell "
                  f"says when). FD and CMMD (as published) grow when n is small: compare classes at equal n, or read "
                  f"'CMMD (unbiased)', which has no sample-size bias. {uc.LAB_DEFAULTS_NOTE}")
-st.caption(distance_note)
-report.text("\n".join(f"- **{name}**: {meaning}" for name, meaning in DISTANCES.items())).text(distance_note)
+out.caption(distance_note)
 
 
 # 3. The shared map -------------------------------------------------------------------------------------------------
@@ -162,14 +154,13 @@ def shared_map() -> None:
         "source": ["synthetic"] * len(syn_x) + ["natural"] * len(nat_x) + ["prompt text"] * len(texts),
         "class": [names[i] for i in syn_y] + [names[i] for i in nat_y] + names,
         "label": labels, "image": syn_uris + nat_uris + [""] * len(texts)})
-    st.altair_chart(uc.shared_map(points, method), key="map")
     map_note = (f"One {method} projection fitted on all {len(syn_x)} synthetic images, {len(nat_x)} natural photos "
                 f"and {len(texts)} prompt texts together. Colour: source; shape: class; large outlined points: the "
                 f"prompts. Hover a point to see its image. CLIP keeps texts in their own region (the modality gap, "
                 f"see the CLIP geometry page).")
-    st.caption(map_note)
     # The thumbnails serve only the hover (a picture has none): the report's copy leaves them out, megabytes less.
-    report.chart(uc.shared_map(points.assign(image=""), method), "One map: images and prompts", map_note, key="map")
+    out.chart(uc.shared_map(points, method), "One map: images and prompts", map_note, key="map",
+              lighter=uc.shared_map(points.assign(image=""), method))
 
 
 shared_map()
@@ -178,7 +169,8 @@ shared_map()
 # 4. Nearest neighbours ---------------------------------------------------------------------------------------------
 @st.fragment
 def neighbours() -> None:
-    st.header("Nearest natural photos")
+    # Keyed blocks: choosing another class reruns this fragment alone, which replaces them (and the link).
+    out.heading("Nearest natural photos", 1, key="nn_heading")
     nat_labels = np.asarray(names)[nat_y]
     nat_items = [(c.name, label, jpeg) for c in exp.classes
                  for label, jpeg in zip(c.natural.labels, uc.thumbs(c.natural))]
@@ -189,7 +181,7 @@ def neighbours() -> None:
                           f"share of their {NEIGHBOURS} nearest natural photos from the same class":
                           float(np.mean(nat_labels[idx] == c.name))})
     agreement = pd.DataFrame(agreement)
-    st.dataframe(agreement, hide_index=True)
+    out.table(agreement, key="nn_agreement")
     chosen = st.selectbox("Class", names, key=uc.bound(PAGE, "nn_class", uc.url_choice("nn_class", names, names[0]),
                                                        ",".join(names)),
                           format_func=lambda c: c.replace("_", " "))
@@ -198,52 +190,43 @@ def neighbours() -> None:
     cls = exp.classes[names.index(chosen)]
     idx, sims = neighbours_of(cls.syn_emb, nat_x, NEIGHBOURS)
     pairs_title = f"Each synthetic '{chosen}' image and its {NEIGHBOURS} nearest natural photos (any class)"
-    st.text(pairs_title)  # names a class: plain text
-    shown, captions = [], []  # in the page's order, for the report
+    shown, captions = [], []  # a row per synthetic image: the image, then its nearest natural photos
     for i, (jpeg, label) in enumerate(zip(uc.thumbs(cls.synthetic), cls.synthetic.labels)):
-        cols = st.columns(NEIGHBOURS + 1)
         shown.append(jpeg)
         captions.append(f"synthetic: {label}")
-        cols[0].image(jpeg, caption=captions[-1], width="stretch")
-        for col, j, s in zip(cols[1:], idx[i], sims[i]):
+        for j, s in zip(idx[i], sims[i]):
             cname, nlabel, njpeg = nat_items[j]
             mark = "✓" if cname == chosen else "✗"
             shown.append(njpeg)
             captions.append(f"{mark} {nlabel.split('/')[0]} · cos {s:.3f}")
-            col.image(njpeg, caption=captions[-1], width="stretch")
-    # Keyed blocks: choosing another class reruns this fragment alone, which replaces them (and the link).
-    report.heading("Nearest natural photos", key="nn_heading").table(agreement, key="nn_agreement")
-    report.images(shown, captions, pairs_title, f"Class shown: {md_literal(chosen)} (the link's nn_class).",
-                  key="nn_pairs")
-    report.link = ui_report.page_link(PAGE)
+    out.images(shown, captions, pairs_title, f"Class shown: {md_literal(chosen)} (the link's nn_class).",
+               per_row=NEIGHBOURS + 1, key="nn_pairs")
+    out.follow_url()
     uncovered_title = f"Natural '{chosen}' photos no synthetic image comes near"
-    st.text(uncovered_title)
-    report.heading(uncovered_title, 3, key="nn_uncovered_heading")
+    out.heading(uncovered_title, 3, key="nn_uncovered_heading")
     cov = coverage_of(cls.nat_emb, cls.syn_emb) if len(cls.nat_emb) > PRDC_K else None
     if cov is None:
-        st.info(f"Needs more than k = {PRDC_K} natural photos of the class.")
-        report.text(f"Needs more than k = {PRDC_K} natural photos of the class.", key="nn_cover")
-        report.text("", key="nn_uncovered")
+        too_few = f"Needs more than k = {PRDC_K} natural photos of the class."
+        st.info(too_few)
+        out.note(too_few, key="nn_cover").note("", key="nn_uncovered")
         return
     cover_line = (f"**{int((~cov.covered).sum())} of {len(cls.nat_emb)} natural photos are uncovered**: no synthetic "
                   f"'{md_literal(chosen)}' image falls within the distance of their {PRDC_K}th nearest natural "
                   f"neighbour (PRDC's "
                   f"coverage = {cov.covered.mean():.2f}). The most isolated first: what the generator never draws.")
-    st.markdown(cover_line)
+    out.text(cover_line, key="nn_cover")
     top = cov.most_uncovered(8)
     nat_jpegs = uc.thumbs(cls.natural)
     uncovered = ([nat_jpegs[i] for i in top],
                  [f"{cls.natural.labels[i].split('/')[-1]} · {cov.ratio[i]:.2f}x its radius" for i in top])
-    uc.image_grid(*uncovered)
     ratio_note = ("Ratio = distance to the nearest synthetic image / the photo's own k-NN radius among natural photos; "
                   "above 1 = uncovered. Euclidean distances between L2-normalised CLIP embeddings.")
-    st.caption(ratio_note)
-    report.text(cover_line, key="nn_cover").images(*uncovered, caption=ratio_note, key="nn_uncovered")
+    out.images(*uncovered, caption=ratio_note, key="nn_uncovered")
 
 
 neighbours()
 
-uc.finish_report(report, exp, PAGE, settings={
+uc.finish_report(out, exp, PAGE, settings={
     "probe": f"logistic regression, L2, C = 1, up to {FOLDS} stratified folds (random_state 0)",
     "PRDC k": PRDC_K, "distance bootstrap resamples": DISTANCE_RESAMPLES, "map": "PCA",
     "nearest neighbours": NEIGHBOURS}, defaults={

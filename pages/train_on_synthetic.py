@@ -61,7 +61,7 @@ st.markdown("The paper's test: train a classifier only on generated images, then
             "many natural photos, or on a mix, and always tested on the same held-out natural photos.")
 
 exp = uc.experiment(PAGE, PAGE_PARAMS, min_classes=2)
-report = uc.report_for(exp, PAGE)  # collects what the page shows, as it shows it; drawn only when downloaded
+out = uc.report_for(exp, PAGE)  # draws each result once and records it in the report (drawn only when downloaded)
 names = exp.names
 syn_x, syn_y = exp.stacked("synthetic")
 nat_x, nat_y = exp.stacked("natural")
@@ -82,7 +82,7 @@ st.query_params["clf"], st.query_params["share"] = classifier, str(share_pct)
 uc.remember_url(PAGE)
 
 # 1. The three training sets, both classifiers.
-st.header("Synthetic vs natural training data")
+out.heading("Synthetic vs natural training data", 1)
 results = {}
 for clf in clf_keys:
     for label, share in (("synthetic only", 1.0), ("natural only", 0.0), (f"mix ({share_pct}% synthetic)",
@@ -92,34 +92,31 @@ gaps = [("**" if clf == classifier else "") + gap_sentence(results[(clf, "synthe
                                                            results[(clf, "natural only")], k)
         + ("**" if clf == classifier else "") for clf in clf_keys]
 for gap in gaps:
-    st.markdown(gap)
+    out.text(gap)
 summary = pd.DataFrame([{"classifier": CLASSIFIERS[clf], "trained on": label,
                          "synthetic images": r.n_train_synthetic, "natural photos": r.n_train_natural,
                          "accuracy on natural photos (%)": uc.fmt(r.accuracy, 1, 100.0),
                          "test photos": r.accuracy.n}
                         for (clf, label), r in results.items()])
-st.table(summary)  # wraps: every column in view on a projector
+out.numbers({f"{CLASSIFIERS[clf]} · {label}": [uc.scaled(r.accuracy, 100.0, f"accuracy (%), trained on "
+                                               f"{r.n_train_synthetic} synthetic + {r.n_train_natural} natural")]
+             for (clf, label), r in results.items()}, "Accuracy on the held-out natural photos", digits=1,
+            group_label="classifier · training data", table=summary)  # st.table wraps: every column in view
 acc_df = pd.DataFrame([{"training data": label, "classifier": CLASSIFIERS[clf], "value": r.accuracy.value,
                         "low": r.accuracy.low, "high": r.accuracy.high, "n": r.accuracy.n}
                        for (clf, label), r in results.items()])
 accuracy_chart = uc.interval_chart(acc_df, "training data", colour="classifier", reference=1 / k,
                                    title=f"Accuracy on held-out natural photos (dashed: chance, {1 / k:.2f})")
-st.altair_chart(accuracy_chart, key="accuracy")
 accuracy_note = (f"Each training set has up to {per_class} images per class, only their source differs. Test: "
                  f"{int(TEST_FRACTION * 100)}% of each class's natural photos, held out with a fixed split (seed 0), "
                  f"the same for every row; the natural training images come from the other half. Linear probe: "
                  f"logistic regression (L2, C = 1) on standardised embeddings; k-NN: k = {KNN_K}, cosine. Intervals: "
                  f"Wilson (continuity-corrected), the share of test photos classified correctly. "
                  f"{uc.LAB_DEFAULTS_NOTE}")
-st.caption(accuracy_note)
-report.heading("Synthetic vs natural training data").text("\n\n".join(gaps))
-report.numbers({f"{CLASSIFIERS[clf]} · {label}": [uc.scaled(r.accuracy, 100.0, f"accuracy (%), trained on "
-                                                  f"{r.n_train_synthetic} synthetic + {r.n_train_natural} natural")]
-                for (clf, label), r in results.items()}, "Accuracy on the held-out natural photos", digits=1,
-               group_label="classifier · training data").chart(accuracy_chart, caption=accuracy_note)
+out.chart(accuracy_chart, caption=accuracy_note, key="accuracy")
 
 # 2. Per class and the confusion matrix, for the chosen classifier.
-st.header(f"Per class: {CLASSIFIERS[classifier]}")
+out.heading(f"Per class: {CLASSIFIERS[classifier]}", 1)
 labels = ["synthetic only", "natural only", f"mix ({share_pct}% synthetic)"]
 per_class_df = pd.DataFrame([{"class": names[i], "training data": label,
                               "accuracy": float(results[(classifier, label)].per_class[i]),
@@ -132,7 +129,8 @@ per_class_chart = alt.Chart(per_class_df).mark_bar().encode(
     tooltip=["class:N", "training data:N", alt.Tooltip("accuracy:Q", format=".2f"), "test photos:Q"],
 ).properties(title="Accuracy per class on natural photos", height=alt.Step(20))
 with left:
-    st.altair_chart(per_class_chart, key="per_class")
+    out.chart(per_class_chart, key="per_class")
+    out.table(per_class_df, on_page=False)  # the page: the bars' tooltips
 with right:
     cm_keys = ["synthetic", "natural", "mix"]
     cm_key = st.selectbox("Confusion matrix of", cm_keys, key=uc.bound(PAGE, "cm", uc.url_choice("cm", cm_keys,
@@ -153,12 +151,11 @@ with right:
         # Steps, not a fixed size: Streamlit fits a fixed size around labels and title (the plot was squashed).
         title=f"Confusion matrix ({cm_label})", width=alt.Step(max(44, -(-160 // k))),
         height=alt.Step(max(44, -(-160 // k))))
-    st.altair_chart(confusion_chart, key="confusion", width="content")
-report.heading(f"Per class: {CLASSIFIERS[classifier]}").chart(per_class_chart).table(per_class_df)
-report.chart(confusion_chart, caption="Held-out natural photos by true and predicted class.")
+    out.chart(confusion_chart, caption="Held-out natural photos by true and predicted class.", key="confusion",
+              width="content")
 
 # 3. Learning curve.
-st.header("Learning curve")
+out.heading("Learning curve", 1)
 curve = curve_of(syn_x, syn_y, nat_x, nat_y, per_class, classifier)
 curve_df = pd.DataFrame([{"images per class": n, "training data": f"{cond} only", "accuracy": e.value,
                           "low": e.low, "high": e.high, "test photos": e.n} for n, cond, e in curve])
@@ -175,19 +172,18 @@ curve_chart = (base.mark_line(point=True).encode(
     + base.mark_errorbar().encode(y=alt.Y("low:Q", title="accuracy"), y2="high:Q")).properties(
     # One line: a two-line title is clipped at the top.
     title=f"Learning curve ({CLASSIFIERS[classifier]})", height=380)
-st.altair_chart(curve_chart, key="curve")
 curve_note = ("Natural-only points stop at the size of the natural training half. If the synthetic curve flattens "
               "below the natural one, more synthetic images of the same kind do not close the gap.")
-st.caption(curve_note)
-report.heading("Learning curve").chart(curve_chart, caption=curve_note)
-report.numbers(curve_df.rename(columns={"accuracy": "value", "low": "95% low", "high": "95% high", "test photos": "n"}),
-               "Accuracy (training data · images per class)", labels=["training data", "images per class"])
+out.chart(curve_chart, caption=curve_note, key="curve")
+out.numbers(curve_df.rename(columns={"accuracy": "value", "low": "95% low", "high": "95% high", "test photos": "n"}),
+            "Accuracy (training data · images per class)", labels=["training data", "images per class"])  # the tooltips
 
 
 # 4. Diversity vs accuracy (click a class).
 @st.fragment
 def diversity_vs_accuracy() -> None:
-    st.header("Diversity vs accuracy")
+    # Keyed blocks: a click reruns this fragment alone, which replaces them.
+    out.heading("Diversity vs accuracy", 1, key="div_heading")
     on_syn = results[(classifier, "synthetic only")]
     rows = []
     for i, c in enumerate(exp.classes):
@@ -209,13 +205,11 @@ def diversity_vs_accuracy() -> None:
     labels_layer = alt.Chart(df).mark_text(dx=10, align="left").encode(x="relative diversity:Q", y="accuracy:Q",
                                                                        text="class:N")
     # A little padding at the top: Vega drew this chart's title 6 px above its drawing, where it was clipped.
-    event = st.altair_chart((chart + labels_layer).properties(padding={"top": 8, "left": 5, "right": 5, "bottom": 5}),
-                            key="diversity_accuracy", on_select="rerun")
+    event = out.chart((chart + labels_layer).properties(padding={"top": 8, "left": 5, "right": 5, "bottom": 5}),
+                      "Diversity of each class's synthetic set vs its accuracy", key="diversity_accuracy",
+                      on_select="rerun", lighter=chart + labels_layer)
     picked = (event or {}).get("selection", {}).get(CLASS_SELECTION) or []
-    # Keyed blocks: a click reruns this fragment alone, which replaces them.
-    report.heading("Diversity vs accuracy", key="div_heading")
-    report.chart(chart + labels_layer, "Diversity of each class's synthetic set vs its accuracy", key="div_chart")
-    report.table(df, key="div_table")
+    out.table(df, key="div_table", on_page=False)  # the page: the points' tooltips
     correlation = ""
     if len(df) >= 3 and df["relative diversity"].notna().all():
         r = float(np.corrcoef(df["relative diversity"], df["accuracy"])[0, 1])
@@ -223,20 +217,17 @@ def diversity_vs_accuracy() -> None:
                        f"accuracy rests on {int(df['test photos'].min())}+ test photos). The paper's lens: classes "
                        f"whose synthetic images are less diverse should transfer worse. Vendi of the first n "
                        f"synthetic images over Vendi of n natural photos drawn with seed 0 (Vendi grows with n).")
-        st.caption(correlation)
-    report.text(correlation, key="div_correlation")
+    (out.caption if correlation else out.note)(correlation, key="div_correlation")
     chosen = next((p["class"] for p in picked if p.get("class") in exp.names), None)
     if chosen is None:
         st.info("Click a point to see that class's images.")
-        report.text("", key="div_synthetic").text("", key="div_natural")
+        out.note("", key="div_synthetic").note("", key="div_natural")
         return
     c = exp.classes[exp.names.index(chosen)]
     shown = {f"{chosen}: synthetic images (prompt '{c.prompt}')": (uc.thumbs(c.synthetic, 160), c.synthetic.labels),
              f"{chosen}: natural photos": (uc.thumbs(c.natural, 160)[:16], c.natural.labels[:16])}
     for (title, (jpegs, captions)), key in zip(shown.items(), ("div_synthetic", "div_natural")):
-        st.text(title)  # names a class and its prompt: plain text
-        uc.image_grid(jpegs, captions)
-        report.images(jpegs, captions, title, key=key)
+        out.images(jpegs, captions, title, key=key)  # the title names a class and its prompt: plain text
 
 
 diversity_vs_accuracy()
@@ -259,9 +250,8 @@ def clip_filter_section() -> dict:
         st.caption("Off. Turn it on to see which generated images CLIP rejects and whether a classifier trained on "
                    "the rest does better on the natural photos.")
         return {"CLIP filter": "off"}
-    uc.show_citation(PRESETS["he2023"])
-    report.heading("CLIP filter (He et al., ICLR 2023)")
-    uc.cite_presets(report, [PRESETS["he2023"]])
+    out.heading("CLIP filter (He et al., ICLR 2023)", 1, on_page=False)  # the page's stands above the toggle
+    uc.cite_presets(out, [PRESETS["he2023"]], on_page=True)
     default = default_threshold(k)
     threshold = st.slider("Threshold on the confidence", 0.0, 1.0, step=0.01, format="%.3f",
                           key=uc.bound(PAGE, "cf_t", float(uc.url_number("cf_t", default, 0.0, 1.0)), f"k{k}"),
@@ -281,20 +271,18 @@ def clip_filter_section() -> dict:
         return {"CLIP filter": "on", "threshold": threshold}
     result = clip_filter(confidences(syn_x, texts, syn_y, LOGIT_SCALE), syn_y, threshold)
     filter_line = f"**{md_literal(filter_reading(result, k))}**"
-    st.markdown(filter_line)
+    out.text(filter_line)
     c1, c2, c3 = st.columns(3)
     c1.metric("kept", f"{int(result.kept.sum())} of {len(syn_x)}")
     c2.metric("filtered out", int(result.dropped.sum()))
     c3.metric("threshold", f"{threshold:.3f}" + (" (1/K)" if abs(threshold - default) <= 1e-9 else ""))
     filtered = pd.DataFrame(per_class_rows(result, syn_y, names))
-    st.dataframe(filtered, hide_index=True)
     filter_note = (f"Confidence = softmax over the {k} texts 'a photo of a {{class}}.' of {LOGIT_SCALE:g} x cosine "
                    f"(CLIP's logit scale), at the image's own class; an image passes when its confidence is above "
                    f"the threshold. The authors' script then keeps exactly 800 per class; the lab keeps every image "
                    f"that passes and tops a class up to its {MIN_KEEP} most confident when fewer pass (the lab's own "
                    f"choice, so every class can still be learned).")
-    st.caption(filter_note)
-    report.text(filter_line).table(filtered, caption=filter_note)
+    out.table(filtered, caption=filter_note)
 
     # Accuracy on the natural photos: unfiltered vs filtered, and a random subset of the filtered set's size.
     random_mask = same_size_random(syn_y, result.kept)
@@ -313,37 +301,33 @@ def clip_filter_section() -> dict:
                   f"{100 * acc['value'][1]:.0f}% of the held-out natural photos correctly, against "
                   f"{100 * acc['value'][0]:.0f}% unfiltered ({delta:+.0f} points); a random subset of the same size "
                   f"gets {100 * acc['value'][2]:.0f}%.")
-    st.markdown(comparison)
-    st.dataframe(acc.drop(columns="value"), hide_index=True)
+    out.text(comparison)
     comparison_note = ("Same held-out natural photos, same classifier and split as above; only the synthetic "
                        "training images differ. The random subset separates 'the filter picks better images' from "
                        "'fewer images'.")
-    st.caption(comparison_note)
-    report.text(comparison).numbers(accuracies, caption=comparison_note, digits=1, group_label="training set")
+    out.numbers(accuracies, caption=comparison_note, digits=1, group_label="training set",
+                table=acc.drop(columns="value"), dataframe=True)
 
-    st.subheader("Filtered out, per class")
-    report.heading("Filtered out, per class", 3)
+    out.heading("Filtered out, per class", 3, page_level=2)
     for i, c in enumerate(exp.classes):
         rows_i = np.flatnonzero(syn_y == i)
-        out = [j for j in rows_i if result.dropped[j]]
-        if not out:
-            st.caption(f"{md_literal(c.name)}: nothing filtered out.")
-            report.text(f"{md_literal(c.name)}: nothing filtered out.")
+        dropped = [j for j in rows_i if result.dropped[j]]
+        if not dropped:
+            out.caption(f"{md_literal(c.name)}: nothing filtered out.")
             continue
-        line = f"**{md_literal(c.name)}**: {len(out)} of {len(rows_i)} filtered out"
-        st.markdown(line)
+        line = f"**{md_literal(c.name)}**: {len(dropped)} of {len(rows_i)} filtered out"
+        out.text(line)
         jpegs = uc.thumbs(c.synthetic)
-        shown = out[:16]
+        shown = dropped[:16]
         images = ([jpegs[j - rows_i[0]] for j in shown],
                   [f"{c.synthetic.labels[j - rows_i[0]].split(' · ', 1)[-1]} · conf {result.confidence[j]:.2f}"
                    for j in shown])
-        uc.image_grid(*images)
-        report.text(line).images(*images)
+        out.images(*images)
     return {"CLIP filter": "on", "threshold": threshold, "logit scale": LOGIT_SCALE, "top-up to": MIN_KEEP}
 
 
 filter_settings = clip_filter_section()
-uc.finish_report(report, exp, PAGE, presets=(PRESETS["he2023"],) if filter_settings["CLIP filter"] == "on" else (),
+uc.finish_report(out, exp, PAGE, presets=(PRESETS["he2023"],) if filter_settings["CLIP filter"] == "on" else (),
                  settings={"classifier": classifier, "mixed training set: synthetic share (%)": share_pct,
                            "confusion matrix of": cm_label, **filter_settings, "k-NN k": KNN_K,
                            "test fraction": TEST_FRACTION},

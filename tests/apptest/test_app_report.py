@@ -18,6 +18,7 @@ from unittest import mock
 from app_support import table_elements
 from report_support import ParsedHTML, assert_self_contained
 from streamlit.runtime.media_file_manager import MediaFileManager
+from streamlit.runtime.scriptrunner import RerunData
 from streamlit.testing.v1 import AppTest
 
 from core.analysis.stats import Estimate
@@ -155,6 +156,28 @@ def test_the_report_link_is_the_browsers_address_of_the_page():
     assert base == "https://lab.example.org/ddl/diversity"
     assert {"prompt=a+photo+of+a+tench", "n=4", "ref_class=tench", "map=pca"} <= set(query.split("&"))
 
+
+
+def test_the_diversity_reports_settings_follow_the_projection_the_map_fragment_chose():
+    """Picking t-SNE reruns only the map's fragment: the report (already offered by the full run) must say t-SNE in its
+    settings and its link, under the t-SNE figure (it said "projection: pca")."""
+    at, downloads = open_page("pages/diversity.py", DIVERSITY)
+    fragments = list(at._fragment_storage._fragments)  # the page has one fragment: the heatmap and the map
+    assert len(fragments) == 1
+
+    def fragment_rerun(**kwargs):  # what the browser asks for when a widget inside a fragment changes
+        return RerunData(**kwargs, fragment_id_queue=list(fragments), is_fragment_scoped_rerun=True)
+
+    radio = next(r for r in at.radio if r.label == "Projection")
+    radio.set_value("tsne")
+    with mock.patch("streamlit.testing.v1.local_script_runner.RerunData", side_effect=fragment_rerun):
+        at.run()
+    assert not at.exception, at.exception
+    assert not any(b.label == REPORT_BUTTONS[0] for b in at.get("download_button"))  # only the fragment ran
+    doc = ParsedHTML(downloads.report(".html").decode())
+    assert doc.rows_with("projection", "tsne") and not doc.rows_with("projection", "pca")
+    assert any(a["alt"].startswith("CLIP image embeddings (t-SNE") for a, _, _ in doc.images())
+    assert "map=tsne" in next(a["href"] for t, a in doc.tags if t == "a")
 
 # -- Ambiguity ---------------------------------------------------------------------------------------------------------
 def test_ambiguity_report_holds_shares_entropy_calibration_and_clusters():

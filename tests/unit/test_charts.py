@@ -67,7 +67,6 @@ def test_a_collapsed_facet_gets_a_readable_axis(recall_high):
     """The recall panel, every value 0: its axis read a single "0.000000" (or ticks at 1e-17) while the other panels
     were fine. Each panel now has its own range: a share's whole [0, 1], with plain tick labels."""
     from app.classes import interval_chart
-
     from core.analysis.compare import BOUNDED_RANGES
 
     chart = interval_chart(_distances(recall_high), "class", title="Distances", facet="statistic", width=220,
