@@ -135,6 +135,8 @@ def test_diversity_statistics_chart_fills_the_main_column(e2e_browser, app_serve
         page.wait_for_selector("[data-testid='stMain'] h1")
         wait_idle(page, PAGE_TIMEOUT_MS, settle_ms=500)
         page.wait_for_function(CHARTS_DRAWN_JS)
+        # The statistics chart comes after the embeddings: on a busy machine the first charts are drawn before it.
+        page.wait_for_function(f"() => ({STATISTICS_WIDTH_JS})().chart !== null")
         measured = page.evaluate(STATISTICS_WIDTH_JS)
     finally:
         context.close()
