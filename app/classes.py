@@ -35,13 +35,13 @@ from core.analysis.classes import (
     format_user_lexicon,
     parse_user_lexicon,
     prompt_ensemble,
-    text_embeddings,
     validate_spec,
 )
 from core.analysis.diversity import THUMB_SIZE, natural_set, synthetic_set
 from core.analysis.stats import Estimate
 from core.pipeline import config
 from core.pipeline.cache import data_uri, key_of
+from core.pipeline.embed import text_embeddings
 from core.pipeline.generate import MAX_IMAGES
 from core.pipeline.models import ModelUnavailableError, clip_key
 from core.pipeline.natural import DownloadError, NaturalFolder, download_reference_set, open_rgb, reference_sources

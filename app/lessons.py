@@ -25,13 +25,13 @@ from core.analysis.adherence import score_histogram, score_reading, score_rows
 from core.analysis.ambiguity import grouped_by_sense, share_rows, variant_shares_chart
 from core.analysis.ambiguity import reading as ambiguity_reading
 from core.analysis.classes import NATURAL_SEED
-from core.analysis.classes import text_embeddings as prompt_embeddings
 from core.analysis.diversity import natural_set, synthetic_set, thumbnails
 from core.analysis.diversity import reading as diversity_reading
 from core.analysis.stats import diversity_statistics
-from core.analysis.zeroshot import assign, class_vectors, clip_scores, score_estimate, text_embeddings
+from core.analysis.zeroshot import assign, class_vectors, clip_scores, score_estimate
 from core.pipeline import config
 from core.pipeline.cache import Cache
+from core.pipeline.embed import text_embeddings
 from core.pipeline.generate import cached_alternatives
 from core.pipeline.models import ModelUnavailableError, clip_key, generator_present, unavailable_models
 from core.pipeline.natural import DownloadError, NaturalFolder, download_reference_set, reference_sources
@@ -349,7 +349,7 @@ def _geometry(ctx: Context) -> Answer:
     syn, nat = _per_class(ctx)
     spec = ctx.exp.class_spec(ctx.natural.source)
     prompts = spec.prompts()
-    texts = prompt_embeddings(ctx.cache, ctx.ckey, [prompts[c] for c in ctx.exp.classes], ctx.get_clip)
+    texts = text_embeddings(ctx.cache, ctx.ckey, [prompts[c] for c in ctx.exp.classes], ctx.get_clip)
     rows = _closeness(tuple(ctx.exp.classes), syn, nat, texts)
     chart = uc.interval_chart(rows, "class", colour="source", width=440)
     return Answer(closeness_reading(rows), chart, rows)

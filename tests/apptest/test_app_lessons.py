@@ -24,12 +24,12 @@ from streamlit.testing.v1 import AppTest
 from core.analysis.adherence import HISTOGRAM_TITLE, score_rows
 from core.analysis.ambiguity import SHARES_TITLE, share_rows
 from core.analysis.classes import NATURAL_SEED
-from core.analysis.classes import text_embeddings as prompt_embeddings
 from core.analysis.diversity import embed_set, natural_set, synthetic_set
 from core.analysis.stats import diversity_statistics
 from core.analysis.zeroshot import assign, class_vectors, clip_scores
 from core.pipeline.cache import Cache
 from core.pipeline.config import DeviceSpec
+from core.pipeline.embed import text_embeddings
 from core.pipeline.generate import cached_images, resolve_settings
 from core.pipeline.models import clip_key
 from core.pipeline.natural import NaturalFolder
@@ -240,7 +240,6 @@ def test_adherence_lesson_scores_match_core_and_the_adherence_page(cached):
 
 
 def text_vector(data: Cached, text: str) -> np.ndarray:
-    from core.analysis.zeroshot import text_embeddings
 
     return text_embeddings(data.cache, data.ckey, [text], _no_clip)[0]
 
@@ -309,7 +308,7 @@ def test_geometry_lesson_closeness_matches_core_and_the_clip_geometry_page(cache
     prompts = [r.prompt for r in data.exp.requests(SOURCE)]
     expected = closeness_rows(data.exp.classes, {"synthetic": [data.embed(s) for s in data.sets],
                                                  "natural": [data.embed(data.natural(c)) for c in data.exp.classes]},
-                              prompt_embeddings(data.cache, data.ckey, prompts, _no_clip))
+                              text_embeddings(data.cache, data.ckey, prompts, _no_clip))
     pd.testing.assert_frame_equal(rows[list(expected.columns)], expected, check_dtype=False)
     assert "classes the generated images' centre sits closer to the prompt" in texts(at.markdown)
 

@@ -47,10 +47,9 @@ from core.analysis.zeroshot import (
     entropy,
     entropy_estimate,
     share_estimates,
-    text_embeddings,
 )
 from core.pipeline.cache import Cache
-from core.pipeline.embed import embed_texts
+from core.pipeline.embed import embed_texts, text_embeddings
 
 
 def unit(x: np.ndarray) -> np.ndarray:

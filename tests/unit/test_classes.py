@@ -1,6 +1,8 @@
 """The class-list experiment spec: URL round trip, tampered links, prompts from the template table, validation,
 stacking, and prompt embeddings kept in the disk cache."""
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -20,8 +22,6 @@ from core.analysis.classes import (
     parse_user_lexicon,
     prompt_ensemble,
     prompt_for,
-    text_cache_key,
-    text_embeddings,
     validate_spec,
 )
 from core.analysis.diversity import ImageSet
@@ -124,7 +124,7 @@ def test_experiment_stacks_sources_in_class_order():
 
 def test_text_embeddings_are_cached_and_never_collide_with_images(tmp_path, tiny_clip):
     from core.pipeline.cache import Cache
-    from core.pipeline.embed import embed_texts
+    from core.pipeline.embed import embed_texts, text_embeddings, text_key
 
     cache = Cache(tmp_path)
     loads = []
@@ -138,7 +138,47 @@ def test_text_embeddings_are_cached_and_never_collide_with_images(tmp_path, tiny
     second = text_embeddings(cache, tiny_clip.key, prompts[::-1], get_clip)
     assert np.allclose(first, embed_texts(tiny_clip, prompts), atol=1e-6)
     assert np.array_equal(second, first[::-1]) and loads == [1]
-    assert text_cache_key("x").startswith("text:") and len(text_cache_key("x")) == 5 + 64
+    assert len(text_key("x")) == 64 and text_key("x") != hashlib.sha256(b"x").hexdigest()
+
+
+def _embedding_keys(cache) -> list[str]:
+    with cache._connect() as db:
+        return sorted(k for (k,) in db.execute("SELECT image_sha256 FROM embeddings"))
+
+
+def test_a_prompt_embedded_by_the_class_pages_and_by_zero_shot_is_stored_once(tmp_path, tiny_clip):
+    """One home for a text's embedding: the Synthetic vs natural pages (a class prompt) and the zero-shot pages
+    (class vectors from templates) reach the same row, so the second path needs no CLIP model."""
+    from core.analysis.zeroshot import class_vectors
+    from core.pipeline.cache import Cache
+    from core.pipeline.embed import text_embeddings, text_key
+
+    cache = Cache(tmp_path)
+    prompt = "a photo of a tench."
+    text_embeddings(cache, tiny_clip.key, [prompt], lambda: tiny_clip)
+    assert _embedding_keys(cache) == [text_key(prompt)]
+
+    def no_clip():
+        raise AssertionError("the text was cached: no CLIP model needed")
+
+    class_vectors(cache, tiny_clip.key, ["tench"], no_clip, templates=("a photo of a {}.",))
+    assert _embedding_keys(cache) == [text_key(prompt)]
+
+
+def test_a_text_cached_under_the_old_class_page_key_is_still_read(tmp_path, tiny_clip):
+    from core.pipeline.cache import Cache
+    from core.pipeline.embed import embed_texts, legacy_text_key, text_embeddings
+
+    cache = Cache(tmp_path)
+    prompt = "a photo of a church"
+    vector = embed_texts(tiny_clip, [prompt])[0]
+    cache.put_embeddings(tiny_clip.key, {legacy_text_key(prompt): vector})
+    assert legacy_text_key(prompt) == "text:" + hashlib.sha256(prompt.encode()).hexdigest()
+
+    def no_clip():
+        raise AssertionError("the old row answers: no CLIP model needed")
+
+    assert np.array_equal(text_embeddings(cache, tiny_clip.key, [prompt], no_clip)[0], vector)
 
 
 # -- Sariyildiz et al. 2023's templates, WordNet data, backgrounds, the user's lexicon ------------------------------
