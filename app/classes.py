@@ -28,8 +28,8 @@ from core.analysis.classes import (
     NATURAL_SEED,
     PLACES365_BACKGROUNDS,
     ClassData,
+    ClassListData,
     ClassListSpec,
-    Experiment,
     background_for,
     default_classes,
     format_user_lexicon,
@@ -143,7 +143,7 @@ def _classes_of(folder: NaturalFolder) -> list[str]:
         return []
 
 
-def experiment(page_key: str, page_params: tuple[str, ...] = (), min_classes: int = 1) -> LoadedExperiment:
+def experiment(page_key: str, page_params: tuple[str, ...] = (), min_classes: int = 1) -> LoadedClassList:
     """Draw the experiment form, read the settings (URL or form), make or fetch the synthetic images, sample the
     natural photos, embed everything (with progress when something is new) and return the experiment. Stops the
     page (with a message saying what to do) when there is nothing to analyse yet."""
@@ -317,7 +317,7 @@ def show_citation(preset: Preset, spec=None) -> None:
 
 
 @dataclass
-class LoadedExperiment(Experiment):
+class LoadedClassList(ClassListData):
     """The experiment as the pages get it, with what its report needs besides: the generation settings of every
     run behind its images (model revision, scheduler, library versions) and the lines the page showed about them."""
 
@@ -325,7 +325,7 @@ class LoadedExperiment(Experiment):
     captions: list[str] = field(default_factory=list)  # the run line (generator, revision, CLIP...) and notes
 
 
-def _load(spec: ClassListSpec, folder: NaturalFolder, generate: bool, min_classes: int) -> LoadedExperiment:
+def _load(spec: ClassListSpec, folder: NaturalFolder, generate: bool, min_classes: int) -> LoadedClassList:
     groups = spec.class_requests()
     flat = [req for _, reqs in groups for req in reqs]
     all_runs = iter(ui.runs(flat, generate=generate))
@@ -402,13 +402,13 @@ def _load(spec: ClassListSpec, folder: NaturalFolder, generate: bool, min_classe
         st.warning(f"This analysis needs at least {min_classes} class(es) with images; {len(classes)} have them. "
                    f"Press **Generate missing images and analyse**, or choose more classes.")
         st.stop()
-    exp = LoadedExperiment(spec, classes, notes, [run.settings for _, runs in runs_by_class for run in runs],
+    exp = LoadedClassList(spec, classes, notes, [run.settings for _, runs in runs_by_class for run in runs],
                            captions)
     counts_table(exp)
     return exp
 
 
-def counts_table(exp: Experiment) -> None:
+def counts_table(exp: ClassListData) -> None:
     counts = pd.DataFrame(exp.counts())
     total_syn, total_nat = int(counts["synthetic images"].sum()), int(counts["natural photos"].sum())
     with st.expander(f"Images behind every number: {total_syn} synthetic + {total_nat} natural in "
@@ -440,7 +440,7 @@ def preset_lab_choices(presets: list[Preset]) -> dict[str, str]:
             for p in presets for s in p.settings if s.origin == ORIGIN_LAB}
 
 
-def report_for(exp: LoadedExperiment, page_key: str) -> Report:
+def report_for(exp: LoadedClassList, page_key: str) -> Report:
     """A class-list page's report, opened with what the page shows above its analyses: the run line, the images
     behind every number and the citation of a paper's settings the run used. The page adds its sections, then
     calls `finish_report`."""
@@ -480,7 +480,7 @@ def class_lab_defaults(spec: ClassListSpec) -> dict[str, str]:
     return out
 
 
-def finish_report(report: Report, exp: LoadedExperiment, page_key: str, *, settings: dict | None = None,
+def finish_report(report: Report, exp: LoadedClassList, page_key: str, *, settings: dict | None = None,
                   defaults: dict[str, str] | None = None, presets: tuple[Preset, ...] = ()) -> None:
     """The end of a class-list page's report (every setting, the models' revisions and the library versions, the
     defaults that are the lab's own choice), then its two download buttons. `settings` and `defaults`: the page's

@@ -22,11 +22,9 @@ from app import classes as uc
 from app import report as ui_report
 from app import ui
 from core.analysis.adherence import score_histogram, score_reading, score_rows
-from core.analysis.ambiguity import grouped_by_sense, share_rows, variant_shares_chart
-from core.analysis.ambiguity import reading as ambiguity_reading
+from core.analysis.ambiguity import grouped_by_sense, senses_reading, share_rows, variant_shares_chart
 from core.analysis.classes import NATURAL_SEED
-from core.analysis.diversity import natural_set, synthetic_set, thumbnails
-from core.analysis.diversity import reading as diversity_reading
+from core.analysis.diversity import diversity_reading, natural_set, synthetic_set, thumbnails
 from core.analysis.stats import diversity_statistics
 from core.analysis.zeroshot import assign, class_vectors, clip_scores, score_estimate
 from core.pipeline import config
@@ -43,8 +41,8 @@ from core.present.lessons import (
     LESSONS,
     PAPER,
     PAPER_URL,
-    Experiment,
     Lesson,
+    LessonExperiment,
     closeness_reading,
     closeness_rows,
     pick_natural_source,
@@ -147,7 +145,7 @@ class Natural:
     folder: NaturalFolder
 
 
-def _natural(exp: Experiment) -> tuple[Natural | None, bool]:
+def _natural(exp: LessonExperiment) -> tuple[Natural | None, bool]:
     """(the natural-photo source holding every class the lesson needs, ready). Not ready: the page said why (and
     offered the Imagenette download)."""
     needed = exp.natural_classes()
@@ -187,7 +185,7 @@ def _natural_set(natural: Natural, class_name: str, n: int):
 
 
 # -- the run: one click, or nothing when the cache has it ------------------------------------------------------------
-def _runs(exp: Experiment, requests) -> list[ui.Run] | None:
+def _runs(exp: LessonExperiment, requests) -> list[ui.Run] | None:
     """The lesson's runs when the cache holds every image (at once, no click), or after the click made the missing
     ones; None while the button waits. Before the click, ui.runs is asked only when it can answer without
     downloading: the weights are here, or every run has cached images of its recipe (e.g. from a demo pack made on
@@ -244,7 +242,7 @@ class Context:
     """What every answer reads: the lesson, its experiment (models included), its runs and natural photos."""
 
     lesson: Lesson
-    exp: Experiment
+    exp: LessonExperiment
     runs: list
     natural: Natural | None
     cache: Cache
@@ -285,7 +283,7 @@ def _ambiguity(ctx: Context) -> Answer:
                f"{len(sets[0])} images",
                [jpegs[i] for i in members], [sets[0].labels[i] for i in members])
               for sense, members in grouped_by_sense(assignments[0], names)]
-    return Answer(ambiguity_reading(variants[0].prompt, assignments[0], names), variant_shares_chart(shares),
+    return Answer(senses_reading(variants[0].prompt, assignments[0], names), variant_shares_chart(shares),
                   shares, strips)
 
 
@@ -392,7 +390,7 @@ def _show_answer(ctx: Context) -> Answer | None:
 
 
 # -- the page ----------------------------------------------------------------------------------------------------------
-def _settings(lesson: Lesson, exp: Experiment, natural: Natural | None, chosen: bool) -> None:
+def _settings(lesson: Lesson, exp: LessonExperiment, natural: Natural | None, chosen: bool) -> None:
     with st.expander("Settings used"):
         left, right = st.columns(2)
         for column, (name, registry), label in zip((left, right), MODEL_PARAMS.items(), ("Generator", "CLIP model")):

@@ -24,7 +24,7 @@ from core.analysis.ambiguity import (
     format_senses,
     grouped_by_sense,
     parse_senses,
-    reading,
+    senses_reading,
     share_rows,
     validate_ambiguity,
     variant_shares_chart,
@@ -195,7 +195,7 @@ except (ModelUnavailableError, ValueError, OSError) as exc:
 assignments = [assign(x, sense_vectors) for x in embeddings]
 
 st.subheader("Which sense does the model draw?")
-sense_reading = f"**{md_literal(reading(variants[0].prompt, assignments[0], names))}**"  # quotes the prompt
+sense_reading = f"**{md_literal(senses_reading(variants[0].prompt, assignments[0], names))}**"  # quotes the prompt
 st.markdown(sense_reading)
 shares = share_rows(variants, assignments, names)
 shares_chart = variant_shares_chart(shares)

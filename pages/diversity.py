@@ -10,11 +10,11 @@ from app import ui
 from core.analysis.diversity import (
     PREVIEW_SIZE,
     curve_rows,
+    diversity_reading,
     equal_n_estimates,
     export_zip,
     map_points,
     natural_set,
-    reading,
     statistics_table,
     synthetic_set,
     thumbnails,
@@ -232,7 +232,7 @@ except ValueError as exc:  # NaN or zero-norm embeddings: name them rather than 
 report.heading("Diversity statistics")
 if natural is not None:
     # Vendi grows with n: the sentence compares both sets at the smaller n (the larger one subsampled).
-    vendi_line = reading(*([e] for e in equal_n_estimates(syn_emb, nat_emb)))
+    vendi_line = diversity_reading(*([e] for e in equal_n_estimates(syn_emb, nat_emb)))
     st.markdown(f"**{vendi_line}**")
     report.text(f"Natural reference: {natural_line}").text(f"**{vendi_line}**")
     if len(nat_emb) != len(syn_emb):

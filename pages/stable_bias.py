@@ -25,10 +25,10 @@ from core.analysis.bias import (
     cluster_name,
     cluster_table,
     cluster_tree,
+    clusters_reading,
     cut_tree_at,
     exemplars,
     is_nested,
-    reading,
     table_for_display,
     validate_bias_spec,
 )
@@ -190,7 +190,7 @@ k = st.radio("Clusters", ks, horizontal=True, format_func=lambda v: f"{v} cluste
 st.query_params["k"] = str(k)
 st.session_state[URL_KEY] = st.query_params.to_dict()
 table = cluster_table(labels_by_k[k], image_prompts, prompts, k)
-table_reading = f"**{md_literal(reading(table))}**"  # quotes prompts
+table_reading = f"**{md_literal(clusters_reading(table))}**"  # quotes prompts
 st.markdown(table_reading)
 heatmap = cluster_heatmap(table, prompts)
 st.altair_chart(heatmap, key="bias_heatmap", width="stretch")

@@ -323,7 +323,7 @@ def entropy_rows(variants: Sequence[Variant], assignments: Sequence[Assignment],
     return pd.DataFrame(rows)
 
 
-def reading(prompt: str, assignment: Assignment, names: Sequence[str]) -> str:
+def senses_reading(prompt: str, assignment: Assignment, names: Sequence[str]) -> str:
     """One sentence on the bare prompt's sense distribution, honest about the interval."""
     if len(assignment) == 0:
         return f"No images of '{prompt}' yet."

@@ -297,7 +297,7 @@ def exemplars(embeddings: np.ndarray, labels: np.ndarray, m: int = EXEMPLARS) ->
     return out
 
 
-def reading(table: ClusterTable) -> str:
+def clusters_reading(table: ClusterTable) -> str:
     """One line: the most concentrated prompt and the most spread one at this cut."""
     prompts = [p for p in table.counts.columns if p != ALL]
     if not prompts:

@@ -2,7 +2,7 @@
 
 One spec (`ClassListSpec`, what the URL holds) -> one or more RunRequests per class (synthetic images, through the
 cache) plus a fixed sample of natural photos per class from a reference folder -> CLIP embeddings of both and of each
-class's prompt text (`ClassData`, `Experiment`). The analyses (core.analysis.compare, core.analysis.probe,
+class's prompt text (`ClassData`, `ClassListData`). The analyses (core.analysis.compare, core.analysis.probe,
 core.analysis.geometry) take the arrays; nothing here imports streamlit.
 
 Prompt templates are data (`CLASS_TEMPLATES`). Two families:
@@ -415,7 +415,7 @@ class ClassData:
 
 
 @dataclass
-class Experiment:
+class ClassListData:
     spec: ClassListSpec
     classes: list[ClassData]
     notes: list[str] = field(default_factory=list)  # what was left out and why, shown by the pages

@@ -104,7 +104,7 @@ def curve_rows(named: dict[str, np.ndarray], name: str = "Vendi score") -> pd.Da
     return pd.DataFrame(rows, columns=["source", "n", "value", "sd"])
 
 
-def reading(synthetic: list[Estimate], natural: list[Estimate]) -> str:
+def diversity_reading(synthetic: list[Estimate], natural: list[Estimate]) -> str:
     """One sentence comparing the Vendi scores of the two sets, honest about overlap. Vendi grows with n: sets of
     different sizes get no verdict (compare them with `equal_n_estimates`)."""
     syn = next(e for e in synthetic if e.name == "Vendi score")

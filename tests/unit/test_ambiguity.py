@@ -31,7 +31,7 @@ from core.analysis.ambiguity import (
     parse_senses,
     photo_labels,
     preset_request,
-    reading,
+    senses_reading,
     share_rows,
     validate_ambiguity,
     validate_senses,
@@ -111,9 +111,9 @@ def test_images_grouped_by_sense_least_confident_first():
 
 def test_reading_names_the_dominant_sense_and_the_entropy_scale():
     images, centroids, _ = planted(2, 6)
-    text = reading("a photo of a crane", assign(images[:6], centroids), ["bird", "machine"])
+    text = senses_reading("a photo of a crane", assign(images[:6], centroids), ["bird", "machine"])
     assert "6 of 6 images to 'bird'" in text and "nats" in text and "ln 2 = 0.69" in text and "rule of three" in text
-    mixed = reading("a photo of a crane", assign(images, centroids), ["bird", "machine"])
+    mixed = senses_reading("a photo of a crane", assign(images, centroids), ["bird", "machine"])
     assert "No sense clearly dominates" in mixed
 
 

@@ -14,8 +14,8 @@ from core.analysis.classes import (
     PLACES365_BACKGROUNDS,
     WORDNET_IMAGENETTE,
     ClassData,
+    ClassListData,
     ClassListSpec,
-    Experiment,
     background_for,
     default_classes,
     format_user_lexicon,
@@ -113,7 +113,7 @@ def test_experiment_stacks_sources_in_class_order():
     rng = np.random.default_rng(0)
     classes = [ClassData(name, name, image_set(n), image_set(m), rng.normal(size=(n, 4)), rng.normal(size=(m, 4)),
                          rng.normal(size=4)) for name, n, m in (("a", 2, 3), ("b", 4, 5))]
-    exp = Experiment(spec(), classes)
+    exp = ClassListData(spec(), classes)
     x, y = exp.stacked("synthetic")
     assert x.shape == (6, 4) and list(y) == [0, 0, 1, 1, 1, 1]
     x, y = exp.stacked("natural")
