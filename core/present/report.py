@@ -48,8 +48,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from core.analysis.diversity import environment_versions
 from core.analysis.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Estimate
+from core.pipeline.config import library_versions
 from core.present.markup import md_literal
 
 LAB_NAME = "Diffusion Diversity Lab"
@@ -126,11 +126,6 @@ def flatten_settings(settings: Mapping[str, Any], prefix: str = "") -> list[tupl
         else:
             rows.append((f"{prefix}{name}", _setting_text(value)))
     return rows
-
-
-def library_versions() -> dict[str, str]:
-    """Python and the installed versions of REPORT_LIBRARIES (those not installed are left out)."""
-    return environment_versions(REPORT_LIBRARIES)
 
 
 def slug(text: str, limit: int = 48) -> str:
@@ -747,7 +742,8 @@ def provenance_rows(generation: Any = (), clip: Any = None, clip_key: str = "",
             rows.append(("CLIP embedding key", clip_key))
     for name, value in (extra or {}).items():
         rows.append((name, _setting_text(value)))
-    rows.append(("libraries (this report)", ", ".join(f"{k} {v}" for k, v in library_versions().items())))
+    versions = library_versions(REPORT_LIBRARIES)
+    rows.append(("libraries (this report)", ", ".join(f"{k} {v}" for k, v in versions.items())))
     return rows
 
 
