@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import altair as alt
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -517,21 +516,13 @@ def thumb_uris(image_set, size: int = THUMB_SIZE) -> list[str]:
 
 
 def fmt(e: Estimate, digits: int = 2, scale: float = 1.0) -> str:
-    if not np.isfinite(e.value):
-        return f"n/a ({e.note})" if e.note else "n/a"
-    if not np.isfinite(e.low):
-        return f"{e.value * scale:.{digits}f}"
-    text = f"{e.value * scale:.{digits}f} [{e.low * scale:.{digits}f}, {e.high * scale:.{digits}f}]"
-    if not e.clipped:
-        return text
-    bounds = e.clipped if scale == 1.0 else "the statistic's range"  # e.clipped is in the statistic's own units
-    return text + f" (interval clipped to {bounds})"
+    """Estimate.format, under the name the class-list pages call (`uc.fmt`)."""
+    return e.format(digits, scale)
 
 
 def scaled(e: Estimate, scale: float, name: str | None = None) -> Estimate:
-    """The estimate in the units the page shows (e.g. an accuracy in %), for the report's numbers."""
-    return Estimate(e.name if name is None else name, e.value * scale, e.low * scale, e.high * scale, e.n, e.note,
-                    e.clipped and ("the statistic's range" if scale != 1.0 else e.clipped))
+    """Estimate.scaled, under the name the class-list pages call (`uc.scaled`)."""
+    return e.scaled(scale, name)
 
 
 def estimate_rows(rows: list[tuple[str, Estimate]], key: str = "class") -> pd.DataFrame:
