@@ -119,10 +119,6 @@ def bound(page_key: str, name: str, value, variant: str = "") -> str:
     return key
 
 
-def index_of(options: list, value, fallback) -> int:
-    return options.index(value) if value in options else options.index(fallback)
-
-
 # -- the form and the loading ---------------------------------------------------------------------------------------
 
 def _default_source(sources: dict[str, tuple[str, NaturalFolder]]) -> str:
@@ -157,7 +153,7 @@ def experiment(page_key: str, page_params: tuple[str, ...] = (), min_classes: in
     if wanted_source not in sources:
         st.warning(f"The link names an unknown natural-photo source '{md_literal(wanted_source)}'; pick one below.")
         wanted_source = _default_source(sources)
-    source_id = st.selectbox("Natural photos from", source_ids, index=index_of(source_ids, wanted_source,
+    source_id = st.selectbox("Natural photos from", source_ids, index=ui.pick(source_ids, wanted_source,
                                                                               _default_source(sources)),
                              format_func=lambda k: sources[k][0])
     folder = sources[source_id][1]
@@ -190,16 +186,16 @@ def experiment(page_key: str, page_params: tuple[str, ...] = (), min_classes: in
         chosen = st.multiselect("Classes", available, default=[c for c in base.classes if c in available],
                                 format_func=lambda c: c.replace("_", " "))
         c1, c2, c3 = st.columns(3)
-        template = c1.selectbox("Prompt template", templates, index=index_of(templates, base.template,
+        template = c1.selectbox("Prompt template", templates, index=ui.pick(templates, base.template,
                                                                            DEFAULT_CLASS_TEMPLATE),
                                 format_func=lambda k: CLASS_TEMPLATES[k].label)
         n = c2.number_input("Synthetic images per class (N)", 1, MAX_IMAGES, int(min(max(base.n, 1), MAX_IMAGES)))
         n_natural = c3.number_input("Natural photos per class", 1, MAX_NATURAL,
                                     int(min(max(base.n_natural, 1), MAX_NATURAL)))
         c4, c5, c6 = st.columns(3)
-        generator = c4.selectbox("Generator", gen_keys, index=index_of(gen_keys, base.generator, gen_keys[0]),
+        generator = c4.selectbox("Generator", gen_keys, index=ui.pick(gen_keys, base.generator, gen_keys[0]),
                                  format_func=lambda k: GENERATORS[k].label, key="generator")
-        clip_choice = c5.selectbox("CLIP model", clip_keys, index=index_of(clip_keys, base.clip, DEFAULT_CLIP),
+        clip_choice = c5.selectbox("CLIP model", clip_keys, index=ui.pick(clip_keys, base.clip, DEFAULT_CLIP),
                                    format_func=lambda k: CLIP_MODELS[k].label, key="clip")
         first_seed = c6.number_input("First seed", 0, 2**31 - 1, int(max(base.first_seed, 0)))
         c7, c8 = st.columns(2)
@@ -606,7 +602,4 @@ def histogram_by_source(df: pd.DataFrame, field: str, title: str, x_title: str, 
     ).properties(title=title, height=320)
 
 
-def image_grid(jpegs: list[bytes], captions: list[str], per_row: int = 8) -> None:
-    for row in range(0, len(jpegs), per_row):
-        for col, jpeg, caption in zip(st.columns(per_row), jpegs[row:row + per_row], captions[row:row + per_row]):
-            col.image(jpeg, caption=caption, width="stretch")
+image_grid = ui.grid  # the one image grid, under the name the class-list pages call (`uc.image_grid`)
