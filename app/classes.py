@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -45,14 +44,19 @@ from core.pipeline.generate import MAX_IMAGES
 from core.pipeline.models import ModelUnavailableError, clip_key
 from core.pipeline.natural import DownloadError, NaturalFolder, download_reference_set, open_rgb, reference_sources
 from core.pipeline.registry import CLIP_MODELS, DEFAULT_CLIP, GENERATORS
+
+# The class-list pages call these chart builders as uc.*; their home is core.present.charts.
+from core.present.charts import category_axis as category_axis
+from core.present.charts import full_legend as full_legend
+from core.present.charts import histogram_by_source as histogram_by_source
+from core.present.charts import interval_chart as interval_chart
+from core.present.charts import shared_map as shared_map
 from core.present.literature import ORIGIN_LAB, PRESETS, SOURCES, Preset, matching_presets, presets_for
 from core.present.markup import md_list, md_literal
 from core.present.report import LAB_CHOICES, Report, generation_defaults, report_file_stem
 
 SHARED_URL_KEY = "class_experiment_params"  # the experiment, shared by the three pages of this session
 MAX_STEPS = max(p.max_steps for p in GENERATORS.values())
-SOURCE_DOMAIN = ["synthetic", "natural", "prompt text"]
-SOURCE_RANGE = ["#d62728", "#1f77b4", "#2ca02c"]
 LAB_DEFAULTS_NOTE = ("Defaults (template, N, natural photos per class, generator steps/guidance/size from its preset, "
                      "CLIP model, k = 5, folds, splits, seeds) are the lab's own choice, except what a paper's preset "
                      "above sets (it says where each value comes from); Marwood et al.'s own settings are unknown.")
@@ -524,82 +528,6 @@ def scaled(e: Estimate, scale: float, name: str | None = None) -> Estimate:
 def estimate_rows(rows: list[tuple[str, Estimate]], key: str = "class") -> pd.DataFrame:
     return pd.DataFrame([{key: label, "statistic": e.name, "value": e.value, "95% low": e.low, "95% high": e.high,
                           "n": e.n, "note": e.note} for label, e in rows])
-
-
-# -- charts (pure: data in, Altair chart out) ------------------------------------------------------------------------
-
-def source_scale(with_text: bool = True) -> alt.Scale:
-    """Fixed colours per source on every page; without the prompts where a chart has only images."""
-    n = 3 if with_text else 2
-    return alt.Scale(domain=SOURCE_DOMAIN[:n], range=SOURCE_RANGE[:n])
-
-
-def full_legend(**kwargs) -> alt.Legend:
-    """A legend whose labels are never cut short ("linear probe (logistic regr..."): Vega's default limit is 160 px."""
-    return alt.Legend(labelLimit=0, **kwargs)
-
-
-def category_axis() -> alt.Axis:
-    """Every category labelled (Vega drops every other label when it guesses they overlap)."""
-    return alt.Axis(labelOverlap=False, labelLimit=180)
-
-
-def shared_map(points: pd.DataFrame, method: str) -> alt.LayerChart:
-    """Images and prompt texts in one 2-D projection: colour = source, shape = class. Image points show their
-    thumbnail on hover (a field named `image`); prompt points show the prompt."""
-    colour = alt.Color("source:N", scale=source_scale(), title="source")
-    shape = alt.Shape("class:N", title="class")
-    x = alt.X("x:Q", title=f"{method} 1", axis=alt.Axis(labels=False))
-    y = alt.Y("y:Q", title=f"{method} 2", axis=alt.Axis(labels=False))
-    images = alt.Chart(points[points["source"] != "prompt text"]).mark_point(filled=True, opacity=0.75, size=60) \
-        .encode(x=x, y=y, color=colour, shape=shape, tooltip=["label:N", "class:N", "source:N", "image"])
-    texts = alt.Chart(points[points["source"] == "prompt text"]).mark_point(
-        filled=True, size=260, stroke="black", strokeWidth=1).encode(
-        x=x, y=y, color=colour, shape=shape, tooltip=["label:N", "class:N", "source:N"])
-    return alt.layer(images, texts).properties(
-        title=f"Synthetic images, natural photos and prompts in CLIP space ({method})", height=480).interactive()
-
-
-def interval_chart(df: pd.DataFrame, y: str, colour: str | None = None, title: str = "",
-                   facet: str | None = None, width: int = 260, reference: float | None = None) -> alt.Chart:
-    """Point estimate and 95% interval per row. Columns: value, low, high, n, `y` (and `colour`, `facet`).
-    `reference`: a dashed vertical line (e.g. chance)."""
-    base = alt.Chart(df).encode(y=alt.Y(f"{y}:N", title=None, axis=category_axis(), sort=None))
-    enc = {}
-    if colour:
-        sources = colour == "source"
-        enc["color"] = alt.Color(f"{colour}:N", scale=source_scale(False) if sources else alt.Undefined,
-                                 legend=None if colour == y else full_legend(orient="bottom"))
-        if colour != y:
-            enc["yOffset"] = alt.YOffset(f"{colour}:N")
-    bars = base.mark_rule(strokeWidth=3).encode(x=alt.X("low:Q", title=None, scale=alt.Scale(zero=False)),
-                                                x2="high:Q", **enc)
-    tooltip = [f"{y}:N"] + ([f"{colour}:N"] if colour and colour != y else []) + [
-        alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("low:Q", format=".3f"),
-        alt.Tooltip("high:Q", format=".3f"), "n:Q"]
-    dots = base.mark_point(filled=True, size=80).encode(x="value:Q", tooltip=tooltip, **enc)
-    layers = [bars, dots]
-    if reference is not None:
-        layers.append(alt.Chart(pd.DataFrame({"x": [reference]})).mark_rule(strokeDash=[4, 4], color="gray")
-                      .encode(x="x:Q"))
-    # Steps of 26 px per coloured row, 52 per plain row: every chart at least ~150 px tall with three rows.
-    chart = alt.layer(*layers).properties(width=width, height=alt.Step(26 if colour and colour != y else 52))
-    if facet:
-        # Two panels a row: three spilled past the main column of a 1024 px projector.
-        return chart.facet(facet=alt.Facet(f"{facet}:N", title=None), columns=2, title=title).resolve_scale(
-            x="independent")
-    return chart.properties(title=title)
-
-
-def histogram_by_source(df: pd.DataFrame, field: str, title: str, x_title: str, bins: int = 30) -> alt.Chart:
-    """Overlaid histograms, each source normalised to its own total (the sources differ in size)."""
-    return alt.Chart(df).transform_joinaggregate(total="count()", groupby=["source"]).transform_calculate(
-        share="1 / datum.total").mark_bar(opacity=0.55, binSpacing=0).encode(
-        x=alt.X(f"{field}:Q", bin=alt.Bin(maxbins=bins), title=x_title),
-        y=alt.Y("sum(share):Q", stack=None, title="share of the source's images"),
-        color=alt.Color("source:N", scale=source_scale(False)),
-        tooltip=["source:N", alt.Tooltip("sum(share):Q", format=".2f", title="share")],
-    ).properties(title=title, height=320)
 
 
 image_grid = ui.grid  # the one image grid, under the name the class-list pages call (`uc.image_grid`)

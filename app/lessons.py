@@ -18,11 +18,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import classes as uc
 from app import report as ui_report
 from app import ui
-from core.analysis.adherence import score_histogram, score_reading, score_rows
-from core.analysis.ambiguity import grouped_by_sense, senses_reading, share_rows, variant_shares_chart
+from core.analysis.adherence import score_reading, score_rows
+from core.analysis.ambiguity import grouped_by_sense, senses_reading, share_rows
 from core.analysis.classes import NATURAL_SEED
 from core.analysis.diversity import diversity_reading, natural_set, synthetic_set, thumbnails
 from core.analysis.stats import diversity_statistics
@@ -34,7 +33,7 @@ from core.pipeline.generate import cached_alternatives
 from core.pipeline.models import ModelUnavailableError, clip_key, generator_present, unavailable_models
 from core.pipeline.natural import DownloadError, NaturalFolder, download_reference_set, reference_sources
 from core.pipeline.registry import CLIP_MODELS, GENERATORS
-from core.present.charts import statistics_chart
+from core.present.charts import interval_chart, projector, score_histogram, statistics_chart, variant_shares_chart
 from core.present.lessons import (
     FROM_PAPER,
     LAB_CHOICE,
@@ -76,24 +75,6 @@ STYLE = """<style>
 [data-testid="stMain"] [data-testid="stExpander"] p, [data-testid="stMain"] [data-testid="stExpander"] td,
 [data-testid="stMain"] [data-testid="stExpander"] th { font-size: 1rem; }
 </style>"""
-
-
-PROJECTOR_MIN_HEIGHT = 420  # px for the whole drawing: large type, a title and a legend below leave ~220 for the plot
-
-
-def projector(chart, title: str):
-    """The answer's chart titled by the lesson and with type large enough to read from the back of a room."""
-    # The legend goes below the plot: beside it, it takes the width a 1024 px projector needs for the data.
-    # A chart of fixed height is drawn whole within it, so the larger type would squash its plot (Lesson 2's
-    # histogram was left 28 px tall): it gets more height. Step heights (one band per row) grow on their own.
-    height = getattr(chart, "height", None)
-    if isinstance(height, (int, float)) and height < PROJECTOR_MIN_HEIGHT:
-        chart = chart.properties(height=PROJECTOR_MIN_HEIGHT)
-    return (chart.properties(title=title)
-            .configure_title(fontSize=20, anchor="start")
-            .configure_axis(labelFontSize=15, titleFontSize=15)
-            .configure_legend(labelFontSize=15, titleFontSize=15, orient="bottom")
-            .configure_header(labelFontSize=15))
 
 
 # -- models: lesson default, the link, or the session's choice ---------------------------------------------------------
@@ -312,9 +293,8 @@ def _diversity(ctx: Context) -> Answer:
              if e.name in ctx.lesson.statistics]
     table = pd.DataFrame([{"source": source, "statistic": e.name, "value": e.value, "95% low": e.low,
                            "95% high": e.high, "n": e.n} for source, e in shown])
-    chart = statistics_chart(shown)
     # One panel under the other, each wide: two side by side would not fit a 1024 px projector at a readable size.
-    chart.columns, chart.spec.width, chart.spec.height = 1, 420, 80
+    chart = statistics_chart(shown, columns=1, width=420, height=80)
     return Answer(diversity_reading(stats["synthetic"], stats["natural"]), chart, table, [
         _strip(ctx, synthetic, synthetic.labels, f"Generated: '{md_literal(ctx.exp.prompt)}'"),
         _strip(ctx, natural, ["" for _ in natural.labels], f"Real photos ({md_literal(ctx.natural.label)})")])
@@ -334,7 +314,7 @@ def _concept(ctx: Context) -> Answer:
     candidates = ctx.exp.candidates
     vectors = class_vectors(ctx.cache, ctx.ckey, [c.replace("_", " ") for c in candidates], ctx.get_clip)
     rows = recognition_rows(ctx.exp.classes, {"synthetic": syn, "natural": nat}, vectors, candidates)
-    chart = uc.interval_chart(rows, "class", colour="source", reference=1 / len(candidates), width=440)
+    chart = interval_chart(rows, "class", colour="source", reference=1 / len(candidates), width=440)
     return Answer(recognition_reading(rows, len(candidates)), chart, rows,
                   focus=_folder_name(ctx, weakest_class(rows)))
 
@@ -349,7 +329,7 @@ def _geometry(ctx: Context) -> Answer:
     prompts = spec.prompts()
     texts = text_embeddings(ctx.cache, ctx.ckey, [prompts[c] for c in ctx.exp.classes], ctx.get_clip)
     rows = _closeness(tuple(ctx.exp.classes), syn, nat, texts)
-    chart = uc.interval_chart(rows, "class", colour="source", width=440)
+    chart = interval_chart(rows, "class", colour="source", width=440)
     return Answer(closeness_reading(rows), chart, rows)
 
 

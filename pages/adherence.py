@@ -18,13 +18,10 @@ from core.analysis.adherence import (
     guess_class,
     parse_classes,
     parse_sweep_values,
-    rank_chart,
     rank_estimates,
     rank_rows,
-    score_histogram,
     score_reading,
     score_rows,
-    sweep_chart,
     sweep_point,
     sweep_requests,
     sweep_rows,
@@ -43,6 +40,7 @@ from core.pipeline.generate import RunRequest, validate_request
 from core.pipeline.models import ModelUnavailableError, clip_key
 from core.pipeline.natural import DownloadError, download_reference_set, reference_sources
 from core.pipeline.registry import CLIP_MODELS, GENERATORS
+from core.present.charts import rank_chart, score_histogram, sweep_chart
 from core.present.markup import md_list, md_literal
 from core.present.report import LAB_CHOICES, generation_defaults, report_file_stem
 

@@ -27,7 +27,6 @@ from core.analysis.ambiguity import (
     senses_reading,
     share_rows,
     validate_ambiguity,
-    variant_shares_chart,
 )
 from core.analysis.diversity import PREVIEW_SIZE, synthetic_set, thumbnails
 from core.analysis.zeroshot import ZERO_SHOT_TEMPLATES, assign, class_vectors
@@ -36,6 +35,7 @@ from core.pipeline.generate import RunRequest, validate_request
 from core.pipeline.models import ModelUnavailableError, clip_key
 from core.pipeline.natural import reference_sources
 from core.pipeline.registry import CLIP_MODELS, DEFAULT_TEMPLATE, GENERATORS, PROMPT_TEMPLATES, prompt_for_class
+from core.present.charts import variant_shares_chart
 from core.present.markup import md_list, md_literal
 from core.present.report import LAB_CHOICES, generation_defaults, report_file_stem
 

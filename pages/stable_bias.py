@@ -21,7 +21,6 @@ from core.analysis.bias import (
     PROFESSIONS,
     PROMPT_START,
     BiasSpec,
-    cluster_heatmap,
     cluster_name,
     cluster_table,
     cluster_tree,
@@ -37,6 +36,7 @@ from core.pipeline.cache import key_of
 from core.pipeline.generate import RunRequest
 from core.pipeline.models import ModelUnavailableError, clip_key
 from core.pipeline.registry import CLIP_MODELS, GENERATORS
+from core.present.charts import cluster_heatmap
 from core.present.literature import PRESETS
 from core.present.markup import md_literal
 from core.present.report import generation_defaults, report_file_stem

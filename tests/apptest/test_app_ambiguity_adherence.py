@@ -15,9 +15,8 @@ import app_support
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.analysis.adherence import HISTOGRAM_TITLE, RANK_TITLE
-from core.analysis.ambiguity import SHARES_TITLE
 from core.pipeline.registry import GENERATORS, TINY_RANDOM
+from core.present.charts import HISTOGRAM_TITLE, RANK_TITLE, SHARES_TITLE
 from core.present.markup import md_literal
 
 TIMEOUT = 180

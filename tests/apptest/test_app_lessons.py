@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.analysis.adherence import HISTOGRAM_TITLE, score_rows
-from core.analysis.ambiguity import SHARES_TITLE, share_rows
+from core.analysis.adherence import score_rows
+from core.analysis.ambiguity import share_rows
 from core.analysis.classes import NATURAL_SEED
 from core.analysis.diversity import embed_set, natural_set, synthetic_set
 from core.analysis.stats import diversity_statistics
@@ -34,6 +34,7 @@ from core.pipeline.generate import cached_images, resolve_settings
 from core.pipeline.models import clip_key
 from core.pipeline.natural import NaturalFolder
 from core.pipeline.registry import CLIP_MODELS, GENERATORS, TINY_RANDOM
+from core.present.charts import HISTOGRAM_TITLE, SHARES_TITLE
 from core.present.lessons import LESSONS, closeness_rows, recognition_rows, try_it_params, weakest_class
 from core.present.markup import md_literal
 

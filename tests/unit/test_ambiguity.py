@@ -17,7 +17,6 @@ import pytest
 from core.analysis.ambiguity import (
     AMBIGUITY_PRESETS,
     MAX_VARIANTS,
-    SHARES_TITLE,
     VARIANT_STYLES,
     AmbiguityRequest,
     Sense,
@@ -35,7 +34,6 @@ from core.analysis.ambiguity import (
     share_rows,
     validate_ambiguity,
     validate_senses,
-    variant_shares_chart,
 )
 from core.analysis.zeroshot import (
     ZERO_SHOT_TEMPLATES,
@@ -50,6 +48,7 @@ from core.analysis.zeroshot import (
 )
 from core.pipeline.cache import Cache
 from core.pipeline.embed import embed_texts, text_embeddings
+from core.present.charts import SHARES_TITLE, variant_shares_chart
 
 
 def unit(x: np.ndarray) -> np.ndarray:
