@@ -123,6 +123,19 @@ def bound(page_key: str, name: str, value, variant: str = "") -> str:
     return key
 
 
+def download_imagenette_button(root: Path) -> None:
+    """A "Download Imagenette" button: downloads it into `root` with a progress bar, then reruns the page; a failed
+    download leaves its message and no empty bar."""
+    if st.button("Download Imagenette"):
+        bar = st.progress(0.0)
+        try:
+            download_reference_set(root, progress=lambda f, msg: bar.progress(f, text=msg))
+            st.rerun()
+        except DownloadError as exc:
+            bar.empty()  # no empty progress bar left behind the message
+            st.error(md_literal(exc))
+
+
 # -- the form and the loading ---------------------------------------------------------------------------------------
 
 def _default_source(sources: dict[str, tuple[str, NaturalFolder]]) -> str:
@@ -163,14 +176,7 @@ def experiment(page_key: str, page_params: tuple[str, ...] = (), min_classes: in
     folder = sources[source_id][1]
     if source_id == "imagenette" and not folder.root.is_dir():
         st.info("Imagenette (fast.ai's 10-class ImageNet subset, 160 px, about 100 MB) is not downloaded yet.")
-        if st.button("Download Imagenette"):
-            bar = st.progress(0.0)
-            try:
-                download_reference_set(folder.root.parent, progress=lambda f, msg: bar.progress(f, text=msg))
-                st.rerun()
-            except DownloadError as exc:
-                bar.empty()  # no empty progress bar left behind the message
-                st.error(md_literal(exc))
+        download_imagenette_button(folder.root.parent)
         st.stop()
     available = _classes_of(folder)
     if not available:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app import classes as uc
 from app import report as ui_report
 from app import ui
 from core.analysis.adherence import score_reading, score_rows
@@ -31,7 +32,7 @@ from core.pipeline.cache import Cache
 from core.pipeline.embed import text_embeddings
 from core.pipeline.generate import cached_alternatives
 from core.pipeline.models import ModelUnavailableError, clip_key, generator_present, unavailable_models
-from core.pipeline.natural import DownloadError, NaturalFolder, download_reference_set, reference_sources
+from core.pipeline.natural import NaturalFolder, reference_sources
 from core.pipeline.registry import CLIP_MODELS, GENERATORS
 from core.present.charts import interval_chart, projector, score_histogram, statistics_chart, variant_shares_chart
 from core.present.lessons import (
@@ -147,14 +148,7 @@ def _natural(exp: LessonExperiment) -> tuple[Natural | None, bool]:
         st.info(f"This lesson compares with real photos of {md_list(c.replace('_', ' ') for c in needed)}. "
                 f"Imagenette (fast.ai's 10-class ImageNet subset, 160 px, about 100 MB) is not downloaded yet; or "
                 f"list your own folders, laid out `<folder>/<class>/<image>`, in DDL_NATURAL_ROOTS.")
-        if st.button("Download Imagenette"):
-            bar = st.progress(0.0)
-            try:
-                download_reference_set(imagenette.root.parent, progress=lambda f, msg: bar.progress(f, text=msg))
-                st.rerun()
-            except DownloadError as exc:
-                bar.empty()  # no empty progress bar left behind the message
-                st.error(md_literal(exc))
+        uc.download_imagenette_button(imagenette.root.parent)
         return None, False
     label = "Imagenette" if source == "imagenette" else f"folder {sources[source][1].root.name}"
     return Natural(source, label, sources[source][1]), True
