@@ -82,11 +82,6 @@ LAB_CHOICES: dict[str, str] = {
 
 
 # -- values to text ----------------------------------------------------------------------------------------------------
-def format_estimate(e: Estimate, digits: int = DIGITS) -> str:
-    """`value [low, high]`, or `n/a (why)`: the lab's Estimate.format."""
-    return e.format(digits)
-
-
 def format_cell(value: Any, digits: int = DIGITS) -> str:
     if value is None:
         return ""
@@ -97,7 +92,7 @@ def format_cell(value: Any, digits: int = DIGITS) -> str:
     if isinstance(value, (float, np.floating)):
         return "n/a" if not np.isfinite(value) else f"{float(value):.{digits}f}"
     if isinstance(value, Estimate):
-        return format_estimate(value, digits)
+        return value.format(digits)
     return str(value)
 
 
@@ -430,7 +425,7 @@ class _Numbers:
         header += ["note"] if noted else []
         rows = []
         for group, e in self.rows:
-            row = ([group] if grouped else []) + [e.name, format_estimate(e, self.digits), str(e.n)]
+            row = ([group] if grouped else []) + [e.name, e.format(self.digits), str(e.n)]
             rows.append(row + ([e.note] if noted else []))
         return header, rows
 

@@ -10,7 +10,6 @@ tests check that they are the right numbers, tests/test_lessons.py checks the he
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 from unittest import mock
 from urllib.parse import parse_qsl
@@ -78,15 +77,9 @@ def ran(key: str) -> AppTest:
 
 def chart(at: AppTest, title: str) -> tuple[dict, pd.DataFrame]:
     """(Vega-Lite spec, the data rows of its main dataset) of the chart titled `title`."""
-    import pyarrow as pa
-
-    for e in at.main:
-        if getattr(e, "type", "") == "vega_lite_chart":
-            spec = json.loads(e.proto.spec)
-            t = spec.get("title")
-            if (t.get("text") if isinstance(t, dict) else t) == title:
-                frames = [pa.ipc.open_stream(d.data.data).read_pandas() for d in e.proto.datasets]
-                return spec, max(frames, key=len)
+    for spec, proto in app_support.vega_charts(at):
+        if app_support.chart_title(spec) == title:
+            return spec, max(app_support.chart_frames(proto), key=len)
     raise AssertionError(f"No chart titled {title!r}")
 
 
@@ -108,7 +101,6 @@ def no_generation(images_embedded: bool = True, texts_embedded: bool = False):
         guards.append(("core.pipeline.embed.encode_preprocessed", "an image was embedded again"))
     if texts_embedded:
         guards.append(("core.pipeline.embed.embed_texts", "a text was embedded again"))
-        guards.append(("core.analysis.zeroshot.embed_texts", "a text was embedded again"))
     with contextlib.ExitStack() as stack:
         for target, message in guards:
             stack.enter_context(mock.patch(target, side_effect=AssertionError(message)))

@@ -125,13 +125,9 @@ def test_ensemble_is_normalise_average_renormalise():
     assert np.allclose(np.linalg.norm(ensemble(raw), axis=1), 1.0, atol=1e-6)
 
 
-def test_class_vectors_follow_clips_recipe_and_texts_are_cached(tmp_path, tiny_clip):
+def test_class_vectors_follow_clips_recipe_and_texts_are_cached(tmp_path, tiny_clip, counted_clip):
     cache = Cache(tmp_path)
-    loads = []
-
-    def get_clip():
-        loads.append(1)
-        return tiny_clip
+    get_clip = counted_clip
 
     names = ["crane bird", "construction crane"]
     first = class_vectors(cache, tiny_clip.key, names, get_clip)
@@ -139,7 +135,7 @@ def test_class_vectors_follow_clips_recipe_and_texts_are_cached(tmp_path, tiny_c
                        for n in names])
     assert first.shape == (2, manual.shape[1]) and np.allclose(first, manual, atol=1e-5)
     again = class_vectors(cache, tiny_clip.key, names, get_clip)
-    assert np.array_equal(first, again) and loads == [1]  # the second call read every text from the disk cache
+    assert np.array_equal(first, again) and get_clip.loads == 1  # the second call read every text from the disk cache
     single = text_embeddings(cache, tiny_clip.key, ["a photo of a crane"], get_clip)
     assert np.allclose(single, embed_texts(tiny_clip, ["a photo of a crane"]), atol=1e-6)
 

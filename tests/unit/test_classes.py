@@ -122,22 +122,18 @@ def test_experiment_stacks_sources_in_class_order():
     assert exp.counts()[1] == {"class": "b", "prompt": "b", "synthetic images": 4, "natural photos": 5}
 
 
-def test_text_embeddings_are_cached_and_never_collide_with_images(tmp_path, tiny_clip):
+def test_text_embeddings_are_cached_and_never_collide_with_images(tmp_path, tiny_clip, counted_clip):
     from core.pipeline.cache import Cache
     from core.pipeline.embed import embed_texts, text_embeddings, text_key
 
     cache = Cache(tmp_path)
-    loads = []
-
-    def get_clip():
-        loads.append(1)
-        return tiny_clip
+    get_clip = counted_clip
 
     prompts = ["a photo of a tench", "a photo of a church"]
     first = text_embeddings(cache, tiny_clip.key, prompts, get_clip)
     second = text_embeddings(cache, tiny_clip.key, prompts[::-1], get_clip)
     assert np.allclose(first, embed_texts(tiny_clip, prompts), atol=1e-6)
-    assert np.array_equal(second, first[::-1]) and loads == [1]
+    assert np.array_equal(second, first[::-1]) and get_clip.loads == 1
     assert len(text_key("x")) == 64 and text_key("x") != hashlib.sha256(b"x").hexdigest()
 
 

@@ -31,18 +31,14 @@ def run(tmp_path, tiny_pipe, tiny_folder, cpu):
     return cache, settings, synthetic_set(cached_images(settings, req.prompt, req.seeds, cache))
 
 
-def test_embeddings_are_computed_once_and_clip_loads_only_when_needed(run, tiny_clip):
+def test_embeddings_are_computed_once_and_clip_loads_only_when_needed(run, tiny_clip, counted_clip):
     cache, _, images = run
-    loads = []
-
-    def get_clip():
-        loads.append(1)
-        return tiny_clip
+    get_clip = counted_clip
 
     first = embed_set(cache, tiny_clip.key, images, get_clip)
     second = embed_set(cache, tiny_clip.key, images, get_clip)
     assert first.shape == (4, 384) and np.array_equal(first, second)
-    assert loads == [1]  # the second call found every embedding in the cache
+    assert get_clip.loads == 1  # the second call found every embedding in the cache
 
 
 def test_natural_sets_are_a_fixed_sample(imagenette_dir):
