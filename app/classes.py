@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import altair as alt
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -28,14 +26,13 @@ from core.analysis.classes import (
     NATURAL_SEED,
     PLACES365_BACKGROUNDS,
     ClassData,
+    ClassListData,
     ClassListSpec,
-    Experiment,
     background_for,
     default_classes,
     format_user_lexicon,
     parse_user_lexicon,
     prompt_ensemble,
-    text_embeddings,
     validate_spec,
 )
 from core.analysis.classes import (
@@ -45,20 +42,25 @@ from core.analysis.diversity import natural_set, synthetic_set
 from core.analysis.stats import Estimate
 from core.pipeline import config
 from core.pipeline.cache import THUMB_SIZE, data_uri, key_of
+from core.pipeline.embed import text_embeddings
 from core.pipeline.generate import MAX_IMAGES
 from core.pipeline.local import all_clip_models, generator_preset
 from core.pipeline.models import ModelUnavailableError, clip_key
 from core.pipeline.natural import NaturalFolder, open_rgb, reference_sources
 from core.pipeline.registry import GENERATORS
-from core.present.charts import AXIS_FORMAT, readable_domain
+
+# The class-list pages call these chart builders as uc.*; their home is core.present.charts.
+from core.present.charts import category_axis as category_axis
+from core.present.charts import full_legend as full_legend
+from core.present.charts import histogram_by_source as histogram_by_source
+from core.present.charts import interval_chart as interval_chart
+from core.present.charts import shared_map as shared_map
 from core.present.literature import ORIGIN_LAB, PRESETS, SOURCES, Preset, matching_presets, presets_for
 from core.present.markup import md_list, md_literal
 from core.present.report import LAB_CHOICES, generation_defaults, report_file_stem
 
 SHARED_URL_KEY = "class_experiment_params"  # the experiment, shared by the three pages of this session
 MAX_STEPS = max(p.max_steps for p in GENERATORS.values())
-SOURCE_DOMAIN = ["synthetic", "natural", "prompt text"]
-SOURCE_RANGE = ["#d62728", "#1f77b4", "#2ca02c"]
 LAB_DEFAULTS_NOTE = ("Defaults (template, N, natural photos per class, generator steps/guidance/size from its preset, "
                      "CLIP model, k = 5, folds, splits, seeds) are the lab's own choice, except what a paper's preset "
                      "above sets (it says where each value comes from); Marwood et al.'s own settings are unknown.")
@@ -125,10 +127,6 @@ def bound(page_key: str, name: str, value, variant: str = "") -> str:
     return key
 
 
-def index_of(options: list, value, fallback) -> int:
-    return options.index(value) if value in options else options.index(fallback)
-
-
 # -- the form and the loading ---------------------------------------------------------------------------------------
 
 def _default_source(sources: dict[str, tuple[str, NaturalFolder]]) -> str:
@@ -148,7 +146,7 @@ def _classes_of(folder: NaturalFolder) -> list[str]:
         return []
 
 
-def experiment(page_key: str, page_params: tuple[str, ...] = (), min_classes: int = 1) -> LoadedExperiment:
+def experiment(page_key: str, page_params: tuple[str, ...] = (), min_classes: int = 1) -> LoadedClassList:
     """Draw the experiment form, read the settings (URL or form), make or fetch the synthetic images, sample the
     natural photos, embed everything (with progress when something is new) and return the experiment. Stops the
     page (with a message saying what to do) when there is nothing to analyse yet."""
@@ -163,7 +161,7 @@ def experiment(page_key: str, page_params: tuple[str, ...] = (), min_classes: in
     if wanted_source not in sources:
         st.warning(f"The link names an unknown natural-photo source '{md_literal(wanted_source)}'; pick one below.")
         wanted_source = _default_source(sources)
-    source_id = st.selectbox("Natural photos from", source_ids, index=index_of(source_ids, wanted_source,
+    source_id = st.selectbox("Natural photos from", source_ids, index=ui.pick(source_ids, wanted_source,
                                                                               _default_source(sources)),
                              format_func=lambda k: sources[k][0])
     folder = sources[source_id][1]
@@ -188,7 +186,7 @@ def experiment(page_key: str, page_params: tuple[str, ...] = (), min_classes: in
         chosen = st.multiselect("Classes", available, default=[c for c in base.classes if c in available],
                                 format_func=lambda c: c.replace("_", " "))
         c1, c2, c3 = st.columns(3)
-        template = c1.selectbox("Prompt template", templates, index=index_of(templates, base.template,
+        template = c1.selectbox("Prompt template", templates, index=ui.pick(templates, base.template,
                                                                            DEFAULT_CLASS_TEMPLATE),
                                 format_func=lambda k: CLASS_TEMPLATES[k].label)
         n = c2.number_input("Synthetic images per class (N)", 1, MAX_IMAGES, int(min(max(base.n, 1), MAX_IMAGES)))
@@ -307,7 +305,7 @@ def show_citation(preset: Preset, spec=None) -> None:
 
 
 @dataclass
-class LoadedExperiment(Experiment):
+class LoadedClassList(ClassListData):
     """The experiment as the pages get it, with what its report needs besides: the generation settings of every
     run behind its images (model revision, scheduler, library versions) and the lines the page showed about them."""
 
@@ -315,7 +313,7 @@ class LoadedExperiment(Experiment):
     captions: list[str] = field(default_factory=list)  # the run line (generator, revision, CLIP...) and notes
 
 
-def _load(spec: ClassListSpec, folder: NaturalFolder, generate: bool, min_classes: int) -> LoadedExperiment:
+def _load(spec: ClassListSpec, folder: NaturalFolder, generate: bool, min_classes: int) -> LoadedClassList:
     groups = spec.class_requests()
     flat = [req for _, reqs in groups for req in reqs]
     all_runs = iter(ui.runs(flat, generate=generate))
@@ -392,13 +390,13 @@ def _load(spec: ClassListSpec, folder: NaturalFolder, generate: bool, min_classe
         st.warning(f"This analysis needs at least {min_classes} class(es) with images; {len(classes)} have them. "
                    f"Press **Generate missing images and analyse**, or choose more classes.")
         st.stop()
-    exp = LoadedExperiment(spec, classes, notes, [run.settings for _, runs in runs_by_class for run in runs],
+    exp = LoadedClassList(spec, classes, notes, [run.settings for _, runs in runs_by_class for run in runs],
                            captions)
     counts_table(exp)
     return exp
 
 
-def counts_table(exp: Experiment) -> None:
+def counts_table(exp: ClassListData) -> None:
     counts = pd.DataFrame(exp.counts())
     total_syn, total_nat = int(counts["synthetic images"].sum()), int(counts["natural photos"].sum())
     with st.expander(f"Images behind every number: {total_syn} synthetic + {total_nat} natural in "
@@ -434,7 +432,7 @@ def preset_lab_choices(presets: list[Preset]) -> dict[str, str]:
             for p in presets for s in p.settings if s.origin == ORIGIN_LAB}
 
 
-def report_for(exp: LoadedExperiment, page_key: str) -> ui_report.Output:
+def report_for(exp: LoadedClassList, page_key: str) -> ui_report.Output:
     """A class-list page's output, its report opened with what the page showed above its analyses (while loading
     the experiment: `_load`, `counts_table`, `preset_picker`), from the same values: the run line, the images behind
     every number and the citation of a paper's settings the run used. The page emits its sections through it, then
@@ -475,7 +473,7 @@ def class_lab_defaults(spec: ClassListSpec) -> dict[str, str]:
     return out
 
 
-def finish_report(out: ui_report.Output, exp: LoadedExperiment, page_key: str, *, settings: dict | None = None,
+def finish_report(out: ui_report.Output, exp: LoadedClassList, page_key: str, *, settings: dict | None = None,
                   defaults: dict[str, str] | None = None, presets: tuple[Preset, ...] = ()) -> None:
     """The end of a class-list page's report (every setting, the models' revisions and the library versions, the
     defaults that are the lab's own choice), then its two download buttons. `settings` and `defaults`: the page's
@@ -512,21 +510,13 @@ def thumb_uris(image_set, size: int = THUMB_SIZE) -> list[str]:
 
 
 def fmt(e: Estimate, digits: int = 2, scale: float = 1.0) -> str:
-    if not np.isfinite(e.value):
-        return f"n/a ({e.note})" if e.note else "n/a"
-    if not np.isfinite(e.low):
-        return f"{e.value * scale:.{digits}f}"
-    text = f"{e.value * scale:.{digits}f} [{e.low * scale:.{digits}f}, {e.high * scale:.{digits}f}]"
-    if not e.clipped:
-        return text
-    bounds = e.clipped if scale == 1.0 else "the statistic's range"  # e.clipped is in the statistic's own units
-    return text + f" (interval clipped to {bounds})"
+    """Estimate.format, under the name the class-list pages call (`uc.fmt`)."""
+    return e.format(digits, scale)
 
 
 def scaled(e: Estimate, scale: float, name: str | None = None) -> Estimate:
-    """The estimate in the units the page shows (e.g. an accuracy in %), for the report's numbers."""
-    return Estimate(e.name if name is None else name, e.value * scale, e.low * scale, e.high * scale, e.n, e.note,
-                    e.clipped and ("the statistic's range" if scale != 1.0 else e.clipped))
+    """Estimate.scaled, under the name the class-list pages call (`uc.scaled`)."""
+    return e.scaled(scale, name)
 
 
 def estimate_rows(rows: list[tuple[str, Estimate]], key: str = "class") -> pd.DataFrame:
@@ -534,98 +524,4 @@ def estimate_rows(rows: list[tuple[str, Estimate]], key: str = "class") -> pd.Da
                           "n": e.n, "note": e.note} for label, e in rows])
 
 
-# -- charts (pure: data in, Altair chart out) ------------------------------------------------------------------------
-
-def source_scale(with_text: bool = True) -> alt.Scale:
-    """Fixed colours per source on every page; without the prompts where a chart has only images."""
-    n = 3 if with_text else 2
-    return alt.Scale(domain=SOURCE_DOMAIN[:n], range=SOURCE_RANGE[:n])
-
-
-def full_legend(**kwargs) -> alt.Legend:
-    """A legend whose labels are never cut short ("linear probe (logistic regr..."): Vega's default limit is 160 px."""
-    return alt.Legend(labelLimit=0, **kwargs)
-
-
-def category_axis() -> alt.Axis:
-    """Every category labelled (Vega drops every other label when it guesses they overlap)."""
-    return alt.Axis(labelOverlap=False, labelLimit=180)
-
-
-def shared_map(points: pd.DataFrame, method: str) -> alt.LayerChart:
-    """Images and prompt texts in one 2-D projection: colour = source, shape = class. Image points show their
-    thumbnail on hover (a field named `image`); prompt points show the prompt."""
-    colour = alt.Color("source:N", scale=source_scale(), title="source")
-    shape = alt.Shape("class:N", title="class")
-    x = alt.X("x:Q", title=f"{method} 1", axis=alt.Axis(labels=False))
-    y = alt.Y("y:Q", title=f"{method} 2", axis=alt.Axis(labels=False))
-    images = alt.Chart(points[points["source"] != "prompt text"]).mark_point(filled=True, opacity=0.75, size=60) \
-        .encode(x=x, y=y, color=colour, shape=shape, tooltip=["label:N", "class:N", "source:N", "image"])
-    texts = alt.Chart(points[points["source"] == "prompt text"]).mark_point(
-        filled=True, size=260, stroke="black", strokeWidth=1).encode(
-        x=x, y=y, color=colour, shape=shape, tooltip=["label:N", "class:N", "source:N"])
-    return alt.layer(images, texts).properties(
-        title=f"Synthetic images, natural photos and prompts in CLIP space ({method})", height=480).interactive()
-
-
-def interval_chart(df: pd.DataFrame, y: str, colour: str | None = None, title: str = "",
-                   facet: str | None = None, width: int = 260, reference: float | None = None,
-                   domains: dict[str, tuple[float, float]] | None = None) -> alt.TopLevelMixin:
-    """Point estimate and 95% interval per row. Columns: value, low, high, n, `y` (and `colour`, `facet`).
-    `reference`: a dashed vertical line (e.g. chance). `facet`: one panel per value of that column, two a row, each
-    with its own x axis; `domains` fixes a panel's x range by its facet value (e.g. (0, 1) for a share). A panel
-    whose values are all one number (recall 0 [0, 0]) gets a readable range instead of Vega's collapsed one, whose
-    single tick read "0.000000" (core.present.charts.readable_domain)."""
-    def panel(part: pd.DataFrame, bounds: tuple[float, float] | None = None, labelled: bool = True) -> alt.LayerChart:
-        ends = part[["low", "value", "high"]].to_numpy().ravel().tolist() + ([reference] if reference is not None
-                                                                              else [])
-        domain = readable_domain(ends, bounds)
-        scale = alt.Scale(zero=False, domain=domain) if domain else alt.Scale(zero=False)
-        base = alt.Chart(part).encode(y=alt.Y(f"{y}:N", title=None, axis=category_axis() if labelled else None,
-                                              sort=None))
-        bars = base.mark_rule(strokeWidth=3).encode(
-            x=alt.X("low:Q", title=None, scale=scale, axis=alt.Axis(format=AXIS_FORMAT)), x2="high:Q", **enc)
-        dots = base.mark_point(filled=True, size=80).encode(x="value:Q", tooltip=tooltip, **enc)
-        layers = [bars, dots]
-        if reference is not None:
-            layers.append(alt.Chart(pd.DataFrame({"x": [reference]})).mark_rule(strokeDash=[4, 4], color="gray")
-                          .encode(x="x:Q"))
-        # Steps of 26 px per coloured row, 52 per plain row: every chart at least ~150 px tall with three rows.
-        return alt.layer(*layers).properties(width=width, height=alt.Step(26 if colour and colour != y else 52))
-
-    enc = {}
-    if colour:
-        sources = colour == "source"
-        enc["color"] = alt.Color(f"{colour}:N", scale=source_scale(False) if sources else alt.Undefined,
-                                 legend=None if colour == y else full_legend(orient="bottom"))
-        if colour != y:
-            enc["yOffset"] = alt.YOffset(f"{colour}:N")
-    tooltip = [f"{y}:N"] + ([f"{colour}:N"] if colour and colour != y else []) + [
-        alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("low:Q", format=".3f"),
-        alt.Tooltip("high:Q", format=".3f"), "n:Q"]
-    if facet:
-        # One panel per value, each with its own data and x range (a facet shares one scale definition, so a
-        # collapsed panel could not be given its own range). Two panels a row: three spilled past the main column
-        # of a 1024 px projector. The rows are the same in every panel (one shared y scale): named in the left
-        # panel of each row only, as a facet named them.
-        panels = [panel(df[df[facet] == value], (domains or {}).get(value), labelled=i % 2 == 0)
-                  .properties(title=str(value)) for i, value in enumerate(dict.fromkeys(df[facet]))]
-        return alt.concat(*panels, columns=2, title=title).resolve_scale(x="independent", y="shared")
-    return panel(df).properties(title=title)
-
-
-def histogram_by_source(df: pd.DataFrame, field: str, title: str, x_title: str, bins: int = 30) -> alt.Chart:
-    """Overlaid histograms, each source normalised to its own total (the sources differ in size)."""
-    return alt.Chart(df).transform_joinaggregate(total="count()", groupby=["source"]).transform_calculate(
-        share="1 / datum.total").mark_bar(opacity=0.55, binSpacing=0).encode(
-        x=alt.X(f"{field}:Q", bin=alt.Bin(maxbins=bins), title=x_title),
-        y=alt.Y("sum(share):Q", stack=None, title="share of the source's images"),
-        color=alt.Color("source:N", scale=source_scale(False)),
-        tooltip=["source:N", alt.Tooltip("sum(share):Q", format=".2f", title="share")],
-    ).properties(title=title, height=320)
-
-
-def image_grid(jpegs: list[bytes], captions: list[str], per_row: int = 8) -> None:
-    for row in range(0, len(jpegs), per_row):
-        for col, jpeg, caption in zip(st.columns(per_row), jpegs[row:row + per_row], captions[row:row + per_row]):
-            col.image(jpeg, caption=caption, width="stretch")
+image_grid = ui.grid  # the one image grid, under the name the class-list pages call (`uc.image_grid`)

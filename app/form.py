@@ -230,9 +230,13 @@ def reference_picker(page_key: str, prompt: str, n_synthetic: int, *, label: str
     return Reference(ref_id, ref_class, natural_set(photos, n=n_synthetic), len(photos), tuple(classes))
 
 
-def offer_imagenette(target) -> None:
-    """Imagenette is not on this machine yet: offer the download (an error says what else to choose)."""
-    st.info("Imagenette (fast.ai's 10-class ImageNet subset, 160 px, about 100 MB) is not downloaded yet.")
+IMAGENETTE_MISSING = "Imagenette (fast.ai's 10-class ImageNet subset, 160 px, about 100 MB) is not downloaded yet."
+
+
+def offer_imagenette(target, intro: str = IMAGENETTE_MISSING) -> None:
+    """Imagenette is not on this machine yet: say so (`intro`) and offer the download into `target`, with a progress
+    bar, then rerun the page; a failed download leaves its message (what else to choose) and no empty bar."""
+    st.info(intro)
     if st.button("Download Imagenette"):
         bar = st.progress(0.0)
         try:

@@ -19,33 +19,30 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import classes as uc
+from app import form, ui
 from app import report as ui_report
-from app import ui
-from core.analysis.adherence import score_histogram, score_reading, score_rows
-from core.analysis.ambiguity import grouped_by_sense, share_rows, variant_shares_chart
-from core.analysis.ambiguity import reading as ambiguity_reading
+from core.analysis.adherence import score_reading, score_rows
+from core.analysis.ambiguity import grouped_by_sense, senses_reading, share_rows
 from core.analysis.classes import NATURAL_SEED
-from core.analysis.classes import text_embeddings as prompt_embeddings
-from core.analysis.diversity import natural_set, synthetic_set, thumbnails
-from core.analysis.diversity import reading as diversity_reading
+from core.analysis.diversity import diversity_reading, natural_set, synthetic_set, thumbnails
 from core.analysis.stats import diversity_statistics
-from core.analysis.zeroshot import assign, class_vectors, clip_scores, score_estimate, text_embeddings
+from core.analysis.zeroshot import assign, class_vectors, clip_scores, score_estimate
 from core.pipeline import config
 from core.pipeline.cache import Cache
+from core.pipeline.embed import text_embeddings
 from core.pipeline.generate import cached_alternatives
 from core.pipeline.models import ModelUnavailableError, clip_key, generator_present, unavailable_models
-from core.pipeline.natural import DownloadError, NaturalFolder, download_reference_set, reference_sources
+from core.pipeline.natural import NaturalFolder, reference_sources
 from core.pipeline.registry import CLIP_MODELS, GENERATORS
-from core.present.charts import statistics_chart
+from core.present.charts import interval_chart, projector, score_histogram, statistics_chart, variant_shares_chart
 from core.present.lessons import (
     FROM_PAPER,
     LAB_CHOICE,
     LESSONS,
     PAPER,
     PAPER_URL,
-    Experiment,
     Lesson,
+    LessonExperiment,
     closeness_reading,
     closeness_rows,
     pick_natural_source,
@@ -79,24 +76,6 @@ STYLE = """<style>
 [data-testid="stMain"] [data-testid="stExpander"] p, [data-testid="stMain"] [data-testid="stExpander"] td,
 [data-testid="stMain"] [data-testid="stExpander"] th { font-size: 1rem; }
 </style>"""
-
-
-PROJECTOR_MIN_HEIGHT = 420  # px for the whole drawing: large type, a title and a legend below leave ~220 for the plot
-
-
-def projector(chart, title: str):
-    """The answer's chart titled by the lesson and with type large enough to read from the back of a room."""
-    # The legend goes below the plot: beside it, it takes the width a 1024 px projector needs for the data.
-    # A chart of fixed height is drawn whole within it, so the larger type would squash its plot (Lesson 2's
-    # histogram was left 28 px tall): it gets more height. Step heights (one band per row) grow on their own.
-    height = getattr(chart, "height", None)
-    if isinstance(height, (int, float)) and height < PROJECTOR_MIN_HEIGHT:
-        chart = chart.properties(height=PROJECTOR_MIN_HEIGHT)
-    return (chart.properties(title=title)
-            .configure_title(fontSize=20, anchor="start")
-            .configure_axis(labelFontSize=15, titleFontSize=15)
-            .configure_legend(labelFontSize=15, titleFontSize=15, orient="bottom")
-            .configure_header(labelFontSize=15))
 
 
 # -- models: lesson default, the link, or the session's choice ---------------------------------------------------------
@@ -148,7 +127,7 @@ class Natural:
     folder: NaturalFolder
 
 
-def _natural(exp: Experiment) -> tuple[Natural | None, bool]:
+def _natural(exp: LessonExperiment) -> tuple[Natural | None, bool]:
     """(the natural-photo source holding every class the lesson needs, ready). Not ready: the page said why (and
     offered the Imagenette download)."""
     needed = exp.natural_classes()
@@ -166,17 +145,10 @@ def _natural(exp: Experiment) -> tuple[Natural | None, bool]:
         st.warning(md_literal(problem))
     if source is None:
         imagenette = sources["imagenette"][1]
-        st.info(f"This lesson compares with real photos of {md_list(c.replace('_', ' ') for c in needed)}. "
-                f"Imagenette (fast.ai's 10-class ImageNet subset, 160 px, about 100 MB) is not downloaded yet; or "
-                f"list your own folders, laid out `<folder>/<class>/<image>`, in DDL_NATURAL_ROOTS.")
-        if st.button("Download Imagenette"):
-            bar = st.progress(0.0)
-            try:
-                download_reference_set(imagenette.root.parent, progress=lambda f, msg: bar.progress(f, text=msg))
-                st.rerun()
-            except DownloadError as exc:
-                bar.empty()  # no empty progress bar left behind the message
-                st.error(md_literal(exc))
+        form.offer_imagenette(imagenette.root.parent, intro=(
+            f"This lesson compares with real photos of {md_list(c.replace('_', ' ') for c in needed)}. Imagenette "
+            f"(fast.ai's 10-class ImageNet subset, 160 px, about 100 MB) is not downloaded yet; or list your own "
+            f"folders, laid out `<folder>/<class>/<image>`, in DDL_NATURAL_ROOTS."))
         return None, False
     label = "Imagenette" if source == "imagenette" else f"folder {sources[source][1].root.name}"
     return Natural(source, label, sources[source][1]), True
@@ -188,7 +160,7 @@ def _natural_set(natural: Natural, class_name: str, n: int):
 
 
 # -- the run: one click, or nothing when the cache has it ------------------------------------------------------------
-def _runs(exp: Experiment, requests, errors: list[str]) -> list[ui.Run] | None:
+def _runs(exp: LessonExperiment, requests, errors: list[str]) -> list[ui.Run] | None:
     """The lesson's runs when the cache holds every image (at once, no click), or after the click made the missing
     ones; None while the button waits, or after an error (shown, and added to `errors`). Before the click, ui.runs
     is asked only when it can answer without downloading: the weights are here, or every run has cached images of
@@ -247,7 +219,7 @@ class Context:
     """What every answer reads: the lesson, its experiment (models included), its runs and natural photos."""
 
     lesson: Lesson
-    exp: Experiment
+    exp: LessonExperiment
     runs: list
     natural: Natural | None
     cache: Cache
@@ -288,7 +260,7 @@ def _ambiguity(ctx: Context) -> Answer:
                f"{len(sets[0])} images",
                [jpegs[i] for i in members], [sets[0].labels[i] for i in members])
               for sense, members in grouped_by_sense(assignments[0], names)]
-    return Answer(ambiguity_reading(variants[0].prompt, assignments[0], names), variant_shares_chart(shares),
+    return Answer(senses_reading(variants[0].prompt, assignments[0], names), variant_shares_chart(shares),
                   shares, strips)
 
 
@@ -338,7 +310,7 @@ def _concept(ctx: Context) -> Answer:
     candidates = ctx.exp.candidates
     vectors = class_vectors(ctx.cache, ctx.ckey, [c.replace("_", " ") for c in candidates], ctx.get_clip)
     rows = recognition_rows(ctx.exp.classes, {"synthetic": syn, "natural": nat}, vectors, candidates)
-    chart = uc.interval_chart(rows, "class", colour="source", reference=1 / len(candidates), width=440)
+    chart = interval_chart(rows, "class", colour="source", reference=1 / len(candidates), width=440)
     return Answer(recognition_reading(rows, len(candidates)), chart, rows,
                   focus=_folder_name(ctx, weakest_class(rows)))
 
@@ -351,9 +323,9 @@ def _geometry(ctx: Context) -> Answer:
     syn, nat = _per_class(ctx)
     spec = ctx.exp.class_spec(ctx.natural.source)
     prompts = spec.prompts()
-    texts = prompt_embeddings(ctx.cache, ctx.ckey, [prompts[c] for c in ctx.exp.classes], ctx.get_clip)
+    texts = text_embeddings(ctx.cache, ctx.ckey, [prompts[c] for c in ctx.exp.classes], ctx.get_clip)
     rows = _closeness(tuple(ctx.exp.classes), syn, nat, texts)
-    chart = uc.interval_chart(rows, "class", colour="source", width=440)
+    chart = interval_chart(rows, "class", colour="source", width=440)
     return Answer(closeness_reading(rows), chart, rows)
 
 
@@ -387,7 +359,7 @@ def _show_answer(ctx: Context) -> Answer | None:
 
 
 # -- the page ----------------------------------------------------------------------------------------------------------
-def _settings(lesson: Lesson, exp: Experiment, natural: Natural | None, chosen: bool, expanded: bool) -> None:
+def _settings(lesson: Lesson, exp: LessonExperiment, natural: Natural | None, chosen: bool, expanded: bool) -> None:
     """The settings box: collapsed, or open when an error on the page points to the model switch inside it."""
     with st.expander("Settings used", expanded=expanded):
         left, right = st.columns(2)

@@ -14,3 +14,21 @@
 Kept import-light on purpose: `python -m bench.reopen_child` imports this package in a fresh process whose start-up
 time is measured.
 """
+
+import os
+import sys
+from pathlib import Path
+
+QUIET_OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+                 "TRANSFORMERS_VERBOSITY": "error", "DIFFUSERS_VERBOSITY": "error"}
+
+
+def offline_and_quiet() -> None:
+    """Call before anything imports huggingface_hub / transformers / diffusers: the benchmarks never download
+    anything, and progress bars or info logs would bury the results (a variable already set is kept). Also puts
+    the repository root on sys.path, for `core`."""
+    for name, value in QUIET_OFFLINE.items():
+        os.environ.setdefault(name, value)
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)

@@ -59,11 +59,9 @@ def cpu_model() -> str:
 
 
 def machine_facts(device, threads: int, torch_default: int, tmp_root: Path) -> dict:
-    import diffusers
     import torch
-    import transformers
 
-    from core.pipeline.config import usable_cores
+    from core.pipeline.config import PIXEL_LIBRARIES, library_versions, usable_cores
 
     usable = usable_cores()
     return {
@@ -76,9 +74,7 @@ def machine_facts(device, threads: int, torch_default: int, tmp_root: Path) -> d
         "blas_threads": blas_threads(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
-        "transformers": transformers.__version__,
+        **library_versions(PIXEL_LIBRARIES, with_python=False),
         "device": device.describe(),
         "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "tmp_root": str(tmp_root),

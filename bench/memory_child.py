@@ -7,14 +7,11 @@ the build, and the high-water mark (Linux /proc/self/status; ru_maxrss elsewhere
 seconds taken.
 """
 
-import os
 import sys
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+from bench import offline_and_quiet
+
+offline_and_quiet()  # before anything imports huggingface_hub / transformers / diffusers
 
 import json  # noqa: E402
 import re  # noqa: E402

@@ -18,13 +18,10 @@ from core.analysis.adherence import (
     guess_class,
     parse_classes,
     parse_sweep_values,
-    rank_chart,
     rank_estimates,
     rank_rows,
-    score_histogram,
     score_reading,
     score_rows,
-    sweep_chart,
     sweep_point,
     sweep_requests,
     sweep_rows,
@@ -44,6 +41,7 @@ from core.pipeline.generate import RunRequest
 from core.pipeline.local import all_clip_models, generator_preset
 from core.pipeline.models import ModelUnavailableError, clip_key
 from core.pipeline.natural import reference_sources
+from core.present.charts import rank_chart, score_histogram, sweep_chart
 from core.present.markup import md_list, md_literal
 from core.present.report import LAB_CHOICES, generation_defaults, report_file_stem
 

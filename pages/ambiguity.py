@@ -24,10 +24,9 @@ from core.analysis.ambiguity import (
     format_senses,
     grouped_by_sense,
     parse_senses,
-    reading,
+    senses_reading,
     share_rows,
     validate_ambiguity,
-    variant_shares_chart,
 )
 from core.analysis.diversity import PREVIEW_SIZE, synthetic_set, thumbnails
 from core.analysis.zeroshot import ZERO_SHOT_TEMPLATES, assign, class_vectors
@@ -37,6 +36,7 @@ from core.pipeline.local import all_clip_models
 from core.pipeline.models import ModelUnavailableError, clip_key
 from core.pipeline.natural import reference_sources
 from core.pipeline.registry import DEFAULT_TEMPLATE, PROMPT_TEMPLATES, prompt_for_class
+from core.present.charts import variant_shares_chart
 from core.present.markup import md_list, md_literal
 from core.present.report import LAB_CHOICES, generation_defaults, report_file_stem
 
@@ -167,7 +167,7 @@ except (ModelUnavailableError, ValueError, OSError) as exc:
 assignments = [assign(x, sense_vectors) for x in embeddings]
 
 out.heading("Which sense does the model draw?")
-sense_reading = f"**{md_literal(reading(variants[0].prompt, assignments[0], names))}**"  # quotes the prompt
+sense_reading = f"**{md_literal(senses_reading(variants[0].prompt, assignments[0], names))}**"  # quotes the prompt
 out.text(sense_reading)
 shares = share_rows(variants, assignments, names)
 shares_chart = variant_shares_chart(shares)

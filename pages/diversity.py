@@ -10,10 +10,10 @@ from app import report as ui_report
 from core.analysis.diversity import (
     PREVIEW_SIZE,
     curve_rows,
+    diversity_reading,
     equal_n_estimates,
     export_zip,
     map_points,
-    reading,
     statistics_table,
     synthetic_set,
     thumbnails,
@@ -110,7 +110,7 @@ except ValueError as exc:  # NaN or zero-norm embeddings: name them rather than 
     st.stop()
 if natural is not None:
     # Vendi grows with n: the sentence compares both sets at the smaller n (the larger one subsampled).
-    vendi_line = reading(*([e] for e in equal_n_estimates(syn_emb, nat_emb)))
+    vendi_line = diversity_reading(*([e] for e in equal_n_estimates(syn_emb, nat_emb)))
     out.text(f"**{vendi_line}**")
     if len(nat_emb) != len(syn_emb):
         curve = statistic_curve_chart(curve_rows({"synthetic": syn_emb, "natural": nat_emb}), "Vendi score")

@@ -21,14 +21,13 @@ from core.analysis.bias import (
     PROFESSIONS,
     PROMPT_START,
     BiasSpec,
-    cluster_heatmap,
     cluster_name,
     cluster_table,
     cluster_tree,
+    clusters_reading,
     cut_tree_at,
     exemplars,
     is_nested,
-    reading,
     table_for_display,
     validate_bias_spec,
 )
@@ -37,6 +36,7 @@ from core.pipeline.cache import key_of
 from core.pipeline.generate import RunRequest
 from core.pipeline.local import all_clip_models, generator_preset
 from core.pipeline.models import ModelUnavailableError, clip_key
+from core.present.charts import cluster_heatmap
 from core.present.literature import PRESETS
 from core.present.markup import md_literal
 from core.present.report import generation_defaults, report_file_stem
@@ -174,7 +174,7 @@ k = st.radio("Clusters", ks, horizontal=True, format_func=lambda v: f"{v} cluste
 st.query_params["k"] = str(k)
 form.remember_url(PAGE)
 table = cluster_table(labels_by_k[k], image_prompts, prompts, k)
-table_reading = f"**{md_literal(reading(table))}**"  # quotes prompts
+table_reading = f"**{md_literal(clusters_reading(table))}**"  # quotes prompts
 out.heading(f"Clusters by prompt (k = {k})", 1, on_page=False)  # the page's heading stands above the radio
 out.text(table_reading)
 heatmap = cluster_heatmap(table, prompts)

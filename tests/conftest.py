@@ -123,6 +123,22 @@ def tiny_clip(cpu):
     return load_clip(CLIP_MODELS[TINY_RANDOM], cpu)
 
 
+class CountingClip:
+    """A `get_clip` for functions that load CLIP only when they must: returns the tiny CLIP and counts the calls."""
+
+    def __init__(self, clip):
+        self.clip, self.loads = clip, 0
+
+    def __call__(self):
+        self.loads += 1
+        return self.clip
+
+
+@pytest.fixture
+def counted_clip(tiny_clip) -> CountingClip:
+    return CountingClip(tiny_clip)
+
+
 # -- the real browser (tests marked e2e; helpers in tests/e2e_support.py) -----------------------------------------
 @pytest.fixture(scope="module")
 def e2e_browser():

@@ -16,7 +16,6 @@ import math
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
-import altair as alt
 import numpy as np
 import pandas as pd
 
@@ -26,7 +25,6 @@ from core.pipeline.generate import RunRequest, validate_request
 from core.pipeline.local import generator_preset
 from core.pipeline.natural import IMAGENETTE_WNIDS
 from core.pipeline.registry import GENERATORS
-from core.present.charts import SOURCE_COLOURS
 
 SCORE_LABEL = "CLIPScore (2.5 x max(cos, 0))"
 SCORE_NOTE = (f"CLIPScore = {CLIPSCORE_WEIGHT:g} x max(cos(image, prompt), 0), as defined by Hessel et al. (2021), "
@@ -240,54 +238,7 @@ def sweep_rows(setting: str, values: Sequence, points: Sequence[list[Estimate]])
 
 
 # -- charts ----------------------------------------------------------------------------------------------------------
-HISTOGRAM_TITLE = "CLIPScore against the prompt"
-RANK_TITLE = "Rank of the intended class among the class names"
 
 
 def sweep_title(setting: str) -> str:
     return f"Adherence and diversity against {SWEEP_SETTINGS[setting].label}"
-
-
-def score_histogram(rows: pd.DataFrame) -> alt.LayerChart:
-    """Histograms of CLIPScore, one colour per source (overlaid, not stacked), with each source's mean as a rule."""
-    colour = alt.Color("source:N", scale=SOURCE_COLOURS, title="source")
-    bars = alt.Chart(rows).mark_bar(opacity=0.5, binSpacing=0).encode(
-        x=alt.X("CLIPScore:Q", bin=alt.Bin(maxbins=20), title=SCORE_LABEL),
-        y=alt.Y("count():Q", stack=None, title="images"), color=colour)
-    means = alt.Chart(rows).mark_rule(strokeDash=[5, 3], strokeWidth=2).encode(
-        x="mean(CLIPScore):Q", color=colour, tooltip=["source:N", alt.Tooltip("mean(CLIPScore):Q", format=".3f")])
-    # Streamlit fits the whole drawing (title, axes, legend) into the height: 320 leaves the plot ~200 px.
-    return (bars + means).properties(title=HISTOGRAM_TITLE, height=320)
-
-
-def rank_chart(rows: pd.DataFrame) -> alt.Chart:
-    return alt.Chart(rows).mark_bar().encode(
-        x=alt.X("rank:O", title="rank of the intended class (1 = CLIP's first choice)", axis=alt.Axis(labelAngle=0)),
-        xOffset=alt.XOffset("source:N"),
-        y=alt.Y("share:Q", title="share of images", axis=alt.Axis(format="%")),
-        color=alt.Color("source:N", scale=SOURCE_COLOURS, title="source"),
-        tooltip=["source:N", "rank:O", alt.Tooltip("share:Q", format=".0%"), "n:Q"],
-    ).properties(title=RANK_TITLE, height=300)
-
-
-def sweep_chart(rows: pd.DataFrame, setting: str) -> alt.FacetChart:
-    """Each metric against the swept setting: estimate with its 95% interval, one panel per metric."""
-    spec = SWEEP_SETTINGS[setting]
-    order = [str(v) for v in dict.fromkeys(rows[setting])]
-    data = rows.rename(columns={"95% low": "low", "95% high": "high"}).dropna(subset=["estimate"])
-    if not spec.quantitative:
-        data = data.assign(**{setting: data[setting].astype(str)})
-    x = (alt.X(f"{setting}:Q", title=spec.label) if spec.quantitative
-         else alt.X(f"{setting}:N", title=spec.label, sort=order))
-    base = alt.Chart().encode(x=x)
-    line = base.mark_line(point=True).encode(y=alt.Y("estimate:Q", title=None, scale=alt.Scale(zero=False)))
-    band = base.mark_rule(strokeWidth=2, opacity=0.6).encode(y="low:Q", y2="high:Q")
-    tips = base.mark_point(size=80, opacity=0).encode(
-        y="estimate:Q", tooltip=[f"{setting}:{'Q' if spec.quantitative else 'N'}", "metric:N",
-                                 alt.Tooltip("estimate:Q", format=".3f"), alt.Tooltip("low:Q", format=".3f"),
-                                 alt.Tooltip("high:Q", format=".3f"), "n:Q"])
-    # Two panels a row: three at 260 px spilled past a 1024 px projector's main column.
-    return alt.layer(band, line, tips, data=data).properties(width=240, height=200).facet(
-        facet=alt.Facet("metric:N", title=None, sort=[m for m, _ in SWEEP_METRICS]), columns=2,
-        title=sweep_title(setting),
-    ).resolve_scale(y="independent")

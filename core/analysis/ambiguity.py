@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-import altair as alt
 import numpy as np
 import pandas as pd
 
@@ -323,7 +322,7 @@ def entropy_rows(variants: Sequence[Variant], assignments: Sequence[Assignment],
     return pd.DataFrame(rows)
 
 
-def reading(prompt: str, assignment: Assignment, names: Sequence[str]) -> str:
+def senses_reading(prompt: str, assignment: Assignment, names: Sequence[str]) -> str:
     """One sentence on the bare prompt's sense distribution, honest about the interval."""
     if len(assignment) == 0:
         return f"No images of '{prompt}' yet."
@@ -505,28 +504,3 @@ def cluster_images(x: np.ndarray, sense_vectors: np.ndarray, names: Sequence[str
         clusters.append(Cluster(tuple(int(i) for i in order), names[best], float(sims[best])))
     clusters.sort(key=lambda c: -len(c.members))
     return Clustering(k, chosen, scores, tuple(clusters))
-
-
-# -- charts ----------------------------------------------------------------------------------------------------------
-SHARES_TITLE = "Sense shares by prompt variant"
-
-
-def variant_shares_chart(rows: pd.DataFrame) -> alt.Chart:
-    """Share of each sense per prompt variant, with 95% intervals: one row per variant (in the given order), one
-    colour per sense."""
-    order = list(dict.fromkeys(rows["variant"]))
-    data = rows.rename(columns={"95% low": "low", "95% high": "high"})
-    base = alt.Chart(data).encode(
-        y=alt.Y("variant:N", sort=order, title=None, axis=alt.Axis(labelLimit=360)),
-        yOffset=alt.YOffset("sense:N"),
-        color=alt.Color("sense:N", title="sense", scale=alt.Scale(scheme="tableau10")),
-    )
-    bars = base.mark_bar(opacity=0.35).encode(x=alt.X("share:Q", title="share of images",
-                                                      scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")))
-    rules = base.mark_rule(strokeWidth=2).encode(x="low:Q", x2="high:Q")
-    dots = base.mark_point(filled=True, size=60).encode(
-        x="share:Q", tooltip=["variant:N", "sense:N", alt.Tooltip("share:Q", format=".0%"),
-                              alt.Tooltip("low:Q", format=".0%", title="95% low"),
-                              alt.Tooltip("high:Q", format=".0%", title="95% high"), "n:Q"])
-    # A step height (px per bar), not a fixed height: Streamlit squeezes a fixed-height offset chart into one row.
-    return (bars + rules + dots).properties(title=SHARES_TITLE, height=alt.Step(26))

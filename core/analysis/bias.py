@@ -289,7 +289,7 @@ def exemplars(embeddings: np.ndarray, labels: np.ndarray, m: int = EXEMPLARS) ->
     return out
 
 
-def reading(table: ClusterTable) -> str:
+def clusters_reading(table: ClusterTable) -> str:
     """One line: the most concentrated prompt and the most spread one at this cut."""
     prompts = [p for p in table.counts.columns if p != ALL]
     if not prompts:
@@ -316,40 +316,10 @@ def reading(table: ClusterTable) -> str:
 
 # -- the heat map ------------------------------------------------------------------------------------------------------
 PROMPT_START = "Photo portrait of a "  # every prompt starts so: the chart and the tables leave it out
-TEXT_IN_CELLS_UP_TO = 24  # clusters; beyond, the cells are too narrow for a number (the tooltip has it)
 
 
 def short_prompt(prompt: str) -> str:
     return prompt.removeprefix(PROMPT_START) or prompt
-
-
-def cluster_heatmap(table: ClusterTable, prompts: list[str]):
-    """One row per prompt (every one labelled, in full), one column per cluster (largest first). Colour and number
-    are the same quantity: the share of the prompt's portraits in the cluster; counts are in the tooltip and the
-    counts table. Rows rather than columns for prompts: a label reads horizontally whatever its length."""
-    import altair as alt
-
-    heat = table.long().assign(row=lambda d: d["prompt"].map(short_prompt))
-    base = alt.Chart(heat).encode(
-        x=alt.X("cluster:N", sort=list(table.counts.index), title="cluster (largest first)",
-                axis=alt.Axis(labelAngle=0, labelOverlap=False)),
-        # A short axis title: a long vertical one makes Streamlit's fitting shrink the rows to its length.
-        y=alt.Y("row:N", sort=[short_prompt(p) for p in prompts], title="prompt",
-                axis=alt.Axis(labelLimit=0, labelOverlap=False)))
-    rects = base.mark_rect().encode(
-        color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), title="share of the prompt's images",
-                        legend=alt.Legend(format=".0%", orient="bottom", gradientLength=240)),
-        tooltip=["prompt:N", "cluster:N", alt.Tooltip("share:Q", format=".0%"), "count:Q", "images of the prompt:Q"])
-    layers = [rects]
-    if table.k <= TEXT_IN_CELLS_UP_TO:
-        layers.append(base.mark_text(fontSize=11).encode(
-            text=alt.condition("datum.count > 0", alt.Text("share:Q", format=".0%"), alt.value("")),
-            color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("black"))))
-    # A step per row, not a fixed height: Streamlit fits a fixed height around the title, axes and legend, which
-    # left the six rows 54 px. At least 160 px of rows, however few prompts.
-    return alt.layer(*layers).properties(
-        title=f"Share of each prompt's portraits in each cluster (k = {table.k})",
-        height=alt.Step(max(30, -(-160 // max(1, len(prompts))))))
 
 
 def table_for_display(frame: pd.DataFrame) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 One spec (`ClassListSpec`, what the URL holds) -> one or more RunRequests per class (synthetic images, through the
 cache) plus a fixed sample of natural photos per class from a reference folder -> CLIP embeddings of both and of each
-class's prompt text (`ClassData`, `Experiment`). The analyses (core.analysis.compare, core.analysis.probe,
+class's prompt text (`ClassData`, `ClassListData`). The analyses (core.analysis.compare, core.analysis.probe,
 core.analysis.geometry) take the arrays; nothing here imports streamlit.
 
 Prompt templates are data (`CLASS_TEMPLATES`). Two families:
@@ -18,11 +18,9 @@ writing "a type of None".
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -407,7 +405,7 @@ class ClassData:
 
 
 @dataclass
-class Experiment:
+class ClassListData:
     spec: ClassListSpec
     classes: list[ClassData]
     notes: list[str] = field(default_factory=list)  # what was left out and why, shown by the pages
@@ -428,29 +426,6 @@ class Experiment:
     def counts(self) -> list[dict]:
         return [{"class": c.name, "prompt": c.prompt, "synthetic images": len(c.synthetic),
                  "natural photos": len(c.natural)} for c in self.classes]
-
-
-# -- prompt text embeddings, kept in the disk cache -----------------------------------------------------------------
-
-def text_cache_key(prompt: str) -> str:
-    """The embeddings table is keyed by an image's sha256; a prompt gets a namespaced key that no image hash can
-    equal ('text:' + sha256 of the prompt), so a reopened experiment needs no CLIP model for its prompts."""
-    return "text:" + hashlib.sha256(prompt.encode("utf-8")).hexdigest()
-
-
-def text_embeddings(cache, clip_key: str, prompts: list[str], get_clip: Callable) -> np.ndarray:
-    """L2-normalised text embeddings of `prompts`, in order; only prompts not cached are embedded."""
-    from core.pipeline.embed import embed_texts
-
-    keys = [text_cache_key(p) for p in prompts]
-    found = cache.get_embeddings(clip_key, keys)
-    todo = [(k, p) for k, p in zip(keys, prompts) if k not in found]
-    if todo:
-        vectors = embed_texts(get_clip(), [p for _, p in todo])
-        new = {k: v for (k, _), v in zip(todo, vectors)}
-        cache.put_embeddings(clip_key, new)
-        found.update(new)
-    return np.stack([found[k] for k in keys]) if keys else np.zeros((0, 0), np.float32)
 
 
 def prompt_ensemble(vectors: np.ndarray) -> np.ndarray:

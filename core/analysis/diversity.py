@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import io
 import json
-import platform
 import zipfile
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +18,7 @@ from PIL import Image
 
 from core.analysis.stats import STATISTICS, Estimate, curve_sizes, equal_n_estimate, statistic_curve
 from core.pipeline.cache import THUMB_SIZE, Cache, CachedImage, data_uri
+from core.pipeline.config import library_versions
 from core.pipeline.embed import embeddings_for
 from core.pipeline.natural import NaturalImage
 
@@ -103,7 +102,7 @@ def curve_rows(named: dict[str, np.ndarray], name: str = "Vendi score") -> pd.Da
     return pd.DataFrame(rows, columns=["source", "n", "value", "sd"])
 
 
-def reading(synthetic: list[Estimate], natural: list[Estimate]) -> str:
+def diversity_reading(synthetic: list[Estimate], natural: list[Estimate]) -> str:
     """One sentence comparing the Vendi scores of the two sets, honest about overlap. Vendi grows with n: sets of
     different sizes get no verdict (compare them with `equal_n_estimates`)."""
     syn = next(e for e in synthetic if e.name == "Vendi score")
@@ -132,21 +131,6 @@ def statistics_table(named: dict[str, list[Estimate]]) -> pd.DataFrame:
                          for src, ests in named.items() for e in ests])
 
 
-RUN_LIBRARIES = ("diffusers", "torch", "transformers", "open_clip_torch", "scikit-learn", "numpy", "pillow",
-                 "streamlit", "altair")
-
-
-def environment_versions(names: tuple[str, ...] = RUN_LIBRARIES) -> dict[str, str]:
-    """Python and the installed versions of `names` (those not installed are left out)."""
-    out = {"python": platform.python_version()}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
 def export_zip(images: ImageSet, embeddings: np.ndarray, stats: dict[str, list[Estimate]], settings: dict,
                natural: tuple[ImageSet, np.ndarray] | None = None) -> bytes:
     """The whole run as a zip: PNGs, embeddings (.npy), a per-image CSV, statistics and settings (JSON)."""
@@ -171,7 +155,7 @@ def export_zip(images: ImageSet, embeddings: np.ndarray, stats: dict[str, list[E
             z.writestr("natural_embeddings.npy", _npy(nat_emb))
         z.writestr("statistics.json", json.dumps({src: [asdict(e) for e in ests] for src, ests in stats.items()},
                                                  indent=2, default=float))
-        z.writestr("settings.json", json.dumps({**settings, "library_versions": environment_versions()}, indent=2,
+        z.writestr("settings.json", json.dumps({**settings, "library_versions": library_versions()}, indent=2,
                                                default=str))
     return buf.getvalue()
 

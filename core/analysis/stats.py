@@ -138,7 +138,16 @@ class Estimate:
     note: str = ""
     clipped: str = ""  # e.g. "[0, 1]": the interval reached past what the statistic can be and was cut there
 
-    def format(self, digits: int = 2) -> str:
+    def scaled(self, scale: float, name: str | None = None) -> Estimate:
+        """The estimate in the units a page shows (e.g. an accuracy in %): value and interval times `scale`. A
+        clipped interval then says "the statistic's range", since `clipped` is in the statistic's own units."""
+        return Estimate(self.name if name is None else name, self.value * scale, self.low * scale, self.high * scale,
+                        self.n, self.note, self.clipped and ("the statistic's range" if scale != 1.0 else self.clipped))
+
+    def format(self, digits: int = 2, scale: float = 1.0) -> str:
+        """The one text of an estimate, on every page and in every report: "value [low, high]", or why not."""
+        if scale != 1.0:
+            return self.scaled(scale).format(digits)
         if not np.isfinite(self.value):
             return f"n/a ({self.note})" if self.note else "n/a"
         if not (np.isfinite(self.low) and np.isfinite(self.high)):  # e.g. too few items to resample

@@ -17,7 +17,6 @@ Definitions (match the references):
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -28,7 +27,7 @@ import numpy as np
 from core.analysis.stats import Estimate, bootstrap_interval, clip_to_range, count_estimate, mean_estimate
 from core.analysis.stats import proportion_estimate as proportion_estimate  # re-exported (redundant alias)
 from core.pipeline.cache import Cache
-from core.pipeline.embed import embed_texts, l2_normalise
+from core.pipeline.embed import l2_normalise, text_embeddings
 
 # A plain subset of the 80 ImageNet templates published with CLIP: varied enough to average out the wording,
 # none that changes the subject (no "origami", "tattoo" or "video game").
@@ -44,28 +43,6 @@ ZERO_SHOT_TEMPLATES: tuple[str, ...] = (
 
 CLIPSCORE_WEIGHT = 2.5  # Hessel et al.'s w: rescales cosines, which CLIP keeps in a narrow band, towards [0, 1]
 TORCHMETRICS_SCALE = 100.0
-
-
-def text_key(text: str) -> str:
-    """The cache key of a text's embedding: a hash of the text, prefixed so it can never equal an image's sha256."""
-    return hashlib.sha256(("clip-text\0" + text).encode("utf-8")).hexdigest()
-
-
-def text_embeddings(cache: Cache, clip_key: str, texts: Sequence[str],
-                    get_clip: Callable[[], object]) -> np.ndarray:
-    """L2-normalised CLIP text embeddings in order. Stored in the cache's embeddings table under text_key(text),
-    like images under their sha256: reopening an analysis needs no CLIP model, and `get_clip()` is called only
-    when a text is new."""
-    texts = list(texts)
-    keys = [text_key(t) for t in texts]
-    found = cache.get_embeddings(clip_key, keys)
-    todo = sorted({t for t, k in zip(texts, keys) if k not in found})
-    if todo:
-        vectors = embed_texts(get_clip(), todo)
-        new = {text_key(t): v for t, v in zip(todo, vectors)}
-        cache.put_embeddings(clip_key, new)
-        found.update(new)
-    return np.stack([found[k] for k in keys]) if keys else np.zeros((0, 0), np.float32)
 
 
 def ensemble(per_template: np.ndarray) -> np.ndarray:

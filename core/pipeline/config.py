@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # core/pipeline/config.py -> the repository
@@ -45,6 +47,27 @@ NON_CUDA_BATCH_SIZE = 4
 # same H200 figures: compiling costs about 60 s per batch shape and saves 1/5.25 - 1/8.3 = 0.07 s per image, so it
 # pays for itself after about 850 images: a sweep or a scale-out job, not a page's run of 16.
 COMPILE_MIN_IMAGES = 1000
+
+
+# -- library versions ------------------------------------------------------------------------------------------------
+# The libraries that change pixels (their numerics can change between releases): part of a run's cache key.
+PIXEL_LIBRARIES = ("diffusers", "torch", "transformers")
+# What a run's export, a demo pack and a sweep record.
+RUN_LIBRARIES = ("diffusers", "torch", "transformers", "open_clip_torch", "scikit-learn", "numpy", "pillow",
+                 "streamlit", "altair")
+
+
+def library_versions(names: tuple[str, ...] = RUN_LIBRARIES, *, with_python: bool = True) -> dict[str, str]:
+    """The one reader of library versions: Python's (unless `with_python` is False), then the installed versions of
+    `names`, in order, those not installed left out. Read from the installed metadata, so it never imports them
+    (reopening a cached run needs no torch)."""
+    out = {"python": platform.python_version()} if with_python else {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
 
 
 def cache_dir() -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
@@ -56,6 +57,40 @@ def embed_texts(clip: ClipModel, texts: Sequence[str]) -> np.ndarray:
     with torch.inference_mode(), clip.autocast():
         feats = clip.model.encode_text(clip.tokenizer(list(texts)).to(clip.device)).float().cpu().numpy()
     return l2_normalise(feats)
+
+
+# -- prompt and class texts, kept in the disk cache (the one home of a text's embedding) -----------------------------
+
+def text_key(text: str) -> str:
+    """The cache key of a text's embedding: a hash of the text, prefixed so it can never equal an image's sha256."""
+    return hashlib.sha256(("clip-text\0" + text).encode("utf-8")).hexdigest()
+
+
+def legacy_text_key(text: str) -> str:
+    """The key the Synthetic vs natural pages used before text_key was the only one ('text:' + sha256 of the
+    prompt): still read, so a cache or pack written then reopens without CLIP; never written."""
+    return "text:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def text_embeddings(cache: Cache, clip_key: str, texts: Sequence[str],
+                    get_clip: Callable[[], object]) -> np.ndarray:
+    """L2-normalised CLIP text embeddings in order. Stored in the cache's embeddings table under text_key(text),
+    like images under their sha256: reopening an analysis needs no CLIP model, and `get_clip()` is called only
+    when a text is new (found neither under text_key nor under legacy_text_key)."""
+    texts = list(texts)
+    keys = [text_key(t) for t in texts]
+    found = cache.get_embeddings(clip_key, keys)
+    missing = [t for t, k in zip(texts, keys) if k not in found]
+    if missing:
+        old = cache.get_embeddings(clip_key, [legacy_text_key(t) for t in missing])
+        found.update({text_key(t): old[legacy_text_key(t)] for t in missing if legacy_text_key(t) in old})
+    todo = sorted({t for t, k in zip(texts, keys) if k not in found})
+    if todo:
+        vectors = embed_texts(get_clip(), todo)
+        new = {text_key(t): v for t, v in zip(todo, vectors)}
+        cache.put_embeddings(clip_key, new)
+        found.update(new)
+    return np.stack([found[k] for k in keys]) if keys else np.zeros((0, 0), np.float32)
 
 
 def _preprocessed_batches(clip: ClipModel, batches: list[list[Callable[[], Image.Image]]],

@@ -15,12 +15,11 @@ import threading
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
-from importlib.metadata import version
 from pathlib import Path
 from typing import Callable
 
 from core.pipeline.cache import PNG_METADATA_KEY, Cache, CachedImage, canonical_json, key_of
-from core.pipeline.config import DeviceSpec
+from core.pipeline.config import PIXEL_LIBRARIES, DeviceSpec, library_versions
 from core.pipeline.params import Param, finite_number, out_of_range, read_params, whole_number, write_params
 from core.pipeline.registry import DEFAULT_CLIP, DEFAULT_GENERATOR, GENERATORS, GeneratorPreset
 
@@ -195,12 +194,6 @@ class GenerationSettings:
         return key_of({"settings": self.key(), "prompt": prompt, "seed": int(seed)})
 
 
-def library_versions() -> dict:
-    """Versions of the libraries that change pixels (their numerics can change between releases). Read from the
-    installed metadata, so reopening a cached run never imports them."""
-    return {name: version(name) for name in ("diffusers", "torch", "transformers")}
-
-
 def resolve_settings(req: RunRequest, folder: Path, device: DeviceSpec) -> GenerationSettings:
     from core.pipeline.models import folder_revision, read_pipeline_class, read_scheduler_config
 
@@ -217,7 +210,7 @@ def resolve_settings(req: RunRequest, folder: Path, device: DeviceSpec) -> Gener
         negative_prompt=req.negative_prompt.strip(),
         dtype=device.dtype_name,
         device_type=device.device,
-        versions=library_versions(),
+        versions=library_versions(PIXEL_LIBRARIES, with_python=False),
     )
 
 

@@ -414,14 +414,14 @@ def _write_settings(out: Path, settings: dict[str, dict]) -> None:
 
 
 def _write_manifest(out: Path, plan: Plan, settings: dict[str, dict], summary: Summary) -> None:
-    from core.analysis.diversity import environment_versions
     from core.pipeline.cache import sha256_bytes
+    from core.pipeline.config import library_versions
 
     shards = {t: {p.name: sha256_bytes(p.read_bytes()) for p in sorted((out / t).glob("*.parquet"))}
               for t in SHARD_TABLES if (out / t).is_dir()}
     manifest = {"format": "diffusion-diversity-lab sweep", "version": 1, "title": plan.title,
                 "plan": asdict(plan), "settings_keys": sorted(settings), "images": summary.planned,
-                "seeds": {"first": plan.first_seed, "count": plan.seeds}, "versions": environment_versions(),
+                "seeds": {"first": plan.first_seed, "count": plan.seeds}, "versions": library_versions(),
                 "shards": shards}
     atomic_write_bytes(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode())
 

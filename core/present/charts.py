@@ -1,4 +1,7 @@
-"""Pure functions: data in, Altair chart out. No I/O, no streamlit."""
+"""Every chart of the lab: pure functions, data in, Altair chart out. No I/O, no streamlit.
+
+Sections follow the pages: colours and axes shared by all; Diversity; the class-list pages (Synthetic vs natural,
+CLIP geometry, Train on synthetic); Adherence; Ambiguity; Stable Bias; the lessons' projector styling."""
 
 from __future__ import annotations
 
@@ -6,9 +9,35 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from core.analysis.adherence import SCORE_LABEL, SWEEP_METRICS, SWEEP_SETTINGS, sweep_title
+from core.analysis.bias import ClusterTable, short_prompt
 from core.analysis.stats import Estimate
 
-SOURCE_COLOURS = alt.Scale(domain=["synthetic", "natural"], range=["#d62728", "#1f77b4"])
+# -- colours and axes shared by every chart ----------------------------------------------------------------------------
+SOURCE_DOMAIN = ["synthetic", "natural", "prompt text"]
+SOURCE_RANGE = ["#d62728", "#1f77b4", "#2ca02c"]
+
+
+def source_scale(with_text: bool = True) -> alt.Scale:
+    """Fixed colours per source on every page; without the prompts where a chart has only images."""
+    n = 3 if with_text else 2
+    return alt.Scale(domain=SOURCE_DOMAIN[:n], range=SOURCE_RANGE[:n])
+
+
+SOURCE_COLOURS = source_scale(with_text=False)
+
+
+def full_legend(**kwargs) -> alt.Legend:
+    """A legend whose labels are never cut short ("linear probe (logistic regr..."): Vega's default limit is 160 px."""
+    return alt.Legend(labelLimit=0, **kwargs)
+
+
+def category_axis() -> alt.Axis:
+    """Every category labelled (Vega drops every other label when it guesses they overlap)."""
+    return alt.Axis(labelOverlap=False, labelLimit=180)
+
+
+# -- Diversity ---------------------------------------------------------------------------------------------------------
 PAIR_SELECTION = "pair"
 
 
@@ -132,3 +161,203 @@ def statistic_curve_chart(rows: pd.DataFrame, name: str) -> alt.Chart:
     line = base.mark_line(point=True).encode(
         y=alt.Y("value:Q", title=name), tooltip=["source:N", "n:Q", alt.Tooltip("value:Q", format=".2f")])
     return (band + line).properties(title=f"{name} against n", height=240)
+
+
+# -- the class-list pages ------------------------------------------------------------------------------------------
+
+def shared_map(points: pd.DataFrame, method: str) -> alt.LayerChart:
+    """Images and prompt texts in one 2-D projection: colour = source, shape = class. Image points show their
+    thumbnail on hover (a field named `image`); prompt points show the prompt."""
+    colour = alt.Color("source:N", scale=source_scale(), title="source")
+    shape = alt.Shape("class:N", title="class")
+    x = alt.X("x:Q", title=f"{method} 1", axis=alt.Axis(labels=False))
+    y = alt.Y("y:Q", title=f"{method} 2", axis=alt.Axis(labels=False))
+    images = alt.Chart(points[points["source"] != "prompt text"]).mark_point(filled=True, opacity=0.75, size=60) \
+        .encode(x=x, y=y, color=colour, shape=shape, tooltip=["label:N", "class:N", "source:N", "image"])
+    texts = alt.Chart(points[points["source"] == "prompt text"]).mark_point(
+        filled=True, size=260, stroke="black", strokeWidth=1).encode(
+        x=x, y=y, color=colour, shape=shape, tooltip=["label:N", "class:N", "source:N"])
+    return alt.layer(images, texts).properties(
+        title=f"Synthetic images, natural photos and prompts in CLIP space ({method})", height=480).interactive()
+
+
+def interval_chart(df: pd.DataFrame, y: str, colour: str | None = None, title: str = "",
+                   facet: str | None = None, width: int = 260, reference: float | None = None,
+                   domains: dict[str, tuple[float, float]] | None = None) -> alt.TopLevelMixin:
+    """Point estimate and 95% interval per row. Columns: value, low, high, n, `y` (and `colour`, `facet`).
+    `reference`: a dashed vertical line (e.g. chance). `facet`: one panel per value of that column, two a row, each
+    with its own x axis; `domains` fixes a panel's x range by its facet value (e.g. (0, 1) for a share). A panel
+    whose values are all one number (recall 0 [0, 0]) gets a readable range instead of Vega's collapsed one, whose
+    single tick read "0.000000" (core.present.charts.readable_domain)."""
+    def panel(part: pd.DataFrame, bounds: tuple[float, float] | None = None, labelled: bool = True) -> alt.LayerChart:
+        ends = part[["low", "value", "high"]].to_numpy().ravel().tolist() + ([reference] if reference is not None
+                                                                              else [])
+        domain = readable_domain(ends, bounds)
+        scale = alt.Scale(zero=False, domain=domain) if domain else alt.Scale(zero=False)
+        base = alt.Chart(part).encode(y=alt.Y(f"{y}:N", title=None, axis=category_axis() if labelled else None,
+                                              sort=None))
+        bars = base.mark_rule(strokeWidth=3).encode(
+            x=alt.X("low:Q", title=None, scale=scale, axis=alt.Axis(format=AXIS_FORMAT)), x2="high:Q", **enc)
+        dots = base.mark_point(filled=True, size=80).encode(x="value:Q", tooltip=tooltip, **enc)
+        layers = [bars, dots]
+        if reference is not None:
+            layers.append(alt.Chart(pd.DataFrame({"x": [reference]})).mark_rule(strokeDash=[4, 4], color="gray")
+                          .encode(x="x:Q"))
+        # Steps of 26 px per coloured row, 52 per plain row: every chart at least ~150 px tall with three rows.
+        return alt.layer(*layers).properties(width=width, height=alt.Step(26 if colour and colour != y else 52))
+
+    enc = {}
+    if colour:
+        sources = colour == "source"
+        enc["color"] = alt.Color(f"{colour}:N", scale=source_scale(False) if sources else alt.Undefined,
+                                 legend=None if colour == y else full_legend(orient="bottom"))
+        if colour != y:
+            enc["yOffset"] = alt.YOffset(f"{colour}:N")
+    tooltip = [f"{y}:N"] + ([f"{colour}:N"] if colour and colour != y else []) + [
+        alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("low:Q", format=".3f"),
+        alt.Tooltip("high:Q", format=".3f"), "n:Q"]
+    if facet:
+        # One panel per value, each with its own data and x range (a facet shares one scale definition, so a
+        # collapsed panel could not be given its own range). Two panels a row: three spilled past the main column
+        # of a 1024 px projector. The rows are the same in every panel (one shared y scale): named in the left
+        # panel of each row only, as a facet named them.
+        panels = [panel(df[df[facet] == value], (domains or {}).get(value), labelled=i % 2 == 0)
+                  .properties(title=str(value)) for i, value in enumerate(dict.fromkeys(df[facet]))]
+        return alt.concat(*panels, columns=2, title=title).resolve_scale(x="independent", y="shared")
+    return panel(df).properties(title=title)
+
+
+def histogram_by_source(df: pd.DataFrame, field: str, title: str, x_title: str, bins: int = 30) -> alt.Chart:
+    """Overlaid histograms, each source normalised to its own total (the sources differ in size)."""
+    return alt.Chart(df).transform_joinaggregate(total="count()", groupby=["source"]).transform_calculate(
+        share="1 / datum.total").mark_bar(opacity=0.55, binSpacing=0).encode(
+        x=alt.X(f"{field}:Q", bin=alt.Bin(maxbins=bins), title=x_title),
+        y=alt.Y("sum(share):Q", stack=None, title="share of the source's images"),
+        color=alt.Color("source:N", scale=source_scale(False)),
+        tooltip=["source:N", alt.Tooltip("sum(share):Q", format=".2f", title="share")],
+    ).properties(title=title, height=320)
+
+
+# -- Adherence ---------------------------------------------------------------------------------------------------------
+HISTOGRAM_TITLE = "CLIPScore against the prompt"
+RANK_TITLE = "Rank of the intended class among the class names"
+
+
+def score_histogram(rows: pd.DataFrame) -> alt.LayerChart:
+    """Histograms of CLIPScore, one colour per source (overlaid, not stacked), with each source's mean as a rule."""
+    colour = alt.Color("source:N", scale=SOURCE_COLOURS, title="source")
+    bars = alt.Chart(rows).mark_bar(opacity=0.5, binSpacing=0).encode(
+        x=alt.X("CLIPScore:Q", bin=alt.Bin(maxbins=20), title=SCORE_LABEL),
+        y=alt.Y("count():Q", stack=None, title="images"), color=colour)
+    means = alt.Chart(rows).mark_rule(strokeDash=[5, 3], strokeWidth=2).encode(
+        x="mean(CLIPScore):Q", color=colour, tooltip=["source:N", alt.Tooltip("mean(CLIPScore):Q", format=".3f")])
+    # Streamlit fits the whole drawing (title, axes, legend) into the height: 320 leaves the plot ~200 px.
+    return (bars + means).properties(title=HISTOGRAM_TITLE, height=320)
+
+
+def rank_chart(rows: pd.DataFrame) -> alt.Chart:
+    return alt.Chart(rows).mark_bar().encode(
+        x=alt.X("rank:O", title="rank of the intended class (1 = CLIP's first choice)", axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset("source:N"),
+        y=alt.Y("share:Q", title="share of images", axis=alt.Axis(format="%")),
+        color=alt.Color("source:N", scale=SOURCE_COLOURS, title="source"),
+        tooltip=["source:N", "rank:O", alt.Tooltip("share:Q", format=".0%"), "n:Q"],
+    ).properties(title=RANK_TITLE, height=300)
+
+
+def sweep_chart(rows: pd.DataFrame, setting: str) -> alt.FacetChart:
+    """Each metric against the swept setting: estimate with its 95% interval, one panel per metric."""
+    spec = SWEEP_SETTINGS[setting]
+    order = [str(v) for v in dict.fromkeys(rows[setting])]
+    data = rows.rename(columns={"95% low": "low", "95% high": "high"}).dropna(subset=["estimate"])
+    if not spec.quantitative:
+        data = data.assign(**{setting: data[setting].astype(str)})
+    x = (alt.X(f"{setting}:Q", title=spec.label) if spec.quantitative
+         else alt.X(f"{setting}:N", title=spec.label, sort=order))
+    base = alt.Chart().encode(x=x)
+    line = base.mark_line(point=True).encode(y=alt.Y("estimate:Q", title=None, scale=alt.Scale(zero=False)))
+    band = base.mark_rule(strokeWidth=2, opacity=0.6).encode(y="low:Q", y2="high:Q")
+    tips = base.mark_point(size=80, opacity=0).encode(
+        y="estimate:Q", tooltip=[f"{setting}:{'Q' if spec.quantitative else 'N'}", "metric:N",
+                                 alt.Tooltip("estimate:Q", format=".3f"), alt.Tooltip("low:Q", format=".3f"),
+                                 alt.Tooltip("high:Q", format=".3f"), "n:Q"])
+    # Two panels a row: three at 260 px spilled past a 1024 px projector's main column.
+    return alt.layer(band, line, tips, data=data).properties(width=240, height=200).facet(
+        facet=alt.Facet("metric:N", title=None, sort=[m for m, _ in SWEEP_METRICS]), columns=2,
+        title=sweep_title(setting),
+    ).resolve_scale(y="independent")
+
+
+# -- Ambiguity ---------------------------------------------------------------------------------------------------------
+SHARES_TITLE = "Sense shares by prompt variant"
+
+
+def variant_shares_chart(rows: pd.DataFrame) -> alt.Chart:
+    """Share of each sense per prompt variant, with 95% intervals: one row per variant (in the given order), one
+    colour per sense."""
+    order = list(dict.fromkeys(rows["variant"]))
+    data = rows.rename(columns={"95% low": "low", "95% high": "high"})
+    base = alt.Chart(data).encode(
+        y=alt.Y("variant:N", sort=order, title=None, axis=alt.Axis(labelLimit=360)),
+        yOffset=alt.YOffset("sense:N"),
+        color=alt.Color("sense:N", title="sense", scale=alt.Scale(scheme="tableau10")),
+    )
+    bars = base.mark_bar(opacity=0.35).encode(x=alt.X("share:Q", title="share of images",
+                                                      scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")))
+    rules = base.mark_rule(strokeWidth=2).encode(x="low:Q", x2="high:Q")
+    dots = base.mark_point(filled=True, size=60).encode(
+        x="share:Q", tooltip=["variant:N", "sense:N", alt.Tooltip("share:Q", format=".0%"),
+                              alt.Tooltip("low:Q", format=".0%", title="95% low"),
+                              alt.Tooltip("high:Q", format=".0%", title="95% high"), "n:Q"])
+    # A step height (px per bar), not a fixed height: Streamlit squeezes a fixed-height offset chart into one row.
+    return (bars + rules + dots).properties(title=SHARES_TITLE, height=alt.Step(26))
+
+
+# -- Stable Bias -------------------------------------------------------------------------------------------------------
+TEXT_IN_CELLS_UP_TO = 24  # clusters; beyond, the cells are too narrow for a number (the tooltip has it)
+
+
+def cluster_heatmap(table: ClusterTable, prompts: list[str]) -> alt.LayerChart:
+    """One row per prompt (every one labelled, in full), one column per cluster (largest first). Colour and number
+    are the same quantity: the share of the prompt's portraits in the cluster; counts are in the tooltip and the
+    counts table. Rows rather than columns for prompts: a label reads horizontally whatever its length."""
+    heat = table.long().assign(row=lambda d: d["prompt"].map(short_prompt))
+    base = alt.Chart(heat).encode(
+        x=alt.X("cluster:N", sort=list(table.counts.index), title="cluster (largest first)",
+                axis=alt.Axis(labelAngle=0, labelOverlap=False)),
+        # A short axis title: a long vertical one makes Streamlit's fitting shrink the rows to its length.
+        y=alt.Y("row:N", sort=[short_prompt(p) for p in prompts], title="prompt",
+                axis=alt.Axis(labelLimit=0, labelOverlap=False)))
+    rects = base.mark_rect().encode(
+        color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), title="share of the prompt's images",
+                        legend=alt.Legend(format=".0%", orient="bottom", gradientLength=240)),
+        tooltip=["prompt:N", "cluster:N", alt.Tooltip("share:Q", format=".0%"), "count:Q", "images of the prompt:Q"])
+    layers = [rects]
+    if table.k <= TEXT_IN_CELLS_UP_TO:
+        layers.append(base.mark_text(fontSize=11).encode(
+            text=alt.condition("datum.count > 0", alt.Text("share:Q", format=".0%"), alt.value("")),
+            color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("black"))))
+    # A step per row, not a fixed height: Streamlit fits a fixed height around the title, axes and legend, which
+    # left the six rows 54 px. At least 160 px of rows, however few prompts.
+    return alt.layer(*layers).properties(
+        title=f"Share of each prompt's portraits in each cluster (k = {table.k})",
+        height=alt.Step(max(30, -(-160 // max(1, len(prompts))))))
+
+
+# -- the lessons -------------------------------------------------------------------------------------------------------
+PROJECTOR_MIN_HEIGHT = 420  # px for the whole drawing: large type, a title and a legend below leave ~220 for the plot
+
+
+def projector(chart, title: str) -> alt.TopLevelMixin:
+    """The answer's chart titled by the lesson and with type large enough to read from the back of a room."""
+    # The legend goes below the plot: beside it, it takes the width a 1024 px projector needs for the data.
+    # A chart of fixed height is drawn whole within it, so the larger type would squash its plot (Lesson 2's
+    # histogram was left 28 px tall): it gets more height. Step heights (one band per row) grow on their own.
+    height = getattr(chart, "height", None)
+    if isinstance(height, (int, float)) and height < PROJECTOR_MIN_HEIGHT:
+        chart = chart.properties(height=PROJECTOR_MIN_HEIGHT)
+    return (chart.properties(title=title)
+            .configure_title(fontSize=20, anchor="start")
+            .configure_axis(labelFontSize=15, titleFontSize=15)
+            .configure_legend(labelFontSize=15, titleFontSize=15, orient="bottom")
+            .configure_header(labelFontSize=15))

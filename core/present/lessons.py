@@ -1,7 +1,7 @@
 """The Lessons: one guided page per finding of Marwood, Baluja & Alon, "Diversity and Diffusion: Observations on
 Synthetic Image Distributions with Stable Diffusion" (arXiv 2311.00056, 2023), as data.
 
-Each `Lesson` holds the question in one sentence, the preset experiment one click runs (`Experiment`: prompt or
+Each `Lesson` holds the question in one sentence, the preset experiment one click runs (`LessonExperiment`: prompt or
 classes, N, seeds, generator, CLIP), the title of the chart that answers it, two or three things to look for, and
 the full analysis page that "Try it yourself" opens with the same settings (`try_it_params`, in the full page's own
 URL format: RunRequest / AmbiguityRequest / ClassListSpec `to_params`).
@@ -63,7 +63,7 @@ INTERVALS = ("95% intervals: Wilson for shares, Student's t for means, the jackk
 
 # -- the experiment one click runs -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Experiment:
+class LessonExperiment:
     """What one click generates and measures. One-prompt lessons set `prompt` (plus `ambiguity_preset`: the
     prompt's senses, one variant per sense) and `natural_class`; class-list lessons set `classes` (one prompt per
     class from core.analysis.classes' `template`) and, for zero-shot recognition, `candidates`. Steps, guidance and size
@@ -80,7 +80,7 @@ class Experiment:
     clip: str = LESSON_CLIP
     first_seed: int = 0
 
-    def with_models(self, generator: str, clip: str) -> Experiment:
+    def with_models(self, generator: str, clip: str) -> LessonExperiment:
         return replace(self, generator=generator, clip=clip)
 
     @property
@@ -134,7 +134,7 @@ class Experiment:
 
 # -- the lessons -----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Setting:
+class SettingUsed:
     """One row of "Settings used": what, the value, and where the choice comes from (FROM_PAPER or LAB_CHOICE)."""
 
     name: str
@@ -148,14 +148,14 @@ class Lesson:
     number: int
     finding: str  # the paper's name for the failure mode
     question: str  # one sentence
-    experiment: Experiment
+    experiment: LessonExperiment
     summary: str  # the experiment in one sentence; fields {n}, {generator}, {clip}, {natural}, {classes}, {candidates}
     chart_title: str
     look_for: tuple[str, ...]  # two or three bullets
     full_page: str  # the page "Try it yourself" opens, e.g. "pages/diversity.py"
     full_page_title: str
     try_it: str  # a TRY_IT_BUILDERS key: how the experiment becomes the full page's URL parameters
-    extra_settings: tuple[Setting, ...] = ()  # lesson-specific rows of "Settings used"
+    extra_settings: tuple[SettingUsed, ...] = ()  # lesson-specific rows of "Settings used"
     statistics: tuple[str, ...] = ()  # the statistics the chart shows, where the analysis computes more
 
     @property
@@ -179,7 +179,7 @@ LESSONS: dict[str, Lesson] = {
         Lesson(
             key="ambiguity", number=1, finding="Ambiguity",
             question="When a word has two meanings, which one does the model draw?",
-            experiment=Experiment(n=6, prompt=prompt_for_class(_CRANE.term), ambiguity_preset=_CRANE.key),
+            experiment=LessonExperiment(n=6, prompt=prompt_for_class(_CRANE.term), ambiguity_preset=_CRANE.key),
             summary="{n} images each of *a photo of a crane* and of two variants that name a sense (the bird, the "
                     "construction machine), made by {generator}; CLIP ({clip}) gives each image the sense it is "
                     "closest to.",
@@ -193,18 +193,18 @@ LESSONS: dict[str, Lesson] = {
             ),
             full_page="pages/ambiguity.py", full_page_title="Ambiguity", try_it="ambiguity request",
             extra_settings=(
-                Setting("Senses", " / ".join(f"{s.name} (CLIP text '{s.text}')" for s in _CRANE.senses)),
-                Setting("Prompt variants", f"the bare prompt, then {VARIANT_STYLES[DEFAULT_STYLES[0]].label} for "
-                                           f"each sense; {SAME_SEEDS}"),
-                Setting("Sense of an image", f"the sense whose text (averaged over {len(ZERO_SHOT_TEMPLATES)} "
-                                             f"zero-shot templates) has the highest cosine with the image"),
+                SettingUsed("Senses", " / ".join(f"{s.name} (CLIP text '{s.text}')" for s in _CRANE.senses)),
+                SettingUsed("Prompt variants", f"the bare prompt, then {VARIANT_STYLES[DEFAULT_STYLES[0]].label} for "
+                                               f"each sense; {SAME_SEEDS}"),
+                SettingUsed("Sense of an image", f"the sense whose text (averaged over {len(ZERO_SHOT_TEMPLATES)} "
+                                                 f"zero-shot templates) has the highest cosine with the image"),
             ),
         ),
         Lesson(
             key="adherence", number=2, finding="Adherence to prompt",
             question="Do generated images match their prompt's words more closely than real photos of the same "
                      "thing do?",
-            experiment=Experiment(n=8, prompt="a photo of a tench", natural_class="tench"),
+            experiment=LessonExperiment(n=8, prompt="a photo of a tench", natural_class="tench"),
             summary="{n} images of *a photo of a tench* from {generator} and {n} real photos of tenches ({natural}), "
                     "each scored against the prompt with CLIP ({clip}).",
             chart_title="CLIPScore against 'a photo of a tench'",
@@ -218,15 +218,15 @@ LESSONS: dict[str, Lesson] = {
             ),
             full_page="pages/adherence.py", full_page_title="Adherence", try_it="run with natural class",
             extra_settings=(
-                Setting("Score", "CLIPScore = 2.5 x max(cos(image, prompt), 0) (Hessel et al. 2021), the prompt as "
-                                 "written as the text"),
-                Setting("Means", INTERVALS),
+                SettingUsed("Score", "CLIPScore = 2.5 x max(cos(image, prompt), 0) (Hessel et al. 2021), the prompt as "
+                                     "written as the text"),
+                SettingUsed("Means", INTERVALS),
             ),
         ),
         Lesson(
             key="diversity", number=3, finding="Lack of diversity",
             question="Are eight generated pictures of a tench as varied as eight real photos of tenches?",
-            experiment=Experiment(n=8, prompt="a photo of a tench", natural_class="tench"),
+            experiment=LessonExperiment(n=8, prompt="a photo of a tench", natural_class="tench"),
             summary="{n} images of *a photo of a tench* from {generator} and {n} real photos of tenches ({natural}); "
                     "CLIP ({clip}) measures how far each set spreads.",
             chart_title="How varied each set is",
@@ -238,14 +238,14 @@ LESSONS: dict[str, Lesson] = {
                 "Then compare the two rows of images below: pose, framing, background, lighting.",
             ),
             full_page="pages/diversity.py", full_page_title="Diversity", try_it="run with natural class",
-            extra_settings=(Setting("Statistics", "Vendi score (Friedman & Dieng 2023) and mean pairwise cosine of "
-                                                  "the L2-normalised CLIP embeddings; " + INTERVALS),),
+            extra_settings=(SettingUsed("Statistics", "Vendi score (Friedman & Dieng 2023) and mean pairwise cosine of "
+                                                      "the L2-normalised CLIP embeddings; " + INTERVALS),),
             statistics=("Vendi score", "mean pairwise cosine"),
         ),
         Lesson(
             key="concept", number=4, finding="Inability to represent the concept",
             question="Does CLIP recognise generated images as their class as often as real photos of that class?",
-            experiment=Experiment(n=6, classes=LESSON_CLASSES, candidates=IMAGENETTE_CLASSES),
+            experiment=LessonExperiment(n=6, classes=LESSON_CLASSES, candidates=IMAGENETTE_CLASSES),
             summary="{n} images each of {classes} from {generator}, and {n} real photos of each ({natural}); CLIP "
                     "({clip}) names every image among the {candidates} Imagenette classes.",
             chart_title="Share of images CLIP names as their own class",
@@ -259,16 +259,16 @@ LESSONS: dict[str, Lesson] = {
             full_page="pages/adherence.py", full_page_title="Adherence (confusable classes)",
             try_it="one class among candidates",
             extra_settings=(
-                Setting("Recognised", f"CLIP's zero-shot top-1 among the class names (each name in "
-                                      f"{len(ZERO_SHOT_TEMPLATES)} templates, averaged), as the Adherence page's "
-                                      f"confusable-class rank 1; " + INTERVALS),
+                SettingUsed("Recognised", f"CLIP's zero-shot top-1 among the class names (each name in "
+                                          f"{len(ZERO_SHOT_TEMPLATES)} templates, averaged), as the Adherence page's "
+                                          f"confusable-class rank 1; " + INTERVALS),
             ),
         ),
         Lesson(
             key="geometry", number=5, finding="Geometry of CLIP embeddings",
             question="In CLIP space, do generated images sit closer to their prompt than real photos of the class "
                      "do?",
-            experiment=Experiment(n=6, classes=LESSON_CLASSES),
+            experiment=LessonExperiment(n=6, classes=LESSON_CLASSES),
             summary="{n} images each of {classes} from {generator}, and {n} real photos of each ({natural}); CLIP "
                     "({clip}) embeds the images and each class's prompt.",
             chart_title="Closeness to the prompt: cos(prompt, centroid)",
@@ -282,9 +282,9 @@ LESSONS: dict[str, Lesson] = {
             ),
             full_page="pages/clip_geometry.py", full_page_title="CLIP geometry", try_it="class list",
             extra_settings=(
-                Setting("Closeness", "cosine between the prompt's text embedding and the normalised mean of the "
-                                     "class's image embeddings, as on the CLIP geometry page; 95% normal bootstrap "
-                                     f"intervals ({BOOTSTRAP_RESAMPLES} resamples within the class, seed 0)"),
+                SettingUsed("Closeness", "cosine between the prompt's text embedding and the normalised mean of the "
+                                         "class's image embeddings, as on the CLIP geometry page; 95% normal bootstrap "
+                                         f"intervals ({BOOTSTRAP_RESAMPLES} resamples within the class, seed 0)"),
             ),
         ),
     )
@@ -292,15 +292,15 @@ LESSONS: dict[str, Lesson] = {
 
 
 # -- "Try it yourself": the full page's own URL parameters -------------------------------------------------------------
-def _ambiguity_params(exp: Experiment, source: str, focus: str | None) -> dict[str, str]:
+def _ambiguity_params(exp: LessonExperiment, source: str, focus: str | None) -> dict[str, str]:
     return exp.ambiguity_request().to_params()
 
 
-def _run_with_natural(exp: Experiment, source: str, focus: str | None) -> dict[str, str]:
+def _run_with_natural(exp: LessonExperiment, source: str, focus: str | None) -> dict[str, str]:
     return {**exp.run_request().to_params(), "ref": source, "ref_class": exp.natural_class}
 
 
-def _one_class_among_candidates(exp: Experiment, source: str, focus: str | None) -> dict[str, str]:
+def _one_class_among_candidates(exp: LessonExperiment, source: str, focus: str | None) -> dict[str, str]:
     """The Adherence page's confusable-class rank for one class of the list: its prompt, its natural photos and
     the same candidate names (as the page writes them) with the class as the intended one."""
     name = focus if focus in exp.classes else exp.classes[0]
@@ -309,11 +309,11 @@ def _one_class_among_candidates(exp: Experiment, source: str, focus: str | None)
             "classes": ", ".join(class_display(c) for c in exp.candidates), "intended": class_display(name)}
 
 
-def _class_list(exp: Experiment, source: str, focus: str | None) -> dict[str, str]:
+def _class_list(exp: LessonExperiment, source: str, focus: str | None) -> dict[str, str]:
     return exp.class_spec(source).to_params()
 
 
-TRY_IT_BUILDERS: dict[str, Callable[[Experiment, str, str | None], dict[str, str]]] = {
+TRY_IT_BUILDERS: dict[str, Callable[[LessonExperiment, str, str | None], dict[str, str]]] = {
     "ambiguity request": _ambiguity_params,
     "run with natural class": _run_with_natural,
     "one class among candidates": _one_class_among_candidates,
@@ -321,7 +321,7 @@ TRY_IT_BUILDERS: dict[str, Callable[[Experiment, str, str | None], dict[str, str
 }
 
 
-def try_it_params(lesson: Lesson, exp: Experiment | None = None, source: str = "imagenette",
+def try_it_params(lesson: Lesson, exp: LessonExperiment | None = None, source: str = "imagenette",
                   focus: str | None = None) -> dict[str, str]:
     """The URL parameters that open `lesson.full_page` with the lesson's settings (`exp`: the lesson's experiment
     with the models actually used; `source`: the natural-photo source id; `focus`: the class to open, for lessons
@@ -330,30 +330,31 @@ def try_it_params(lesson: Lesson, exp: Experiment | None = None, source: str = "
 
 
 # -- settings, with where each comes from ----------------------------------------------------------------------------
-def settings_table(lesson: Lesson, exp: Experiment, natural: str = "", models_chosen: bool = False) -> list[Setting]:
+def settings_table(lesson: Lesson, exp: LessonExperiment, natural: str = "",
+                   models_chosen: bool = False) -> list[SettingUsed]:
     """Every setting the lesson uses, each labelled FROM_PAPER or LAB_CHOICE (or YOUR_CHOICE for models picked
     through the link or the page)."""
     first = exp.requests()[0]
     preset = GENERATORS[exp.generator]
     model_origin = YOUR_CHOICE if models_chosen else LAB_CHOICE
-    rows = [Setting("Finding", f"'{lesson.finding}': {PAPER}, {PAPER_URL}", FROM_PAPER)]
+    rows = [SettingUsed("Finding", f"'{lesson.finding}': {PAPER}, {PAPER_URL}", FROM_PAPER)]
     prompts = exp.prompts()
-    rows.append(Setting("Prompts" if len(prompts) > 1 else "Prompt", "; ".join(f"'{p}'" for p in prompts)))
+    rows.append(SettingUsed("Prompts" if len(prompts) > 1 else "Prompt", "; ".join(f"'{p}'" for p in prompts)))
     if exp.classes:
-        rows.append(Setting("Prompt template", f"{CLASS_TEMPLATES[exp.template].label} (core.analysis.classes)"))
-    rows.append(Setting("Images", f"{exp.n} per prompt, seeds {exp.first_seed}-{exp.first_seed + exp.n - 1}"))
-    rows.append(Setting("Generator", f"{preset.label}, {preset.model_id}: {first.steps} steps, guidance "
-                                     f"{first.guidance:g}, {first.size} px (the preset's defaults)", model_origin))
-    rows.append(Setting("CLIP", CLIP_MODELS[exp.clip].label, model_origin))
+        rows.append(SettingUsed("Prompt template", f"{CLASS_TEMPLATES[exp.template].label} (core.analysis.classes)"))
+    rows.append(SettingUsed("Images", f"{exp.n} per prompt, seeds {exp.first_seed}-{exp.first_seed + exp.n - 1}"))
+    rows.append(SettingUsed("Generator", f"{preset.label}, {preset.model_id}: {first.steps} steps, guidance "
+                                         f"{first.guidance:g}, {first.size} px (the preset's defaults)", model_origin))
+    rows.append(SettingUsed("CLIP", CLIP_MODELS[exp.clip].label, model_origin))
     if exp.natural_classes():
-        rows.append(Setting("Natural photos", f"{exp.n} per class from {natural or 'Imagenette'}, a fixed sample "
-                                              f"(seed {NATURAL_SEED})"))
+        rows.append(SettingUsed("Natural photos", f"{exp.n} per class from {natural or 'Imagenette'}, a fixed sample "
+                                                  f"(seed {NATURAL_SEED})"))
     if exp.candidates:
-        rows.append(Setting("Class names", ", ".join(class_display(c) for c in exp.candidates)))
+        rows.append(SettingUsed("Class names", ", ".join(class_display(c) for c in exp.candidates)))
     return rows + list(lesson.extra_settings)
 
 
-def summary_text(lesson: Lesson, exp: Experiment, natural: str = "Imagenette") -> str:
+def summary_text(lesson: Lesson, exp: LessonExperiment, natural: str = "Imagenette") -> str:
     """The lesson's summary as Markdown; model labels and folder names are user text (local models, folders)."""
     from core.present.markup import md_literal
 

@@ -180,8 +180,8 @@ def export_pack(out: Path | BinaryIO, cache: Cache, runs: list[CachedRun],
     images and photos, plus the cached texts (prompts, class and sense texts), so the pages reopen without CLIP."""
     import pyarrow as pa
 
-    from core.analysis.diversity import environment_versions
     from core.analysis.stats import diversity_statistics
+    from core.pipeline.config import library_versions
 
     if not runs and not natural:
         raise PackError("Nothing to export: choose at least one run or one class of natural photos.")
@@ -248,7 +248,7 @@ def export_pack(out: Path | BinaryIO, cache: Cache, runs: list[CachedRun],
     summary = PackSummary(title or f"Demo pack of {len(runs)} runs", len(runs), len(image_rows), len(natural_rows),
                           len(natural_manifest), len(embedding_rows), len(thumbnail_rows), tuple(clip_keys))
     manifest = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "title": summary.title,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "library_versions": environment_versions(),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "library_versions": library_versions(),
                 "runs": manifest_runs, "clip_keys": clip_keys, "natural": natural_manifest,
                 "counts": {"runs": summary.runs, "images": summary.images, "natural_photos": summary.natural_photos,
                            "embeddings": summary.embeddings, "thumbnails": summary.thumbnails}}

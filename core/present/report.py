@@ -48,8 +48,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from core.analysis.diversity import environment_versions
 from core.analysis.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Estimate
+from core.pipeline.config import library_versions
 from core.present.markup import md_literal
 
 LAB_NAME = "Diffusion Diversity Lab"
@@ -82,11 +82,6 @@ LAB_CHOICES: dict[str, str] = {
 
 
 # -- values to text ----------------------------------------------------------------------------------------------------
-def format_estimate(e: Estimate, digits: int = DIGITS) -> str:
-    """`value [low, high]`, or `n/a (why)`: the lab's Estimate.format."""
-    return e.format(digits)
-
-
 def format_cell(value: Any, digits: int = DIGITS) -> str:
     if value is None:
         return ""
@@ -97,7 +92,7 @@ def format_cell(value: Any, digits: int = DIGITS) -> str:
     if isinstance(value, (float, np.floating)):
         return "n/a" if not np.isfinite(value) else f"{float(value):.{digits}f}"
     if isinstance(value, Estimate):
-        return format_estimate(value, digits)
+        return value.format(digits)
     return str(value)
 
 
@@ -126,11 +121,6 @@ def flatten_settings(settings: Mapping[str, Any], prefix: str = "") -> list[tupl
         else:
             rows.append((f"{prefix}{name}", _setting_text(value)))
     return rows
-
-
-def library_versions() -> dict[str, str]:
-    """Python and the installed versions of REPORT_LIBRARIES (those not installed are left out)."""
-    return environment_versions(REPORT_LIBRARIES)
 
 
 def slug(text: str, limit: int = 48) -> str:
@@ -435,7 +425,7 @@ class _Numbers:
         header += ["note"] if noted else []
         rows = []
         for group, e in self.rows:
-            row = ([group] if grouped else []) + [e.name, format_estimate(e, self.digits), str(e.n)]
+            row = ([group] if grouped else []) + [e.name, e.format(self.digits), str(e.n)]
             rows.append(row + ([e.note] if noted else []))
         return header, rows
 
@@ -747,7 +737,8 @@ def provenance_rows(generation: Any = (), clip: Any = None, clip_key: str = "",
             rows.append(("CLIP embedding key", clip_key))
     for name, value in (extra or {}).items():
         rows.append((name, _setting_text(value)))
-    rows.append(("libraries (this report)", ", ".join(f"{k} {v}" for k, v in library_versions().items())))
+    versions = library_versions(REPORT_LIBRARIES)
+    rows.append(("libraries (this report)", ", ".join(f"{k} {v}" for k, v in versions.items())))
     return rows
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import re
 from unittest import mock
 
-from app_support import table_elements
+from app_support import chart_frames, table_elements, vega_charts
 from streamlit.testing.v1 import AppTest
 
 TIMEOUT = 180
@@ -30,15 +29,12 @@ def generate(at: AppTest, prompt="a photo of a tench", n=8) -> AppTest:
 
 
 def charts(at: AppTest) -> list[dict]:
-    return [json.loads(e.proto.spec) for e in at.main if getattr(e, "type", "") == "vega_lite_chart"]
+    return [spec for spec, _ in vega_charts(at)]
 
 
 def chart_rows(at: AppTest, index: int) -> list[dict]:
-    """The data rows of the index-th chart (Streamlit ships them as Arrow, beside the spec)."""
-    import pyarrow as pa
-
-    proto = [e.proto for e in at.main if getattr(e, "type", "") == "vega_lite_chart"][index]
-    return pa.ipc.open_stream(proto.datasets[0].data.data).read_pandas().to_dict("records")
+    """The data rows of the index-th chart."""
+    return chart_frames(vega_charts(at)[index][1])[0].to_dict("records")
 
 
 def test_home_renders_and_links_the_pages():
@@ -98,13 +94,21 @@ def test_asking_for_more_generates_only_the_new_images(app_cache):
     assert not at.get("button") or all(b.label != "Cancel" for b in at.button)  # gone once the run finished
 
 
-def test_natural_reference_from_a_local_folder():
-    at = diversity({**RUN, "ref": "folder:imagenette224", "ref_class": "tench"})
+def diversity_against(params: dict) -> tuple[AppTest, str]:
+    """The Diversity page with a natural reference (its 8-image run generated if the cache lacks it) and its one
+    sentence comparing the Vendi scores."""
+    at = diversity(params)
     if at.warning:  # not cached yet in this order of tests
         at = generate(at, n=8)
     assert not at.exception, at.exception
     reading = [m.value for m in at.markdown if "Synthetic Vendi" in m.value]
-    assert len(reading) == 1 and "(n=8)" in reading[0] and "natural" in reading[0]
+    assert len(reading) == 1, reading
+    return at, reading[0]
+
+
+def test_natural_reference_from_a_local_folder():
+    at, reading = diversity_against({**RUN, "ref": "folder:imagenette224", "ref_class": "tench"})
+    assert "(n=8)" in reading and "natural" in reading
     table = table_elements(at)[0].value
     assert sorted(set(table["source"])) == ["natural", "synthetic"]
     sources = {row["source"] for row in chart_rows(at, -1)}
@@ -164,12 +168,8 @@ def test_fewer_photos_than_images_are_compared_at_equal_n_with_a_curve(tmp_path,
     for i in range(3):
         Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(folder / f"photo{i}.png")
     monkeypatch.setenv("DDL_NATURAL_ROOTS", str(tmp_path / "few"))
-    at = diversity({**RUN, "ref": "folder:few", "ref_class": "tench"})
-    if at.warning:  # not cached yet in this order of tests
-        at = generate(at, n=8)
-    assert not at.exception, at.exception
-    reading = [m.value for m in at.markdown if "Synthetic Vendi" in m.value]
-    assert len(reading) == 1 and "(n=3) vs natural" in reading[0] and "at equal n (synthetic:" in reading[0]
+    at, reading = diversity_against({**RUN, "ref": "folder:few", "ref_class": "tench"})
+    assert "(n=3) vs natural" in reading and "at equal n (synthetic:" in reading
     assert "Vendi score against n" in [c.get("title") for c in charts(at)]
 
 

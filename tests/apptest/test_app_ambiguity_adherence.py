@@ -6,18 +6,17 @@ messages); tests/test_ambiguity.py and tests/test_adherence.py check the semanti
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import replace
 from unittest import mock
 
 import app_support
 import pytest
+from app_support import chart_rows, charts
 from streamlit.testing.v1 import AppTest
 
-from core.analysis.adherence import HISTOGRAM_TITLE, RANK_TITLE
-from core.analysis.ambiguity import SHARES_TITLE
 from core.pipeline.registry import GENERATORS, TINY_RANDOM
+from core.present.charts import HISTOGRAM_TITLE, RANK_TITLE, SHARES_TITLE
 from core.present.markup import md_literal
 
 TIMEOUT = 180
@@ -44,28 +43,6 @@ def ensure_generated(at: AppTest) -> AppTest:
     return at
 
 
-def charts(at: AppTest) -> dict[str, dict]:
-    """Vega-Lite specs by title."""
-    out = {}
-    for e in at.main:
-        if getattr(e, "type", "") == "vega_lite_chart":
-            spec = json.loads(e.proto.spec)
-            title = spec.get("title")
-            out[title.get("text") if isinstance(title, dict) else title] = spec
-    return out
-
-
-def chart_rows(at: AppTest, title: str) -> list[dict]:
-    import pyarrow as pa
-
-    for e in at.main:
-        if getattr(e, "type", "") == "vega_lite_chart":
-            spec = json.loads(e.proto.spec)
-            if spec.get("title") == title or (isinstance(spec.get("title"), dict) and spec["title"]["text"] == title):
-                return pa.ipc.open_stream(e.proto.datasets[0].data.data).read_pandas().to_dict("records")
-    raise AssertionError(f"No chart titled {title!r}; charts: {list(charts(at))}")
-
-
 def texts(elements) -> str:
     return "\n".join(e.value for e in elements)
 
@@ -74,7 +51,7 @@ NO_WORK = (mock.patch("core.pipeline.models.load_pipeline", side_effect=Assertio
            mock.patch("core.pipeline.generate.generate_missing", side_effect=AssertionError("generation ran")),
            mock.patch("core.pipeline.embed.encode_preprocessed",
                       side_effect=AssertionError("an image was embedded again")),
-           mock.patch("core.analysis.zeroshot.embed_texts", side_effect=AssertionError("a text was embedded again")))
+           mock.patch("core.pipeline.embed.embed_texts", side_effect=AssertionError("a text was embedded again")))
 
 
 # -- Ambiguity -------------------------------------------------------------------------------------------------------

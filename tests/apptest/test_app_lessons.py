@@ -10,7 +10,6 @@ tests check that they are the right numbers, tests/test_lessons.py checks the he
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 from unittest import mock
 from urllib.parse import parse_qsl
@@ -21,19 +20,20 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.analysis.adherence import HISTOGRAM_TITLE, score_rows
-from core.analysis.ambiguity import SHARES_TITLE, share_rows
+from core.analysis.adherence import score_rows
+from core.analysis.ambiguity import share_rows
 from core.analysis.classes import NATURAL_SEED
-from core.analysis.classes import text_embeddings as prompt_embeddings
 from core.analysis.diversity import embed_set, natural_set, synthetic_set
 from core.analysis.stats import diversity_statistics, wilson_interval
 from core.analysis.zeroshot import assign, class_vectors, clip_scores
 from core.pipeline.cache import Cache
 from core.pipeline.config import DeviceSpec
+from core.pipeline.embed import text_embeddings
 from core.pipeline.generate import cached_images, resolve_settings
 from core.pipeline.models import clip_key
 from core.pipeline.natural import NaturalFolder
 from core.pipeline.registry import CLIP_MODELS, GENERATORS, TINY_RANDOM
+from core.present.charts import HISTOGRAM_TITLE, SHARES_TITLE
 from core.present.lessons import LESSONS, closeness_rows, recognition_rows, try_it_params, weakest_class
 from core.present.markup import md_literal
 
@@ -77,15 +77,9 @@ def ran(key: str) -> AppTest:
 
 def chart(at: AppTest, title: str) -> tuple[dict, pd.DataFrame]:
     """(Vega-Lite spec, the data rows of its main dataset) of the chart titled `title`."""
-    import pyarrow as pa
-
-    for e in at.main:
-        if getattr(e, "type", "") == "vega_lite_chart":
-            spec = json.loads(e.proto.spec)
-            t = spec.get("title")
-            if (t.get("text") if isinstance(t, dict) else t) == title:
-                frames = [pa.ipc.open_stream(d.data.data).read_pandas() for d in e.proto.datasets]
-                return spec, max(frames, key=len)
+    for spec, proto in app_support.vega_charts(at):
+        if app_support.chart_title(spec) == title:
+            return spec, max(app_support.chart_frames(proto), key=len)
     raise AssertionError(f"No chart titled {title!r}")
 
 
@@ -107,7 +101,6 @@ def no_generation(images_embedded: bool = True, texts_embedded: bool = False):
         guards.append(("core.pipeline.embed.encode_preprocessed", "an image was embedded again"))
     if texts_embedded:
         guards.append(("core.pipeline.embed.embed_texts", "a text was embedded again"))
-        guards.append(("core.analysis.zeroshot.embed_texts", "a text was embedded again"))
     with contextlib.ExitStack() as stack:
         for target, message in guards:
             stack.enter_context(mock.patch(target, side_effect=AssertionError(message)))
@@ -251,7 +244,6 @@ def test_adherence_lesson_scores_match_core_and_the_adherence_page(cached):
 
 
 def text_vector(data: Cached, text: str) -> np.ndarray:
-    from core.analysis.zeroshot import text_embeddings
 
     return text_embeddings(data.cache, data.ckey, [text], _no_clip)[0]
 
@@ -338,7 +330,7 @@ def test_geometry_lesson_closeness_matches_core_and_the_clip_geometry_page(cache
     prompts = [r.prompt for r in data.exp.requests(SOURCE)]
     expected = closeness_rows(data.exp.classes, {"synthetic": [data.embed(s) for s in data.sets],
                                                  "natural": [data.embed(data.natural(c)) for c in data.exp.classes]},
-                              prompt_embeddings(data.cache, data.ckey, prompts, _no_clip))
+                              text_embeddings(data.cache, data.ckey, prompts, _no_clip))
     pd.testing.assert_frame_equal(rows[list(expected.columns)], expected, check_dtype=False)
     assert "classes the generated images' centre sits closer to the prompt" in texts(at.markdown)
 

@@ -7,11 +7,10 @@ geometry."""
 
 from __future__ import annotations
 
-import json
 from unittest import mock
 
 import pytest
-from app_support import table_elements
+from app_support import chart_frames, charts, table_elements
 from streamlit.testing.v1 import AppTest
 
 TIMEOUT = 240
@@ -46,24 +45,9 @@ def texts(at: AppTest, kind: str) -> str:
     return "\n".join(e.value for e in getattr(at, kind))
 
 
-def charts(at: AppTest) -> dict[str, dict]:
-    """Vega-Lite specs by title."""
-    out = {}
-    for e in at.main:
-        if getattr(e, "type", "") == "vega_lite_chart":
-            spec = json.loads(e.proto.spec)
-            title = spec.get("title")
-            out[title["text"] if isinstance(title, dict) else title] = spec | {"_proto": e.proto}
-    return out
-
-
 def chart_rows(spec: dict) -> list[dict]:
-    import pyarrow as pa
-
-    rows = []
-    for dataset in spec["_proto"].datasets:
-        rows += pa.ipc.open_stream(dataset.data.data).read_pandas().to_dict("records")
-    return rows
+    """The rows of every dataset of a chart from `charts`."""
+    return [row for frame in chart_frames(spec["_proto"]) for row in frame.to_dict("records")]
 
 
 def test_synthetic_vs_natural_generates_and_shows_every_section(generated):

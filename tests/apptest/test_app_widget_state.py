@@ -9,6 +9,8 @@ change, and checks that the page and the URL follow the second change too.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import app_support
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -47,6 +49,33 @@ def change(at: AppTest, widget, value) -> AppTest:
     return at
 
 
+def change_twice(at: AppTest, widget: Callable[[AppTest], object], param: str, steps: list[tuple],
+                 where: str = "markdown") -> AppTest:
+    """Change the control `widget(at)` to each step's value in turn: (value, shown) or (value, shown, absent).
+    After each change the control shows the value, the URL's `param` holds it and, where given, the text `shown`
+    is among the page's `where` elements and `absent` is not."""
+    for value, shown, *absent in steps:
+        at = change(at, widget(at), value)
+        assert widget(at).value == value and at.query_params[param] == str(value)
+        page_text = texts(getattr(at, where))
+        assert shown is None or shown in page_text, shown
+        assert not absent or absent[0] not in page_text, absent
+    return at
+
+
+def control(kind: str, label: str) -> Callable[[AppTest], object]:
+    """A finder of the control labelled `label`, looked up afresh on each run (a rerun replaces the elements)."""
+    return lambda at: labelled(at, kind, label)
+
+
+def type_and_press(at: AppTest, label: str, text: str, button: str) -> AppTest:
+    """Type `text` into the text input labelled `label`, then press the button labelled `button`."""
+    labelled(at, "text_input", label).set_value(text)
+    at = next(b for b in at.button if b.label == button).click().run()
+    assert not at.exception, at.exception
+    return at
+
+
 def labelled(at: AppTest, kind: str, label: str):
     """The widget by its label, as a user finds it (not by key: the tests must not depend on the fix's keys)."""
     found = [w for w in getattr(at, kind) if w.label == label]
@@ -55,16 +84,9 @@ def labelled(at: AppTest, kind: str, label: str):
 
 
 # -- Diversity -------------------------------------------------------------------------------------------------------
-def reference_source(at: AppTest):
-    return labelled(at, "selectbox", "Compare with natural photos from")
-
-
-def reference_class(at: AppTest):
-    return labelled(at, "selectbox", "Class")
-
-
-def projection(at: AppTest):
-    return labelled(at, "radio", "Projection")
+reference_source = control("selectbox", "Compare with natural photos from")
+reference_class = control("selectbox", "Class")
+projection = control("radio", "Projection")
 
 
 def test_diversity_reference_source_takes_two_changes_in_a_row():
@@ -83,28 +105,18 @@ def test_reference_class_takes_two_changes_in_a_row(page):
     link = {"diversity": {**DIVERSITY, "ref": IMAGENETTE_SOURCE, "ref_class": "tench"}, "adherence": ADHERENCE}[page]
     at = open_page(f"pages/{page}.py", link)
     assert reference_class(at).value == "tench"
-    at = change(at, reference_class(at), "church")
-    assert reference_class(at).value == "church" and at.query_params["ref_class"] == "church"
-    assert "photos of 'church'" in texts(at.caption)
-    at = change(at, reference_class(at), "golf_ball")
-    assert reference_class(at).value == "golf_ball" and at.query_params["ref_class"] == "golf_ball"
-    assert "photos of 'golf_ball'" in texts(at.caption)
+    change_twice(at, reference_class, "ref_class",
+                 [("church", "photos of 'church'"), ("golf_ball", "photos of 'golf_ball'")], where="caption")
 
 
 def test_diversity_map_projection_takes_two_changes_in_a_row():
     at = open_page("pages/diversity.py", DIVERSITY)
     assert projection(at).value == "pca"
-    at = change(at, projection(at), "tsne")
-    assert projection(at).value == "tsne" and at.query_params["map"] == "tsne"
-    at = change(at, projection(at), "pca")
-    assert projection(at).value == "pca" and at.query_params["map"] == "pca"
+    change_twice(at, projection, "map", [("tsne", None), ("pca", None)])
 
 
 def generate_with(at: AppTest, label: str, text: str) -> AppTest:
-    labelled(at, "text_input", label).set_value(text)
-    at = next(b for b in at.button if b.label == "Generate").click().run()
-    assert not at.exception, at.exception
-    return at
+    return type_and_press(at, label, text, "Generate")
 
 
 def run_line(at: AppTest) -> str:
@@ -136,43 +148,26 @@ def test_diversity_link_values_still_start_the_widgets_and_bad_ones_fall_back():
 
 
 # -- Adherence -------------------------------------------------------------------------------------------------------
-def photo_source(at: AppTest):
-    return labelled(at, "selectbox", "Natural photos from")
-
-
-def intended_class(at: AppTest):
-    return labelled(at, "selectbox", "Intended class")
-
-
-def varied_setting(at: AppTest):
-    return labelled(at, "radio", "Vary")
+photo_source = control("selectbox", "Natural photos from")
+intended_class = control("selectbox", "Intended class")
+varied_setting = control("radio", "Vary")
 
 
 def test_adherence_reference_source_takes_two_changes_in_a_row():
     at = open_page("pages/adherence.py", ADHERENCE)
     assert photo_source(at).value == IMAGENETTE_SOURCE
-    at = change(at, photo_source(at), "none")
-    assert photo_source(at).value == "none" and at.query_params["ref"] == "none"
-    assert "photos of 'tench'" not in texts(at.caption)
-    at = change(at, photo_source(at), IMAGENETTE_SOURCE)
-    assert photo_source(at).value == IMAGENETTE_SOURCE and at.query_params["ref"] == IMAGENETTE_SOURCE
-    assert "photos of 'tench'" in texts(at.caption)
+    change_twice(at, photo_source, "ref", [("none", None, "photos of 'tench'"),
+                                           (IMAGENETTE_SOURCE, "photos of 'tench'")], where="caption")
 
 
 def test_adherence_intended_class_takes_two_changes_in_a_row():
     at = open_page("pages/adherence.py", ADHERENCE)
     assert intended_class(at).value == "tench"
-    at = change(at, intended_class(at), "golf ball")
-    assert intended_class(at).value == "golf ball" and at.query_params["intended"] == "golf ball"
-    at = change(at, intended_class(at), "parachute")
-    assert intended_class(at).value == "parachute" and at.query_params["intended"] == "parachute"
+    change_twice(at, intended_class, "intended", [("golf ball", None), ("parachute", None)])
 
 
 def run_sweep(at: AppTest, label: str, values: str) -> AppTest:
-    labelled(at, "text_input", label).set_value(values)
-    at = next(b for b in at.button if b.label == "Run sweep").click().run()
-    assert not at.exception, at.exception
-    return at
+    return type_and_press(at, label, values, "Run sweep")
 
 
 def test_adherence_sweep_setting_takes_two_changes_in_a_row_after_a_sweep():
@@ -203,46 +198,27 @@ def test_adherence_sweep_values_take_two_sweeps_in_a_row():
 
 
 # -- Ambiguity -------------------------------------------------------------------------------------------------------
-def shown_variant(at: AppTest):
-    return labelled(at, "selectbox", "Show the images of")
-
-
-def cluster_count(at: AppTest):
-    return labelled(at, "selectbox", "Number of clusters (k)")
-
-
-def calibration_folder(at: AppTest):
-    return labelled(at, "selectbox", "Labelled photos from")
+shown_variant = control("selectbox", "Show the images of")
+cluster_count = control("selectbox", "Number of clusters (k)")
+calibration_folder = control("selectbox", "Labelled photos from")
 
 
 def test_ambiguity_shown_variant_takes_two_changes_in_a_row():
     at = open_page("pages/ambiguity.py", AMBIGUITY)
     assert shown_variant(at).value == 0 and "show" not in at.query_params
-    at = change(at, shown_variant(at), 1)
-    assert shown_variant(at).value == 1 and at.query_params["show"] == "1"
-    assert "on the CLIP embeddings of 'a photo of a crane, the bird'" in texts(at.markdown)
-    at = change(at, shown_variant(at), 2)
-    assert shown_variant(at).value == 2 and at.query_params["show"] == "2"
-    assert "on the CLIP embeddings of 'a photo of a crane, the construction machine'" in texts(at.markdown)
+    change_twice(at, shown_variant, "show",
+                 [(1, "on the CLIP embeddings of 'a photo of a crane, the bird'"),
+                  (2, "on the CLIP embeddings of 'a photo of a crane, the construction machine'")])
 
 
 def test_ambiguity_cluster_count_takes_two_changes_in_a_row():
     at = open_page("pages/ambiguity.py", AMBIGUITY)
     assert cluster_count(at).value == "auto" and "k" not in at.query_params
-    at = change(at, cluster_count(at), "2")
-    assert cluster_count(at).value == "2" and at.query_params["k"] == "2"
-    assert "**k = 2** (set by you)" in texts(at.markdown)
-    at = change(at, cluster_count(at), "3")
-    assert cluster_count(at).value == "3" and at.query_params["k"] == "3"
-    assert "**k = 3** (set by you)" in texts(at.markdown)
+    change_twice(at, cluster_count, "k", [("2", "**k = 2** (set by you)"), ("3", "**k = 3** (set by you)")])
 
 
 def test_ambiguity_calibration_folder_takes_two_changes_in_a_row():
     at = open_page("pages/ambiguity.py", AMBIGUITY)
     assert calibration_folder(at).value == AMBIGUOUS_SOURCE
-    at = change(at, calibration_folder(at), "none")
-    assert calibration_folder(at).value == "none" and at.query_params["cal"] == "none"
-    assert "Zero-shot sense accuracy" not in texts(at.markdown)
-    at = change(at, calibration_folder(at), AMBIGUOUS_SOURCE)
-    assert calibration_folder(at).value == AMBIGUOUS_SOURCE and at.query_params["cal"] == AMBIGUOUS_SOURCE
-    assert "Zero-shot sense accuracy on 2 labelled photos" in texts(at.markdown)
+    change_twice(at, calibration_folder, "cal", [("none", None, "Zero-shot sense accuracy"),
+                                                 (AMBIGUOUS_SOURCE, "Zero-shot sense accuracy on 2 labelled photos")])

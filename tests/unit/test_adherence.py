@@ -10,7 +10,6 @@ import torch
 
 from core.analysis.adherence import (
     CONFUSABLE_SETS,
-    HISTOGRAM_TITLE,
     MAX_SWEEP_POINTS,
     SCORE_NOTE,
     SWEEP_SETTINGS,
@@ -18,13 +17,10 @@ from core.analysis.adherence import (
     guess_class,
     parse_classes,
     parse_sweep_values,
-    rank_chart,
     rank_estimates,
     rank_rows,
-    score_histogram,
     score_reading,
     score_rows,
-    sweep_chart,
     sweep_point,
     sweep_requests,
     sweep_rows,
@@ -35,6 +31,7 @@ from core.analysis.zeroshot import CLIPSCORE_WEIGHT, clip_scores, mean_estimate,
 from core.pipeline.generate import RunRequest
 from core.pipeline.natural import IMAGENETTE_WNIDS
 from core.pipeline.registry import GENERATORS, TINY_RANDOM
+from core.present.charts import HISTOGRAM_TITLE, rank_chart, score_histogram, sweep_chart
 
 
 def torchmetrics_clip_score(image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:

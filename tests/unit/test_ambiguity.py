@@ -17,7 +17,6 @@ import pytest
 from core.analysis.ambiguity import (
     AMBIGUITY_PRESETS,
     MAX_VARIANTS,
-    SHARES_TITLE,
     VARIANT_STYLES,
     AmbiguityRequest,
     Sense,
@@ -31,11 +30,10 @@ from core.analysis.ambiguity import (
     parse_senses,
     photo_labels,
     preset_request,
-    reading,
+    senses_reading,
     share_rows,
     validate_ambiguity,
     validate_senses,
-    variant_shares_chart,
 )
 from core.analysis.zeroshot import (
     ZERO_SHOT_TEMPLATES,
@@ -47,10 +45,10 @@ from core.analysis.zeroshot import (
     entropy,
     entropy_estimate,
     share_estimates,
-    text_embeddings,
 )
 from core.pipeline.cache import Cache
-from core.pipeline.embed import embed_texts
+from core.pipeline.embed import embed_texts, text_embeddings
+from core.present.charts import SHARES_TITLE, variant_shares_chart
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -112,9 +110,9 @@ def test_images_grouped_by_sense_least_confident_first():
 
 def test_reading_names_the_dominant_sense_and_the_entropy_scale():
     images, centroids, _ = planted(2, 6)
-    text = reading("a photo of a crane", assign(images[:6], centroids), ["bird", "machine"])
+    text = senses_reading("a photo of a crane", assign(images[:6], centroids), ["bird", "machine"])
     assert "6 of 6 images to 'bird'" in text and "nats" in text and "ln 2 = 0.69" in text and "rule of three" in text
-    mixed = reading("a photo of a crane", assign(images, centroids), ["bird", "machine"])
+    mixed = senses_reading("a photo of a crane", assign(images, centroids), ["bird", "machine"])
     assert "No sense clearly dominates" in mixed
 
 
@@ -127,13 +125,9 @@ def test_ensemble_is_normalise_average_renormalise():
     assert np.allclose(np.linalg.norm(ensemble(raw), axis=1), 1.0, atol=1e-6)
 
 
-def test_class_vectors_follow_clips_recipe_and_texts_are_cached(tmp_path, tiny_clip):
+def test_class_vectors_follow_clips_recipe_and_texts_are_cached(tmp_path, tiny_clip, counted_clip):
     cache = Cache(tmp_path)
-    loads = []
-
-    def get_clip():
-        loads.append(1)
-        return tiny_clip
+    get_clip = counted_clip
 
     names = ["crane bird", "construction crane"]
     first = class_vectors(cache, tiny_clip.key, names, get_clip)
@@ -141,7 +135,7 @@ def test_class_vectors_follow_clips_recipe_and_texts_are_cached(tmp_path, tiny_c
                        for n in names])
     assert first.shape == (2, manual.shape[1]) and np.allclose(first, manual, atol=1e-5)
     again = class_vectors(cache, tiny_clip.key, names, get_clip)
-    assert np.array_equal(first, again) and loads == [1]  # the second call read every text from the disk cache
+    assert np.array_equal(first, again) and get_clip.loads == 1  # the second call read every text from the disk cache
     single = text_embeddings(cache, tiny_clip.key, ["a photo of a crane"], get_clip)
     assert np.allclose(single, embed_texts(tiny_clip, ["a photo of a crane"]), atol=1e-6)
 

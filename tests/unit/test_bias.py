@@ -13,11 +13,11 @@ from core.analysis.bias import (
     BiasSpec,
     cluster_table,
     cluster_tree,
+    clusters_reading,
     cut_tree_at,
     exemplars,
     is_nested,
     portrait_prompt,
-    reading,
     validate_bias_spec,
 )
 from core.pipeline.registry import TINY_RANDOM
@@ -122,7 +122,7 @@ def test_table_counts_add_up_to_the_images_per_prompt():
     # One prompt per known group: that prompt's images all fall in one cluster, and the reading says so.
     one_each = cluster_table(cut_tree_at(cluster_tree(x), [3])[3], [f"g{t}" for t in truth], ["g0", "g1", "g2"], 3)
     assert (one_each.counts[["g0", "g1", "g2"]].max(axis=0) == 8).all()
-    assert "100% of its 8 images fall in one cluster" in reading(one_each)
+    assert "100% of its 8 images fall in one cluster" in clusters_reading(one_each)
 
 
 def test_exemplars_are_nearest_the_cluster_mean():
@@ -139,4 +139,4 @@ def test_cluster_shares_carry_wilson_intervals_in_the_table_and_the_reading():
     assert row["share"] == pytest.approx(7 / 8)
     assert (row["95% low"], row["95% high"]) == pytest.approx(wilson_interval(7, 8))
     low, high = wilson_interval(7, 8)
-    assert f"(C1; 95% interval {low:.0%}-{high:.0%})" in reading(table)
+    assert f"(C1; 95% interval {low:.0%}-{high:.0%})" in clusters_reading(table)

@@ -1,6 +1,8 @@
 """The class-list experiment spec: URL round trip, tampered links, prompts from the template table, validation,
 stacking, and prompt embeddings kept in the disk cache."""
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -13,16 +15,14 @@ from core.analysis.classes import (
     PLACES365_BACKGROUNDS,
     WORDNET_IMAGENETTE,
     ClassData,
+    ClassListData,
     ClassListSpec,
-    Experiment,
     background_for,
     default_classes,
     format_user_lexicon,
     parse_user_lexicon,
     prompt_ensemble,
     prompt_for,
-    text_cache_key,
-    text_embeddings,
     validate_spec,
 )
 from core.analysis.diversity import ImageSet
@@ -114,7 +114,7 @@ def test_experiment_stacks_sources_in_class_order():
     rng = np.random.default_rng(0)
     classes = [ClassData(name, name, image_set(n), image_set(m), rng.normal(size=(n, 4)), rng.normal(size=(m, 4)),
                          rng.normal(size=4)) for name, n, m in (("a", 2, 3), ("b", 4, 5))]
-    exp = Experiment(spec(), classes)
+    exp = ClassListData(spec(), classes)
     x, y = exp.stacked("synthetic")
     assert x.shape == (6, 4) and list(y) == [0, 0, 1, 1, 1, 1]
     x, y = exp.stacked("natural")
@@ -123,23 +123,59 @@ def test_experiment_stacks_sources_in_class_order():
     assert exp.counts()[1] == {"class": "b", "prompt": "b", "synthetic images": 4, "natural photos": 5}
 
 
-def test_text_embeddings_are_cached_and_never_collide_with_images(tmp_path, tiny_clip):
+def test_text_embeddings_are_cached_and_never_collide_with_images(tmp_path, tiny_clip, counted_clip):
     from core.pipeline.cache import Cache
-    from core.pipeline.embed import embed_texts
+    from core.pipeline.embed import embed_texts, text_embeddings, text_key
 
     cache = Cache(tmp_path)
-    loads = []
-
-    def get_clip():
-        loads.append(1)
-        return tiny_clip
+    get_clip = counted_clip
 
     prompts = ["a photo of a tench", "a photo of a church"]
     first = text_embeddings(cache, tiny_clip.key, prompts, get_clip)
     second = text_embeddings(cache, tiny_clip.key, prompts[::-1], get_clip)
     assert np.allclose(first, embed_texts(tiny_clip, prompts), atol=1e-6)
-    assert np.array_equal(second, first[::-1]) and loads == [1]
-    assert text_cache_key("x").startswith("text:") and len(text_cache_key("x")) == 5 + 64
+    assert np.array_equal(second, first[::-1]) and get_clip.loads == 1
+    assert len(text_key("x")) == 64 and text_key("x") != hashlib.sha256(b"x").hexdigest()
+
+
+def _embedding_keys(cache) -> list[str]:
+    with cache._connect() as db:
+        return sorted(k for (k,) in db.execute("SELECT image_sha256 FROM embeddings"))
+
+
+def test_a_prompt_embedded_by_the_class_pages_and_by_zero_shot_is_stored_once(tmp_path, tiny_clip):
+    """One home for a text's embedding: the Synthetic vs natural pages (a class prompt) and the zero-shot pages
+    (class vectors from templates) reach the same row, so the second path needs no CLIP model."""
+    from core.analysis.zeroshot import class_vectors
+    from core.pipeline.cache import Cache
+    from core.pipeline.embed import text_embeddings, text_key
+
+    cache = Cache(tmp_path)
+    prompt = "a photo of a tench."
+    text_embeddings(cache, tiny_clip.key, [prompt], lambda: tiny_clip)
+    assert _embedding_keys(cache) == [text_key(prompt)]
+
+    def no_clip():
+        raise AssertionError("the text was cached: no CLIP model needed")
+
+    class_vectors(cache, tiny_clip.key, ["tench"], no_clip, templates=("a photo of a {}.",))
+    assert _embedding_keys(cache) == [text_key(prompt)]
+
+
+def test_a_text_cached_under_the_old_class_page_key_is_still_read(tmp_path, tiny_clip):
+    from core.pipeline.cache import Cache
+    from core.pipeline.embed import embed_texts, legacy_text_key, text_embeddings
+
+    cache = Cache(tmp_path)
+    prompt = "a photo of a church"
+    vector = embed_texts(tiny_clip, [prompt])[0]
+    cache.put_embeddings(tiny_clip.key, {legacy_text_key(prompt): vector})
+    assert legacy_text_key(prompt) == "text:" + hashlib.sha256(prompt.encode()).hexdigest()
+
+    def no_clip():
+        raise AssertionError("the old row answers: no CLIP model needed")
+
+    assert np.array_equal(text_embeddings(cache, tiny_clip.key, [prompt], no_clip)[0], vector)
 
 
 # -- Sariyildiz et al. 2023's templates, WordNet data, backgrounds, the user's lexicon ------------------------------

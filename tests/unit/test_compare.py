@@ -204,11 +204,16 @@ def test_intervals_stay_inside_each_statistics_range():
     # Six synthetic images, all inside the natural manifold: precision 1 with a wide normal interval, clipped.
     natural = unit_rows(30, 8, 50)
     synthetic = natural[:6] + 1e-4
-    for e in distance_estimates(natural, synthetic, resamples=50):
-        if np.isfinite(e.low) and e.name != "CMMD (unbiased)":  # the U-statistic can be negative
+    estimates = {e.name: e for e in distance_estimates(natural, synthetic, resamples=50)}
+    assert all(np.isfinite(e.low) and np.isfinite(e.high) for e in estimates.values()), estimates  # none skipped
+    for name, e in estimates.items():
+        if name != "CMMD (unbiased)":  # the U-statistic can be negative
             assert e.low >= 0.0, e
-            if e.name in ("precision", "recall", "coverage"):
+            if name in ("precision", "recall", "coverage"):
                 assert e.high <= 1.0, e
+    # The clipping these bounds rely on happened, and says so.
+    assert estimates["precision"].value == 1.0 and estimates["precision"].clipped == "[0, 1]"
+    assert estimates["FD (CLIP)"].low == 0.0 and estimates["FD (CLIP)"].clipped == "[0, inf]"
 
 
 def test_the_fast_bootstrap_on_stored_distances_equals_recomputing_each_resample(monkeypatch):

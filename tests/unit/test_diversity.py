@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from core.analysis.diversity import (
+    diversity_reading,
     embed_set,
     export_zip,
     map_points,
     natural_set,
-    reading,
     statistics_table,
     synthetic_set,
 )
@@ -31,18 +31,14 @@ def run(tmp_path, tiny_pipe, tiny_folder, cpu):
     return cache, settings, synthetic_set(cached_images(settings, req.prompt, req.seeds, cache))
 
 
-def test_embeddings_are_computed_once_and_clip_loads_only_when_needed(run, tiny_clip):
+def test_embeddings_are_computed_once_and_clip_loads_only_when_needed(run, tiny_clip, counted_clip):
     cache, _, images = run
-    loads = []
-
-    def get_clip():
-        loads.append(1)
-        return tiny_clip
+    get_clip = counted_clip
 
     first = embed_set(cache, tiny_clip.key, images, get_clip)
     second = embed_set(cache, tiny_clip.key, images, get_clip)
     assert first.shape == (4, 384) and np.array_equal(first, second)
-    assert loads == [1]  # the second call found every embedding in the cache
+    assert get_clip.loads == 1  # the second call found every embedding in the cache
 
 
 def test_natural_sets_are_a_fixed_sample(imagenette_dir):
@@ -96,7 +92,7 @@ def est(value, low, high, n=16):
     (est(12.0, 11.0, 13.0), est(9.8, 8.9, 10.6), "more diverse"),
 ])
 def test_reading_states_the_comparison_honestly(syn, nat, phrase):
-    text = reading(syn, nat)
+    text = diversity_reading(syn, nat)
     assert phrase in text and text.startswith("Synthetic Vendi 3.1 [2.6, 3.5] (n=16)" if syn[0].value == 3.1
                                               else "Synthetic Vendi")
 
@@ -113,11 +109,11 @@ def test_sets_of_different_sizes_get_no_verdict_and_are_compared_at_equal_n():
 
     syn = np.eye(16)  # 16 orthonormal images: Vendi 16, and m of them have Vendi m
     nat = np.eye(16)[:3]
-    text = reading(diversity_statistics(syn), diversity_statistics(nat))
+    text = diversity_reading(diversity_statistics(syn), diversity_statistics(nat))
     assert "(n=16)" in text and "(n=3)" in text and "cannot be compared" in text
     syn_eq, nat_eq = equal_n_estimates(syn, nat)
     assert syn_eq.n == nat_eq.n == 3 and syn_eq.value == pytest.approx(3.0) and nat_eq.value == pytest.approx(3.0)
-    text = reading([syn_eq], [nat_eq])
+    text = diversity_reading([syn_eq], [nat_eq])
     assert text.startswith("Synthetic Vendi 3.0") and "at equal n (synthetic: mean over 20 random subsets of 3" in text
     rows = curve_rows({"synthetic": syn, "natural": nat})
     assert set(rows["source"]) == {"synthetic", "natural"} and rows["n"].max() == 16

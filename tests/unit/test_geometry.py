@@ -102,8 +102,10 @@ def test_class_specific_shifts_share_no_direction():
     syn = np.concatenate([around(c + s, per, 0.2, 50 + i) for i, (c, s) in enumerate(zip(nat_centres, rng_shifts))])
     labels = np.repeat(np.arange(k), per)
     result = synthetic_offsets(syn, labels, nat, labels, k, resamples=50)
-    assert abs(result.mean_pairwise_cosine.value) < 0.3
-    assert "no shared direction" in offsets_reading(result) or "suggested" in offsets_reading(result)
+    # Six random shifts in 64 dimensions: their pairwise cosines average near 0, the whole interval under the
+    # random level, so the reading is the "no shared direction" one (not merely "suggested").
+    assert abs(result.mean_pairwise_cosine.value) < 0.1 and result.mean_pairwise_cosine.high < result.random_level
+    assert offsets_reading(result).endswith(": no shared direction; each class is off in its own way.")
 
 
 def test_one_class_has_no_pairwise_cosine():
@@ -113,7 +115,7 @@ def test_one_class_has_no_pairwise_cosine():
     assert np.isnan(result.mean_pairwise_cosine.value) and "One class" in offsets_reading(result)
 
 
-def test_embedding_norms_match_the_raw_encoder_and_are_measured_once(tmp_path, tiny_clip):
+def test_embedding_norms_match_the_raw_encoder_and_are_measured_once(tmp_path, tiny_clip, counted_clip):
     import torch
     from PIL import Image
 
@@ -128,20 +130,16 @@ def test_embedding_norms_match_the_raw_encoder_and_are_measured_once(tmp_path, t
     assert np.allclose(raw, np.linalg.norm(feats, axis=1), rtol=1e-5)
     assert np.allclose(embed_pil(tiny_clip, images) * raw[:, None], feats, atol=1e-4)  # normalised x norm = raw
     cache = Cache(tmp_path)
-    loads = []
-
-    def get_clip():
-        loads.append(1)
-        return tiny_clip
+    get_clip = counted_clip
 
     shas = ["a" * 64, "b" * 64, "c" * 64]
     loaders = [lambda im=im: im for im in images]
     first = embedding_norms(cache, tiny_clip.key, shas, loaders, get_clip)
     second = embedding_norms(cache, tiny_clip.key, shas, loaders, get_clip)
-    assert np.allclose(first, raw, rtol=1e-5) and np.array_equal(first, second) and len(loads) == 1
+    assert np.allclose(first, raw, rtol=1e-5) and np.array_equal(first, second) and get_clip.loads == 1
     t1 = text_norms(cache, tiny_clip.key, ["a photo of a tench"], get_clip)
     t2 = text_norms(cache, tiny_clip.key, ["a photo of a tench"], get_clip)
-    assert t1.shape == (1,) and t1[0] > 0 and np.array_equal(t1, t2) and len(loads) == 2
+    assert t1.shape == (1,) and t1[0] > 0 and np.array_equal(t1, t2) and get_clip.loads == 2
 
 
 def test_geometry_intervals_stay_in_range_and_say_when_clipped():

@@ -24,7 +24,7 @@ from core.present.lessons import (
     LESSONS,
     TRY_IT_BUILDERS,
     YOUR_CHOICE,
-    Experiment,
+    LessonExperiment,
     closeness_reading,
     closeness_rows,
     pick_natural_source,
@@ -41,7 +41,7 @@ SOURCE = "folder:imagenette224"
 MODELS = [None, (TINY_RANDOM, TINY_RANDOM)]  # the lessons' own real models, and the offline test models
 
 
-def experiment(lesson, models) -> Experiment:
+def experiment(lesson, models) -> LessonExperiment:
     return lesson.experiment if models is None else lesson.experiment.with_models(*models)
 
 

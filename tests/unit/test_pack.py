@@ -15,8 +15,8 @@ from suite import PHOTOS_PER_CLASS
 
 from core.analysis.diversity import embed_set, natural_set, synthetic_set, thumbnails
 from core.analysis.geometry import embedding_norms, is_norm_key, norm_cache_key, text_norms
-from core.analysis.zeroshot import text_embeddings
 from core.pipeline.cache import Cache
+from core.pipeline.embed import text_embeddings
 from core.pipeline.generate import (
     RunRequest,
     cached_alternatives,

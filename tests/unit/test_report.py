@@ -21,14 +21,15 @@ from report_support import ParsedHTML, assert_self_contained
 
 from core.analysis.stats import Estimate
 from core.pipeline.cache import data_uri
+from core.pipeline.config import library_versions
 from core.pipeline.generate import GenerationSettings, RunRequest
 from core.pipeline.registry import CLIP_MODELS, GENERATORS, TINY_RANDOM
 from core.present.charts import embedding_map, similarity_heatmap
 from core.present.report import (
     CHART_SCALE,
+    REPORT_LIBRARIES,
     Report,
     generation_defaults,
-    library_versions,
     render_png,
     report_file_stem,
     vega_lite_spec,
@@ -180,7 +181,7 @@ def test_settings_and_provenance_are_listed_exactly():
     assert doc.rows_with("CLIP architecture", "ViT-S-32") and doc.rows_with("CLIP embedding key", "clipkey123")
     assert doc.rows_with("CLIP weights", "random weights (offline test model)")
     libraries = next(row[1] for row in doc.rows_with("libraries (this report)"))
-    versions = library_versions()
+    versions = library_versions(REPORT_LIBRARIES)
     for name in ("python", "altair", "vl-convert-python", "torch", "streamlit"):
         assert f"{name} {versions[name]}" in libraries
     assert doc.rows_with("variant", "share", "ok") and doc.rows_with("bare", "0.500", "yes")

@@ -110,6 +110,16 @@ def test_an_estimate_without_an_interval_says_so_instead_of_printing_nan():
     assert Estimate("x", 0.5, np.nan, np.nan, 2).format(3) == "0.500 (no interval)"
 
 
+def test_an_estimate_shown_in_other_units_scales_its_interval_and_says_the_clip_in_words():
+    accuracy = Estimate("accuracy", 0.75, 0.5, 1.0, 8, clipped="[0, 1]")
+    assert accuracy.format() == "0.75 [0.50, 1.00] (interval clipped to [0, 1])"
+    assert accuracy.format(1, 100.0) == "75.0 [50.0, 100.0] (interval clipped to the statistic's range)"
+    percent = accuracy.scaled(100.0, "accuracy (%)")
+    assert (percent.name, percent.value, percent.high, percent.clipped) == ("accuracy (%)", 75.0, 100.0,
+                                                                            "the statistic's range")
+    assert Estimate("x", 0.5, np.nan, np.nan, 2).format(1, 100.0) == "50.0 (no interval)"
+
+
 def test_identical_images_give_similarity_one_vendi_one_and_say_there_is_no_variance():
     x = np.tile(unit_rows(1, 8), (5, 1))
     by_name = {e.name: e for e in diversity_statistics(x, groups=20)}
