@@ -16,7 +16,7 @@ from typing import Sequence
 import streamlit as st
 
 from app import ui
-from core.analysis.diversity import ImageSet, natural_set
+from core.analysis.diversity import ImageSet, natural_set, synthetic_set
 from core.pipeline import config
 from core.pipeline.cache import CacheError
 from core.pipeline.generate import RunRequest, request_warnings, validate_request
@@ -122,6 +122,17 @@ def run_request(page_key: str, url_req: RunRequest | None, *, text_prefix: str, 
         write_url(req.to_params(), page_key, keep)
     remember_url(page_key)
     return req, submitted
+
+
+def cached_set(req: RunRequest, images) -> ImageSet:
+    """The run's cached images as a set. When some are missing, say how many and how to make them; when none are
+    there yet, stop the page (nothing to analyse)."""
+    if len(images) < req.n:
+        st.warning(f"{len(images)} of {req.n} images are in the cache. Press Generate to make the other "
+                   f"{req.n - len(images)} (the cached ones are reused).")
+    if not images:
+        st.stop()
+    return synthetic_set(images)
 
 
 def checked_run(req: RunRequest) -> RunRequest:

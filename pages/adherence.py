@@ -70,12 +70,7 @@ run_line = (
 # The page's output: each result is drawn once and recorded in the experiment report (drawn only when downloaded).
 out = ui_report.start(f"Adherence to prompt: {req.prompt}", "Adherence", "adherence")
 out.caption(run_line)
-if len(images) < req.n:
-    st.warning(f"{len(images)} of {req.n} images are in the cache. Press Generate to make the other "
-               f"{req.n - len(images)} (the cached ones are reused).")
-if not images:
-    st.stop()
-synthetic = synthetic_set(images)
+synthetic = form.cached_set(req, images)
 ckey = clip_key(clip_preset)
 get_clip = lambda: ui.clip(req.clip)  # noqa: E731 - loaded only if an image or text is not cached yet
 try:

@@ -15,7 +15,6 @@ from core.analysis.diversity import (
     export_zip,
     map_points,
     statistics_table,
-    synthetic_set,
     thumbnails,
 )
 from core.analysis.stats import diversity_statistics
@@ -59,12 +58,7 @@ run_line = (
 # The page's output: each result is drawn once and recorded in the experiment report (drawn only when downloaded).
 out = ui_report.start(f"Lack of diversity: {req.prompt}", "Diversity", "diversity")
 out.caption(run_line)
-if len(images) < req.n:
-    st.warning(f"{len(images)} of {req.n} images are in the cache. Press Generate to make the other "
-               f"{req.n - len(images)} (the cached ones are reused).")
-if not images:
-    st.stop()
-synthetic = synthetic_set(images)
+synthetic = form.cached_set(req, images)
 
 previews = thumbnails(cache, synthetic, PREVIEW_SIZE)
 out.images(previews, synthetic.labels, title=f"{len(synthetic)} generated images", heading=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import contextmanager
 from unittest import mock
 from urllib.parse import urlencode
 
@@ -84,14 +85,21 @@ def app_server(tmp_path_factory, tiny_folder, imagenette_dir, ambiguous_dir) -> 
         yield server
 
 
+@contextmanager
+def browser_page(browser, width: int, height: int):
+    """A fresh browser context at this window size (the pages' own default timeout), closed afterwards."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
 @pytest.mark.parametrize("size", list(SIZES))
 def test_every_page_is_readable(e2e_browser, app_server, size):
-    width, height = SIZES[size]
-    context = e2e_browser.new_context(viewport={"width": width, "height": height})
-    context.set_default_timeout(PAGE_TIMEOUT_MS)
-    page = context.new_page()
     problems, heights = [], {}
-    try:
+    with browser_page(e2e_browser, *SIZES[size]) as page:
         for file, params in PAGES:
             name = file.removeprefix("pages/").removesuffix(".py")
             path = "" if name == "home" else name
@@ -106,8 +114,6 @@ def test_every_page_is_readable(e2e_browser, app_server, size):
             problems += [f"{name}: {p}" for p in layout_problems(page)]
             heights[name] = chart_heights(page)
             page_screenshot(page, ARTIFACTS / f"layout-{size}-{name}.png")
-    finally:
-        context.close()
     (ARTIFACTS / f"layout-{size}-chart-heights.json").write_text(json.dumps(heights, indent=1))
     assert not problems, f"At {size}, {len(problems)} layout problems:\n" + "\n".join(problems)
 
@@ -126,11 +132,7 @@ STATISTICS_WIDTH_JS = """() => {
 @pytest.mark.parametrize("size", list(SIZES))
 def test_diversity_statistics_chart_fills_the_main_column(e2e_browser, app_server, size):
     """It used ~60% of the column at 1400 px (a fixed 2 x 260 px facet); now its panels stretch to the column."""
-    width, height = SIZES[size]
-    context = e2e_browser.new_context(viewport={"width": width, "height": height})
-    context.set_default_timeout(PAGE_TIMEOUT_MS)
-    page = context.new_page()
-    try:
+    with browser_page(e2e_browser, *SIZES[size]) as page:
         page.goto(f"{app_server.url}/diversity?{urlencode(PAGES[1][1])}")
         page.wait_for_selector("[data-testid='stMain'] h1")
         wait_idle(page, PAGE_TIMEOUT_MS, settle_ms=500)
@@ -138,8 +140,6 @@ def test_diversity_statistics_chart_fills_the_main_column(e2e_browser, app_serve
         # The statistics chart comes after the embeddings: on a busy machine the first charts are drawn before it.
         page.wait_for_function(f"() => ({STATISTICS_WIDTH_JS})().chart !== null")
         measured = page.evaluate(STATISTICS_WIDTH_JS)
-    finally:
-        context.close()
     assert measured["chart"] is not None, "no statistics chart with a 'Vendi score' panel"
     assert 0.9 * measured["column"] <= measured["chart"] <= measured["column"] + 1, (size, measured)
 
@@ -148,10 +148,7 @@ def test_lesson_1_opens_its_settings_after_an_error(e2e_browser, app_server):
     """Lesson 1 with its default models missing offline: after the click, the error points to "Settings used", and
     the box is open in the browser (its model switch in view), with the Run button and "Try it yourself" still there.
     """
-    context = e2e_browser.new_context(viewport={"width": 1024, "height": 768})
-    context.set_default_timeout(PAGE_TIMEOUT_MS)
-    page = context.new_page()
-    try:
+    with browser_page(e2e_browser, 1024, 768) as page:
         page.goto(f"{app_server.url}/lesson_ambiguity")
         page.wait_for_selector("[data-testid='stMain'] h1")
         wait_idle(page, PAGE_TIMEOUT_MS)
@@ -164,5 +161,3 @@ def test_lesson_1_opens_its_settings_after_an_error(e2e_browser, app_server):
         assert generator.is_visible()
         assert page.get_by_role("button", name="Run the experiment").is_visible()
         assert page.get_by_text("Try it yourself").is_visible()
-    finally:
-        context.close()
