@@ -21,6 +21,7 @@ from core.analysis.geometry import (
 )
 from core.pipeline.local import all_clip_models
 from core.pipeline.models import ModelUnavailableError, clip_key
+from core.present.charts import class_matrix_chart, prompt_closeness_chart
 from core.present.markup import md_literal
 
 PAGE = "clip_geometry"
@@ -92,23 +93,7 @@ out.numbers(per_class_estimates, caption="Each class against its own prompt; val
 def prompt_closeness() -> None:
     cos = per_class[per_class["statistic"] == "cos(prompt, centroid)"].pivot(index="class", columns="source",
                                                                              values="value").reset_index()
-    pick = alt.selection_point(name=CLASS_SELECTION, fields=["class"], on="click", clear="dblclick")
-    low = float(min(cos["natural"].min(), cos["synthetic"].min()))
-    high = float(max(cos["natural"].max(), cos["synthetic"].max()))
-    pad = max(0.01, 0.05 * (high - low))
-    domain = [low - pad, high + pad]
-    diagonal = alt.Chart(pd.DataFrame({"x": domain, "y": domain})).mark_line(strokeDash=[4, 4], color="gray") \
-        .encode(x="x:Q", y="y:Q")
-    points = alt.Chart(cos).mark_circle(size=180).encode(
-        x=alt.X("natural:Q", title="cos(prompt, natural centroid)", scale=alt.Scale(domain=domain)),
-        y=alt.Y("synthetic:Q", title="cos(prompt, synthetic centroid)", scale=alt.Scale(domain=domain)),
-        color=alt.Color("class:N", legend=None),
-        stroke=alt.condition(pick, alt.value("black"), alt.value(None)),
-        tooltip=["class:N", alt.Tooltip("natural:Q", format=".3f"), alt.Tooltip("synthetic:Q", format=".3f")],
-    ).add_params(pick)
-    text = alt.Chart(cos).mark_text(dx=10, align="left").encode(x="natural:Q", y="synthetic:Q", text="class:N")
-    closeness_chart = (diagonal + points + text).properties(
-        title="Nearer its prompt? (click a class)", height=360)
+    closeness_chart = prompt_closeness_chart(cos, CLASS_SELECTION)
     # Keyed blocks: a click reruns this fragment alone, which replaces them.
     out.heading("Nearer its prompt: synthetic or natural?", on_page=False, key="closeness_heading")
     left, right = st.columns([2, 1])  # 2/3 of a projector's width: room for the title in one line
@@ -161,14 +146,10 @@ with left:
 with right:
     cos_df = pd.DataFrame([{"class A": names[i], "class B": names[j], "cosine": float(offsets.cosines[i, j])}
                            for i in range(k) for j in range(k)])
-    cosines_chart = alt.Chart(cos_df).mark_rect().encode(
-        x=alt.X("class A:N", sort=names, title=None, axis=uc.category_axis()),
-        y=alt.Y("class B:N", sort=names, title=None, axis=uc.category_axis()),
-        color=alt.Color("cosine:Q", scale=alt.Scale(scheme="redblue", domain=[-1, 1], reverse=True)),
-        tooltip=["class A:N", "class B:N", alt.Tooltip("cosine:Q", format=".2f")]).properties(
-        # Steps, not a fixed size: Streamlit fits a fixed size around labels and title, which left 48 px of plot.
-        title="Cosine between the classes' offsets", width=alt.Step(max(28, -(-160 // k))),
-        height=alt.Step(max(28, -(-160 // k))))
+    cosines_chart = class_matrix_chart(cos_df, names, "class A", "class B", "cosine",
+                                       "Cosine between the classes' offsets",
+                                       alt.Scale(scheme="redblue", domain=[-1, 1], reverse=True), min_step=28,
+                                       axis_titles=False)
     random_note = (f"Two random directions in {syn_x.shape[1]} dimensions have |cosine| below "
                    f"{offsets.random_level:.2f} about 95% of the time.")
     out.chart(cosines_chart, caption=random_note, key="offset_cosines", width="content")

@@ -30,6 +30,12 @@ from core.analysis.probe import (
 from core.analysis.zeroshot import text_embeddings
 from core.pipeline.local import all_clip_models
 from core.pipeline.models import ModelUnavailableError, clip_key
+from core.present.charts import (
+    class_matrix_chart,
+    diversity_vs_accuracy_chart,
+    learning_curve_chart,
+    per_class_accuracy_chart,
+)
 from core.present.literature import PRESETS
 from core.present.markup import md_literal
 
@@ -123,11 +129,7 @@ per_class_df = pd.DataFrame([{"class": names[i], "training data": label,
                               "test photos": int(results[(classifier, label)].per_class_n[i])}
                              for label in labels for i in range(k)])
 left, right = st.columns([3, 2])  # the confusion matrix needs less: the per-class title keeps one line
-per_class_chart = alt.Chart(per_class_df).mark_bar().encode(
-    y=alt.Y("class:N", title=None, axis=uc.category_axis()), x=alt.X("accuracy:Q", scale=alt.Scale(domain=[0, 1])),
-    yOffset="training data:N", color=alt.Color("training data:N", sort=labels, legend=uc.full_legend()),
-    tooltip=["class:N", "training data:N", alt.Tooltip("accuracy:Q", format=".2f"), "test photos:Q"],
-).properties(title="Accuracy per class on natural photos", height=alt.Step(20))
+per_class_chart = per_class_accuracy_chart(per_class_df, labels)
 with left:
     out.chart(per_class_chart, key="per_class")
     out.table(per_class_df, on_page=False)  # the page: the bars' tooltips
@@ -142,15 +144,10 @@ with right:
     confusion = results[(classifier, cm_label)].confusion
     cm_df = pd.DataFrame([{"true class": names[i], "predicted": names[j], "photos": int(confusion[i, j])}
                           for i in range(k) for j in range(k)])
-    confusion_chart = alt.Chart(cm_df).mark_rect().encode(
-        x=alt.X("predicted:N", sort=names, axis=uc.category_axis()),
-        y=alt.Y("true class:N", sort=names, axis=uc.category_axis()),
-        color=alt.Color("photos:Q", scale=alt.Scale(scheme="blues"), legend=alt.Legend(orient="bottom")),
-        tooltip=["true class:N", "predicted:N", "photos:Q"]).properties(
-        # Cells large enough to read from the back of a room; the labels beside them at full length.
-        # Steps, not a fixed size: Streamlit fits a fixed size around labels and title (the plot was squashed).
-        title=f"Confusion matrix ({cm_label})", width=alt.Step(max(44, -(-160 // k))),
-        height=alt.Step(max(44, -(-160 // k))))
+    # Cells large enough to read from the back of a room; the labels beside them at full length.
+    confusion_chart = class_matrix_chart(cm_df, names, "predicted", "true class", "photos",
+                                         f"Confusion matrix ({cm_label})", alt.Scale(scheme="blues"), min_step=44,
+                                         legend=alt.Legend(orient="bottom"), value_format="d")
     out.chart(confusion_chart, caption="Held-out natural photos by true and predicted class.", key="confusion",
               width="content")
 
@@ -159,19 +156,7 @@ out.heading("Learning curve", 1)
 curve = curve_of(syn_x, syn_y, nat_x, nat_y, per_class, classifier)
 curve_df = pd.DataFrame([{"images per class": n, "training data": f"{cond} only", "accuracy": e.value,
                           "low": e.low, "high": e.high, "test photos": e.n} for n, cond, e in curve])
-# Ticks at the sizes trained on, and only there: the axis counts images (Vega would add 1.2, 1.6, ...).
-sizes = sorted({int(n) for n in curve_df["images per class"]})
-base = alt.Chart(curve_df).encode(x=alt.X("images per class:Q", scale=alt.Scale(type="log", base=2),
-                                          axis=alt.Axis(values=sizes, format="d")),
-                                  color=alt.Color("training data:N", sort=labels,
-                                                  legend=uc.full_legend(orient="bottom")))
-curve_chart = (base.mark_line(point=True).encode(
-    y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1])),
-    tooltip=["images per class:Q", "training data:N", alt.Tooltip("accuracy:Q", format=".2f"),
-             alt.Tooltip("low:Q", format=".2f"), alt.Tooltip("high:Q", format=".2f"), "test photos:Q"])
-    + base.mark_errorbar().encode(y=alt.Y("low:Q", title="accuracy"), y2="high:Q")).properties(
-    # One line: a two-line title is clipped at the top.
-    title=f"Learning curve ({CLASSIFIERS[classifier]})", height=380)
+curve_chart = learning_curve_chart(curve_df, labels, f"Learning curve ({CLASSIFIERS[classifier]})")
 curve_note = ("Natural-only points stop at the size of the natural training half. If the synthetic curve flattens "
               "below the natural one, more synthetic images of the same kind do not close the gap.")
 out.chart(curve_chart, caption=curve_note, key="curve")
@@ -191,23 +176,11 @@ def diversity_vs_accuracy() -> None:
         rows.append({"class": c.name, "relative diversity": rel, "accuracy": float(on_syn.per_class[i]),
                      "images compared": n, "test photos": int(on_syn.per_class_n[i])})
     df = pd.DataFrame(rows)
-    pick = alt.selection_point(name=CLASS_SELECTION, fields=["class"], on="click", clear="dblclick")
-    chart = alt.Chart(df).mark_circle(size=160).encode(
-        x=alt.X("relative diversity:Q", title="synthetic Vendi / natural Vendi (1 = as diverse as the photos)",
-                scale=alt.Scale(zero=False)),
-        y=alt.Y("accuracy:Q", title="accuracy of the synthetic-trained classifier", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("class:N", legend=None),
-        stroke=alt.condition(pick, alt.value("black"), alt.value(None)),
-        tooltip=["class:N", alt.Tooltip("relative diversity:Q", format=".2f"),
-                 alt.Tooltip("accuracy:Q", format=".2f"), "images compared:Q", "test photos:Q"],
-    ).add_params(pick).properties(title="Diversity of each class's synthetic images vs its accuracy (click a point)",
-                                  height=340)
-    labels_layer = alt.Chart(df).mark_text(dx=10, align="left").encode(x="relative diversity:Q", y="accuracy:Q",
-                                                                       text="class:N")
+    chart = diversity_vs_accuracy_chart(df, CLASS_SELECTION)
     # A little padding at the top: Vega drew this chart's title 6 px above its drawing, where it was clipped.
-    event = out.chart((chart + labels_layer).properties(padding={"top": 8, "left": 5, "right": 5, "bottom": 5}),
+    event = out.chart(chart.properties(padding={"top": 8, "left": 5, "right": 5, "bottom": 5}),
                       "Diversity of each class's synthetic set vs its accuracy", key="diversity_accuracy",
-                      on_select="rerun", lighter=chart + labels_layer)
+                      on_select="rerun", lighter=chart)
     picked = (event or {}).get("selection", {}).get(CLASS_SELECTION) or []
     out.table(df, key="div_table", on_page=False)  # the page: the points' tooltips
     correlation = ""

@@ -361,3 +361,82 @@ def projector(chart, title: str) -> alt.TopLevelMixin:
             .configure_axis(labelFontSize=15, titleFontSize=15)
             .configure_legend(labelFontSize=15, titleFontSize=15, orient="bottom")
             .configure_header(labelFontSize=15))
+
+
+# -- Class-list pages: CLIP geometry and Train on synthetic -----------------------------------------------------------
+def prompt_closeness_chart(cos: pd.DataFrame, selection: str) -> alt.LayerChart:
+    """Per class, cos(prompt, centroid) of the natural photos (x) against the synthetic images (y), the diagonal
+    dashed; a click selects a class (`selection`: the selection's name)."""
+    pick = alt.selection_point(name=selection, fields=["class"], on="click", clear="dblclick")
+    low = float(min(cos["natural"].min(), cos["synthetic"].min()))
+    high = float(max(cos["natural"].max(), cos["synthetic"].max()))
+    pad = max(0.01, 0.05 * (high - low))
+    domain = [low - pad, high + pad]
+    diagonal = alt.Chart(pd.DataFrame({"x": domain, "y": domain})).mark_line(strokeDash=[4, 4], color="gray") \
+        .encode(x="x:Q", y="y:Q")
+    points = alt.Chart(cos).mark_circle(size=180).encode(
+        x=alt.X("natural:Q", title="cos(prompt, natural centroid)", scale=alt.Scale(domain=domain)),
+        y=alt.Y("synthetic:Q", title="cos(prompt, synthetic centroid)", scale=alt.Scale(domain=domain)),
+        color=alt.Color("class:N", legend=None),
+        stroke=alt.condition(pick, alt.value("black"), alt.value(None)),
+        tooltip=["class:N", alt.Tooltip("natural:Q", format=".3f"), alt.Tooltip("synthetic:Q", format=".3f")],
+    ).add_params(pick)
+    text = alt.Chart(cos).mark_text(dx=10, align="left").encode(x="natural:Q", y="synthetic:Q", text="class:N")
+    return (diagonal + points + text).properties(title="Nearer its prompt? (click a class)", height=360)
+
+
+def class_matrix_chart(df: pd.DataFrame, names: list[str], x: str, y: str, value: str, title: str, scale: alt.Scale,
+                       min_step: int, legend: alt.Legend | None = None, axis_titles: bool = True,
+                       value_format: str = ".2f") -> alt.Chart:
+    """A class x class matrix of `value` (the offsets' cosines, a confusion matrix), every class labelled. Cells
+    sized by steps, not a fixed size: Streamlit fits a fixed size around labels and title (the plot was squashed)."""
+    step = max(min_step, -(-160 // max(len(names), 1)))
+    colour = alt.Color(f"{value}:Q", scale=scale, **({"legend": legend} if legend is not None else {}))
+    return alt.Chart(df).mark_rect().encode(
+        x=alt.X(f"{x}:N", sort=names, title=x if axis_titles else None, axis=category_axis()),
+        y=alt.Y(f"{y}:N", sort=names, title=y if axis_titles else None, axis=category_axis()),
+        color=colour, tooltip=[f"{y}:N", f"{x}:N", alt.Tooltip(f"{value}:Q", format=value_format)],
+    ).properties(title=title, width=alt.Step(step), height=alt.Step(step))
+
+
+def per_class_accuracy_chart(df: pd.DataFrame, labels: list[str]) -> alt.Chart:
+    """Accuracy per class on natural photos, one bar per kind of training data."""
+    return alt.Chart(df).mark_bar().encode(
+        y=alt.Y("class:N", title=None, axis=category_axis()), x=alt.X("accuracy:Q", scale=alt.Scale(domain=[0, 1])),
+        yOffset="training data:N", color=alt.Color("training data:N", sort=labels, legend=full_legend()),
+        tooltip=["class:N", "training data:N", alt.Tooltip("accuracy:Q", format=".2f"), "test photos:Q"],
+    ).properties(title="Accuracy per class on natural photos", height=alt.Step(20))
+
+
+def learning_curve_chart(df: pd.DataFrame, labels: list[str], title: str) -> alt.LayerChart:
+    """Accuracy against images per class (log 2), one line per kind of training data, with 95% error bars. Ticks at
+    the sizes trained on, and only there: the axis counts images (Vega would add 1.2, 1.6, ...)."""
+    sizes = sorted({int(n) for n in df["images per class"]})
+    base = alt.Chart(df).encode(x=alt.X("images per class:Q", scale=alt.Scale(type="log", base=2),
+                                        axis=alt.Axis(values=sizes, format="d")),
+                                color=alt.Color("training data:N", sort=labels, legend=full_legend(orient="bottom")))
+    line = base.mark_line(point=True).encode(
+        y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1])),
+        tooltip=["images per class:Q", "training data:N", alt.Tooltip("accuracy:Q", format=".2f"),
+                 alt.Tooltip("low:Q", format=".2f"), alt.Tooltip("high:Q", format=".2f"), "test photos:Q"])
+    bars = base.mark_errorbar().encode(y=alt.Y("low:Q", title="accuracy"), y2="high:Q")
+    return (line + bars).properties(title=title, height=380)  # one line: a two-line title is clipped at the top
+
+
+def diversity_vs_accuracy_chart(df: pd.DataFrame, selection: str) -> alt.LayerChart:
+    """Per class, the synthetic set's Vendi relative to the photos' against the synthetic-trained accuracy; a click
+    selects a class."""
+    pick = alt.selection_point(name=selection, fields=["class"], on="click", clear="dblclick")
+    points = alt.Chart(df).mark_circle(size=160).encode(
+        x=alt.X("relative diversity:Q", title="synthetic Vendi / natural Vendi (1 = as diverse as the photos)",
+                scale=alt.Scale(zero=False)),
+        y=alt.Y("accuracy:Q", title="accuracy of the synthetic-trained classifier", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("class:N", legend=None),
+        stroke=alt.condition(pick, alt.value("black"), alt.value(None)),
+        tooltip=["class:N", alt.Tooltip("relative diversity:Q", format=".2f"),
+                 alt.Tooltip("accuracy:Q", format=".2f"), "images compared:Q", "test photos:Q"],
+    ).add_params(pick).properties(title="Diversity of each class's synthetic images vs its accuracy (click a point)",
+                                  height=340)
+    labels = alt.Chart(df).mark_text(dx=10, align="left").encode(x="relative diversity:Q", y="accuracy:Q",
+                                                                 text="class:N")
+    return points + labels

@@ -156,3 +156,26 @@ def test_a_collapsed_statistic_panel_gets_a_readable_axis():
     assert panel["encoding"]["x"]["scale"]["domain"] == [0.0, 1.0]
     labels = _tick_labels(statistics_chart(rows))
     assert len(labels) >= 3 and not [t for t in labels if len(t) > 5], labels
+
+
+def test_class_list_chart_builders_keep_every_label_and_integer_ticks():
+    import altair as alt
+
+    from core.present.charts import class_matrix_chart, learning_curve_chart, prompt_closeness_chart
+
+    names = ["tench", "church", "golf_ball"]
+    cm = pd.DataFrame([{"true class": a, "predicted": b, "photos": i * 3 + j} for i, a in enumerate(names)
+                       for j, b in enumerate(names)])
+    spec = class_matrix_chart(cm, names, "predicted", "true class", "photos", "Confusion", alt.Scale(scheme="blues"),
+                              min_step=44, value_format="d").to_dict()
+    assert spec["width"] == {"step": 54} and spec["height"] == {"step": 54}  # ceil(160 / 3) beats the minimum
+    assert spec["encoding"]["x"]["sort"] == names and spec["encoding"]["x"]["axis"]["labelOverlap"] is False
+    assert spec["encoding"]["tooltip"][2]["format"] == "d"
+    curve = pd.DataFrame([{"images per class": n, "training data": "synthetic only", "accuracy": 0.5, "low": 0.4,
+                           "high": 0.6, "test photos": 10} for n in (2, 4, 16)])
+    layer = learning_curve_chart(curve, ["synthetic only"], "Learning curve").to_dict()["layer"][0]
+    assert layer["encoding"]["x"]["axis"] == {"format": "d", "values": [2, 4, 16]}  # no 1.2, 1.6 ticks
+    cos = pd.DataFrame({"class": names, "natural": [0.20, 0.25, 0.30], "synthetic": [0.31, 0.22, 0.28]})
+    layers = prompt_closeness_chart(cos, "pick").to_dict()["layer"]
+    low, high = layers[1]["encoding"]["x"]["scale"]["domain"]
+    assert low < 0.20 and high > 0.31 and layers[1]["encoding"]["y"]["scale"]["domain"] == [low, high]
