@@ -187,10 +187,11 @@ class Reference:
 
 
 def reference_picker(page_key: str, prompt: str, n_synthetic: int, *, label: str = "Natural photos from",
-                     default: str | None = None) -> Reference:
+                     default: str | None = None, widget_prefix: str = "") -> Reference:
     """Choose a natural-photo source and class (URL parameters `ref`, `ref_class`), with every source the error
     messages name: no reference, Imagenette (offered for download), the DDL_NATURAL_ROOTS folders, photos uploaded
-    here, a demo pack's photos. Returns the sample of as many photos as there are synthetic images (fixed seed)."""
+    here, a demo pack's photos. Returns the sample of as many photos as there are synthetic images (fixed seed).
+    `widget_prefix`: the page's keys for the two selectboxes (default '<page_key>_')."""
     sources = reference_sources(config.cache_dir(), config.natural_roots())
     source_ids = [NO_REFERENCE, *sources]
     wanted = st.query_params.get("ref")
@@ -201,7 +202,8 @@ def reference_picker(page_key: str, prompt: str, n_synthetic: int, *, label: str
     wanted_default = default if default in source_ids else NO_REFERENCE
     if wanted is None:
         wanted = wanted_default
-    ref_id = st.selectbox(label, source_ids, index=source_ids.index(wanted), key=f"{page_key}_ref",
+    keys = widget_prefix or f"{page_key}_"
+    ref_id = st.selectbox(label, source_ids, index=source_ids.index(wanted), key=f"{keys}ref",
                           format_func=lambda k: "no natural photos" if k == NO_REFERENCE else sources[k][0])
     if ref_id == NO_REFERENCE:
         if wanted_default == NO_REFERENCE:
@@ -228,7 +230,7 @@ def reference_picker(page_key: str, prompt: str, n_synthetic: int, *, label: str
     if url_class is not None and url_class not in classes:
         st.warning(f"The link's class '{md_literal(url_class)}' is not in this folder: choose one below.")
     guess = next((c for c in classes if c.replace("_", " ").lower() in prompt.lower()), classes[0])
-    ref_class = st.selectbox("Class", classes, index=ui.pick(classes, url_class, guess), key=f"{page_key}_ref_class")
+    ref_class = st.selectbox("Class", classes, index=ui.pick(classes, url_class, guess), key=f"{keys}ref_class")
     st.query_params["ref_class"] = ref_class
     photos, skipped = folder.scan(ref_class)
     if skipped:

@@ -85,7 +85,7 @@ except (ModelUnavailableError, ValueError, OSError) as exc:
 st.subheader("Natural photos of the class")
 first_folder = next((s for s in reference_sources(config.cache_dir(), config.natural_roots())
                      if s.startswith("folder:")), None)
-reference = form.reference_picker(PAGE, req.prompt, len(synthetic), default=first_folder)
+reference = form.reference_picker(PAGE, req.prompt, len(synthetic), widget_prefix="adh_", default=first_folder)
 natural, nat_emb = reference.natural, None
 if natural is not None:
     natural_line = (f"{len(natural)} of {reference.available} photos of '{md_literal(reference.class_name)}' "

@@ -74,7 +74,8 @@ except (ModelUnavailableError, ValueError) as exc:
 
 # 5. An optional natural reference class.
 st.subheader("Natural reference")
-reference = form.reference_picker(PAGE, req.prompt, len(synthetic), label="Compare with natural photos from")
+reference = form.reference_picker(PAGE, req.prompt, len(synthetic), widget_prefix="div_",
+                                  label="Compare with natural photos from")
 natural, nat_emb = reference.natural, None
 if natural is not None:
     if len(natural) < len(synthetic):  # fewer photos than images: say so, the statistics are not comparable
