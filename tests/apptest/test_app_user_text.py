@@ -36,17 +36,15 @@ def photo_root(tmp_path_factory, imagenette_dir):
 
 
 @pytest.fixture(scope="module")
-def payload_run(app_cache, photo_root):
-    """Diversity with the payload as prompt and negative prompt (generated once for the module)."""
-    import os
+def natural_roots(photo_root):
+    """The app sees only the payload-named photos (tests/apptest/conftest.py's app_env sets DDL_NATURAL_ROOTS)."""
+    return [photo_root]
 
-    old = {k: os.environ.get(k) for k in ("DDL_CACHE_DIR", "DDL_NATURAL_ROOTS")}
-    os.environ["DDL_CACHE_DIR"], os.environ["DDL_NATURAL_ROOTS"] = str(app_cache), str(photo_root)
-    try:
-        return open_page("pages/diversity.py", {**TINY, "prompt": PAYLOAD, "negative_prompt": PAYLOAD})
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+@pytest.fixture(scope="module")
+def payload_run():
+    """Diversity with the payload as prompt and negative prompt (generated once for the module)."""
+    return open_page("pages/diversity.py", {**TINY, "prompt": PAYLOAD, "negative_prompt": PAYLOAD})
 
 
 def report_md(downloads) -> str:
