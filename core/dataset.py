@@ -243,23 +243,36 @@ class Dataset:
                                 | pc.starts_with(pc.field("clip_key"), base + PRECISION_SEPARATOR))
         if table.num_rows == 0:
             return {}, np.zeros((0, 0), np.float32)
-        vectors = table.column("vector").combine_chunks()
-        flat = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-        matrix = flat.reshape(table.num_rows, -1)
+        matrix = None
+        done = 0
+        for chunk in table.column("vector").chunks:  # one copy into the matrix, no combined intermediate
+            if len(chunk) == 0:
+                continue
+            flat = chunk.flatten().to_numpy(zero_copy_only=False)
+            if matrix is None:
+                matrix = np.empty((table.num_rows, len(flat) // len(chunk)), np.float32)
+            matrix[done : done + len(chunk)] = flat.reshape(len(chunk), -1)
+            done += len(chunk)
         rows = {}
         for i, sha in enumerate(table.column("key").to_pylist()):
             rows.setdefault(sha, i)  # a shard written twice (a resumed batch) holds the same vector
         return rows, matrix
 
-    def embedding_matrix(self, clip_key: str, shas=None) -> np.ndarray:
-        """Every image's vector (in the dataset's row order), or those of `shas`, as one float32 matrix."""
+    def embedding_index(self, clip_key: str, shas=None) -> tuple[np.ndarray, np.ndarray]:
+        """(the CLIP key's vectors as read, the row of each image of `shas` (default: every image, in the
+        dataset's order) in it): index batches of rows rather than copy 100,000 vectors."""
         rows, matrix = self.vectors(clip_key)
         wanted = self.shas if shas is None else shas
-        missing = [s for s in wanted if s not in rows]
+        missing = sum(1 for s in wanted if s not in rows)
         if missing:
-            raise DatasetError(f"{len(missing)} images of {self.title} have no embedding for this CLIP model. "
-                               f"Rerun the sweep with it in the plan's 'clip' list.")
-        return matrix[np.fromiter((rows[s] for s in wanted), dtype=np.int64, count=len(wanted))]
+            raise DatasetError(f"{missing} images of {self.title} have no embedding for this CLIP model. Rerun the "
+                               f"sweep with it in the plan's 'clip' list.")
+        return matrix, np.fromiter((rows[s] for s in wanted), dtype=np.int64, count=len(wanted))
+
+    def embedding_matrix(self, clip_key: str, shas=None) -> np.ndarray:
+        """Every image's vector (in the dataset's row order), or those of `shas`, as one float32 matrix."""
+        matrix, index = self.embedding_index(clip_key, shas)
+        return matrix[index]
 
     # -- images and thumbnails, one row at a time ------------------------------------------------------------------
     def png(self, sha: str) -> bytes:

@@ -24,11 +24,13 @@ from typing import Iterable
 
 import numpy as np
 
+from .compare import single_threaded
 from .stats import (
     BOOTSTRAP_SEED,
     LEVEL,
     NEEDS_VARIANCE,
     STATISTICS,
+    UNIT_TOLERANCE,
     Estimate,
     _entropy_exp,
     check_rows,
@@ -39,7 +41,7 @@ from .stats import (
     statistic_range,
 )
 
-SCALE_GROUPS = 25  # jackknife groups at scale: 25 d x d matrices (52 MB at d = 512), 50 eigendecompositions
+SCALE_GROUPS = 20  # jackknife groups at scale: 20 d x d matrices (42 MB at d = 512), 40 eigendecompositions
 EXACT_LIMIT = 5_000  # rows per set up to which PRDC and "never drawn" are exact; above, a sample of this many
 SAMPLE_SEED = 0
 
@@ -59,9 +61,11 @@ class Moments:
         return cls(0, np.zeros(d), 0.0, np.zeros((d, d)))
 
     def add(self, x: np.ndarray) -> None:
+        """Add rows; X^T X is multiplied in the rows' own precision (float32 halves the time at scale; each batch's
+        product is summed in float64) and the sums in float64."""
         self.n += len(x)
-        self.total += x.sum(axis=0)
-        self.sq += float(np.einsum("ij,ij->", x, x))
+        self.total += x.sum(axis=0, dtype=np.float64)
+        self.sq += float(np.einsum("ij,ij->", x, x, dtype=np.float64))
         self.gram += x.T @ x
 
     def __add__(self, other: Moments) -> Moments:
@@ -83,10 +87,12 @@ class Moments:
     def centred_eigenvalues(self) -> np.ndarray:
         """Squared singular values of the centred rows (core.stats.centred_singular_values squared), largest first;
         round-off is zeroed with the same rule (relative to the largest, times the smaller Gram's size)."""
-        ev = np.linalg.eigvalsh(self.gram - np.outer(self.total, self.total) / self.n)
-        size = min(self.n, len(self.gram))
-        ev[ev < ev.max(initial=0.0) * size * np.finfo(np.float64).eps] = 0.0
-        return ev[::-1]
+        if getattr(self, "_centred", None) is None:  # two statistics read it: one eigendecomposition
+            ev = np.linalg.eigvalsh(self.gram - np.outer(self.total, self.total) / self.n)
+            size = min(self.n, len(self.gram))
+            ev[ev < ev.max(initial=0.0) * size * np.finfo(np.float64).eps] = 0.0
+            self._centred = ev[::-1]
+        return self._centred
 
     def effective_rank(self) -> float:
         if self.n < 2:
@@ -115,10 +121,12 @@ def group_of_rows(n: int, groups: int, seed: int = BOOTSTRAP_SEED) -> np.ndarray
     return out
 
 
+@single_threaded
 def streamed_diversity_statistics(batches: Iterable[np.ndarray], n: int, groups: int = SCALE_GROUPS,
-                                  level: float = LEVEL) -> list[Estimate]:
+                                  level: float = LEVEL, dtype=np.float64) -> list[Estimate]:
     """core.stats.diversity_statistics(X, groups) of the rows X that `batches` yield in order (n of them in all),
-    from one pass in bounded memory. Each estimate's note says how its interval was made."""
+    from one pass in bounded memory. `dtype` float64: the same numbers as core.stats; float32 (for 100,000 rows):
+    about twice as fast, within 1e-5 of them (tested)."""
     from scipy import stats as sps
 
     g = jackknife_groups(n, groups)
@@ -127,10 +135,15 @@ def streamed_diversity_statistics(batches: Iterable[np.ndarray], n: int, groups:
     low = high = None
     seen = 0
     for batch in batches:
-        x = check_rows(np.asarray(batch, dtype=np.float64), unit=True)
+        x = np.asarray(batch, dtype=dtype)
+        if x.ndim != 2:
+            check_rows(x, unit=True)  # raises: says what shape is needed
+        norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+        if not (np.isfinite(norms).all() and (np.abs(norms - 1.0) <= UNIT_TOLERANCE).all()):
+            check_rows(x, unit=True)  # raises, naming the rows
         if not parts:
             parts = [Moments.zeros(x.shape[1]) for _ in range(g)]
-            low, high = x.min(axis=0), x.max(axis=0)
+            low, high = x.min(axis=0).astype(np.float64), x.max(axis=0).astype(np.float64)
         else:
             low, high = np.minimum(low, x.min(axis=0)), np.maximum(high, x.max(axis=0))
         which = group[seen : seen + len(x)]
@@ -261,3 +274,13 @@ def never_drawn(natural: np.ndarray, synthetic: np.ndarray, k: int = 5) -> Never
                                 f"natural photos with no synthetic image among the {len(synthetic):,} inside their "
                                 f"{k}-NN ball")
     return NeverDrawn(order[uncovered[order]], share, idx[:, 0])
+
+
+def dataset_diversity(dataset, clip_key: str, prompt: str | None = None, groups: int = SCALE_GROUPS,
+                      rows: int = 8192) -> list[Estimate]:
+    """The diversity statistics of a whole dataset (core.dataset.Dataset), or of one prompt's images, streamed
+    from its embedding column in batches of `rows`: every image counted, n stated, memory bounded by d x d."""
+    matrix, index = dataset.embedding_index(clip_key, None if prompt is None else
+                                            dataset.shas[dataset.prompts == prompt])
+    batches = (matrix[index[start : start + rows]] for start in range(0, len(index), rows))
+    return streamed_diversity_statistics(batches, len(index), groups, dtype=np.float32)

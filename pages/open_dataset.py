@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
+import ui_dataset
 from core import config
 from core.cache import CacheError
 from core.dataset import (
@@ -15,7 +16,9 @@ from core.dataset import (
     open_datasets,
     run_table,
 )
+from core.diversity import statistics_table
 from core.markup import md_literal
+from core.scale import SCALE_GROUPS
 
 ui.start_page()
 root = config.cache_dir()
@@ -74,3 +77,21 @@ for run in dataset.runs()[:50]:
                      query_params=link)
 if len(dataset.runs()) > 50:
     st.caption(f"Links for the first 50 of {len(dataset.runs())} runs; the table lists them all.")
+
+# 4. Diversity of the whole dataset, or of one class: every image, from its embeddings, in bounded memory.
+st.subheader("Diversity at scale")
+clip_keys = dataset.clip_keys()
+clip_key = st.selectbox("CLIP embeddings", clip_keys, key="dataset_clip",
+                        format_func=lambda k: f"{k[:16]}…" if len(k) > 16 else k)
+scopes = ["", *dict.fromkeys(dataset.prompts.tolist())]
+labels = dataset.labels()
+scope = st.selectbox("Images", scopes, key="dataset_scope",
+                     format_func=lambda p: "the whole dataset" if not p else labels.get(p, p))
+estimates = ui_dataset.statistics(dataset, clip_key, scope or None)
+st.table(statistics_table({"synthetic": estimates}))
+st.caption(f"n = {estimates[0].n:,}: every image of {'the dataset' if not scope else 'this prompt'}, read from its "
+           f"embeddings in one pass (Vendi from the d x d matrix of the normalised embeddings, which has the same "
+           f"eigenvalues as the n x n kernel / n). Intervals: delete-a-group jackknife over {SCALE_GROUPS} groups.")
+
+# 5. The map of every image (WebGL): hover shows a thumbnail; click points, or draw a box, to see the images.
+ui_dataset.dataset_map(dataset, clip_key)

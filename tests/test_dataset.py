@@ -183,3 +183,27 @@ def test_a_dataset_title_is_shown_as_text_not_markdown(tmp_path, monkeypatch):
 
     assert md_literal("**Title** <b>x</b>") in [h.value for h in at.subheader]  # shown literally, never as markup
     assert list(at.dataframe[0].value["prompt"]) == ["a *bold* [link](http://x) prompt"]
+
+
+def test_the_page_shows_statistics_over_every_image_with_their_n(tmp_path, monkeypatch):
+    from core.scale import SCALE_GROUPS
+    from core.stats import diversity_statistics
+    from core.tiny_dataset import write_synthetic_dataset
+
+    folder = write_synthetic_dataset(tmp_path / "ds", n=600, d=24, prompts=["a", "b", "c"], rows_per_shard=128)
+    monkeypatch.setenv("DDL_CACHE_DIR", str(tmp_path / "c"))
+    monkeypatch.setenv("DDL_DATASETS", str(folder))
+    at = app_support.open_page("pages/open_dataset.py", timeout=TIMEOUT)
+    assert not at.exception, at.exception
+    shown = at.table[0].value
+    ds = open_dataset(folder)
+    expected = diversity_statistics(ds.embedding_matrix(ds.clip_keys()[0]), groups=SCALE_GROUPS)
+    assert list(shown["n"]) == [600] * 4
+    for (_, row), e in zip(shown.iterrows(), expected, strict=True):
+        assert row["statistic"] == e.name
+        assert [row["value"], row["95% low"], row["95% high"]] == pytest.approx([e.value, e.low, e.high], rel=1e-4)
+    assert any("n = 600: every image" in c.value for c in at.caption)
+    # One prompt's images: n = 200.
+    at.selectbox(key="dataset_scope").set_value("b")
+    at = at.run()
+    assert not at.exception and list(at.table[0].value["n"]) == [200] * 4

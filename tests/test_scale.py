@@ -101,3 +101,11 @@ def test_never_drawn_finds_the_natural_photos_far_from_every_synthetic_image():
     assert set(result.photos.tolist()) == set(range(40, 50))
     assert result.share.value == pytest.approx(10 / 50) and result.share.n == 50
     assert "among the 500" in result.share.note
+
+
+def test_float32_products_stay_within_1e_5_of_the_exact_statistics():
+    x = clustered(2000, 64, seed=9)
+    exact = streamed_diversity_statistics(in_batches(x, 300), len(x), groups=20)
+    fast = streamed_diversity_statistics(in_batches(x.astype(np.float32), 300), len(x), groups=20, dtype=np.float32)
+    for a, b in zip(fast, exact, strict=True):
+        np.testing.assert_allclose([a.value, a.low, a.high], [b.value, b.low, b.high], rtol=1e-5, atol=1e-6)
