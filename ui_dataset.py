@@ -3,6 +3,8 @@ with its hover thumbnails and selections (core.atlas)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import streamlit as st
 
@@ -31,7 +33,9 @@ def _points(folder: str, version: int, clip_key: str, method: str, cache_root: s
     coords = atlas.projection(config.cache_dir(), dataset, clip_key, method)
     frame = atlas.points(dataset, coords, atlas.hover_thumbnails(config.cache_dir(), dataset))
     deck = atlas.deck(frame)
-    spec = deck.to_json()  # tens of MB at 100,000 points: serialised once, not on every rerun of the map
+    # Serialised once, not on every rerun of the map, and compact: pydeck indents its JSON, which doubled the
+    # 100,000-point chart (23 MB) that the browser must receive and parse.
+    spec = json.dumps(json.loads(deck.to_json()), separators=(",", ":"), ensure_ascii=False)
     deck.to_json = lambda: spec
     return frame, deck
 
@@ -83,3 +87,66 @@ def show_selection(dataset: Dataset, rows: np.ndarray) -> None:
                 for r in shown]
     ui.grid([p for p in previews if p], [c for p, c in zip(previews, captions) if p])
     st.dataframe(atlas.selection_table(dataset, rows), hide_index=True, key="dataset_selection")
+
+
+def natural_comparison(dataset: Dataset, clip_key: str, prompt: str | None) -> None:
+    """PRDC and the natural photos never drawn, for the dataset's images (or one prompt's) against one class of
+    natural photos embedded with the same CLIP model: exact over every synthetic image where it can be (never drawn:
+    faiss), on a stated sample where it cannot (PRDC above core.scale.EXACT_LIMIT images per set)."""
+    from core.diversity import natural_set, thumbnails
+    from core.local import all_clip_models
+    from core.models import ModelUnavailableError
+    from core.models import clip_key as key_of_clip
+    from core.natural import reference_sources
+    from core.scale import never_drawn, prdc_estimates
+
+    st.subheader("Compared with natural photos")
+    sources = reference_sources(config.cache_dir(), config.natural_roots())
+    ids = ["none", *(k for k, (_, folder) in sources.items() if folder.root.is_dir())]
+    ref = st.selectbox("Natural photos", ids, key="dataset_ref",
+                       format_func=lambda k: "no comparison" if k == "none" else sources[k][0])
+    if ref == "none":
+        return
+    folder = sources[ref][1]
+    classes = folder.classes()
+    if not classes:
+        st.info("This folder has no class sub-folders of photos.")
+        return
+    ref_class = st.selectbox("Class", classes, key="dataset_ref_class")
+    presets = all_clip_models()
+    preset = next((p for p in dataset.clip_presets if p in presets and key_of_clip(presets[p]) == clip_key), None)
+    if preset is None:
+        st.warning("These embeddings come from a CLIP model this machine does not have, so the photos cannot be "
+                   "embedded in the same space. Add the model (README: models), or pick other embeddings above.")
+        return
+    photos, _ = folder.scan(ref_class)
+    if len(photos) < 6:
+        st.warning(md_literal(f"'{ref_class}' has {len(photos)} usable photos; PRDC needs at least 6 (k = 5)."))
+        return
+    natural = natural_set(photos)
+    cache = ui.cache()
+    try:
+        nat_emb = ui.embed(cache, clip_key, natural, lambda: ui.clip(preset), "Embedding natural photos")
+    except (ModelUnavailableError, ValueError, OSError) as exc:
+        st.error(md_literal(exc))
+        return
+    matrix, index = dataset.embedding_index(clip_key, None if not prompt else dataset.shas[dataset.prompts == prompt])
+    synthetic = matrix[index]
+    estimates = prdc_estimates(nat_emb, synthetic)
+    st.table(_estimates_table(estimates))
+    st.caption("; ".join(sorted({e.note for e in estimates if e.note})) or "Exact: every image of both sets.")
+    missed = never_drawn(nat_emb, synthetic)
+    st.markdown(f"**Never drawn:** {missed.share.value:.0%} of the {missed.share.n} photos of "
+                f"{md_literal(ref_class)} [{missed.share.low:.0%}, {missed.share.high:.0%}] have no synthetic image "
+                f"among the {len(synthetic):,} inside their 5-NN ball (exact search over every image).")
+    shown = missed.photos[:16]
+    if len(shown):
+        previews = thumbnails(cache, natural, 128)
+        ui.grid([previews[i] for i in shown], [md_literal(natural.labels[i]) for i in shown])
+
+
+def _estimates_table(estimates):
+    import pandas as pd
+
+    return pd.DataFrame([{"statistic": e.name, "value": e.value, "95% low": e.low, "95% high": e.high, "n": e.n,
+                          "note": e.note} for e in estimates])

@@ -29,7 +29,7 @@ from .dataset import Dataset
 
 METHODS = {"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}
 HOVER_SIZE = 32  # px: a tooltip thumbnail (about 1 kB as a JPEG), drawn at 64 px
-HOVER_LIMIT = 20_000  # points with a tooltip thumbnail; the rest show their prompt and seed
+HOVER_LIMIT = 5_000  # points with a tooltip thumbnail (~7 MB of the chart); the rest show their prompt and seed
 HOVER_SEED = 0
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]  # Tableau 10
@@ -110,8 +110,7 @@ def hover_thumbnails(cache_root: Path, dataset: Dataset, source_size: int = 80,
     from PIL import Image
 
     rows = hover_rows(len(dataset), limit)
-    shas, jpegs = dataset.all_thumbnails(source_size)
-    by_sha = dict(zip(shas, jpegs))
+    by_sha = dataset.thumbnails_of([str(dataset.shas[r]) for r in rows], source_size)
     uris = []
     for row in rows:
         jpeg = by_sha.get(dataset.shas[row])
@@ -131,25 +130,31 @@ def hover_thumbnails(cache_root: Path, dataset: Dataset, source_size: int = 80,
 
 
 # -- 3-4. the chart ----------------------------------------------------------------------------------------------------
+def _colour_expression(count: int) -> str:
+    """A deck.gl accessor picking each point's colour from PALETTE by its prompt number `c` (one small integer per
+    point in the JSON instead of three)."""
+    expr = "[%d, %d, %d, 200]" % PALETTE[(count - 1) % len(PALETTE)]
+    for i in range(min(count, len(PALETTE)) - 2, -1, -1):
+        expr = "c %% %d == %d ? [%d, %d, %d, 200] : %s" % (len(PALETTE), i, *PALETTE[i], expr)
+    return expr
+
+
 def points(dataset: Dataset, coords: np.ndarray, hover: tuple[np.ndarray, list[str]]) -> pd.DataFrame:
-    """One row per image, with short column names (pydeck sends every row's names as JSON): x, y (scaled to
-    0..1000, 0.1 apart), colour r, g, b (by prompt), t (tooltip text), i (the dataset row) and m (the
-    tooltip thumbnail as a data URI, or "")."""
+    """One row per image, in the dataset's order (a selection's indices are dataset rows), with short column names
+    (pydeck sends every row's names as JSON): x, y (scaled to 0..1000, 0.1 apart), c (the prompt's number: its
+    colour), t (tooltip text) and m (the tooltip thumbnail as a data URI, or "")."""
     labels = dataset.labels()
     codes, uniques = pd.factorize(pd.Series(dataset.prompts))
     # Not escaped here: Streamlit's deck.gl tooltip escapes every field it puts into the HTML (escaping here too
     # showed "&lt;b&gt;" in the browser; tests/test_e2e_dataset_map.py checks a prompt with markup shows as text).
     label_of = np.array([str(labels.get(p, p)) for p in uniques], dtype=object)
-    colours = np.array([PALETTE[i % len(PALETTE)] for i in range(len(uniques))], dtype=np.uint8).reshape(-1, 3)
     lo, hi = coords.min(axis=0), coords.max(axis=0)
     scaled = np.round((coords - lo) / np.where(hi > lo, hi - lo, 1.0) * 1000.0, 1)
     image = np.full(len(dataset), "", dtype=object)
     rows, uris = hover
     image[rows] = uris
-    return pd.DataFrame({
-        "x": scaled[:, 0], "y": scaled[:, 1], "r": colours[codes, 0], "g": colours[codes, 1], "b": colours[codes, 2],
-        "t": label_of[codes] + " · seed " + dataset.seeds.astype(str).astype(object),
-        "i": np.arange(len(dataset)), "m": image})
+    return pd.DataFrame({"x": scaled[:, 0], "y": scaled[:, 1], "c": codes.astype(np.int32),
+                         "t": label_of[codes] + " · seed " + dataset.seeds.astype(str).astype(object), "m": image})
 
 
 def deck(frame: pd.DataFrame, point_px: float = 2.5):
@@ -157,8 +162,8 @@ def deck(frame: pd.DataFrame, point_px: float = 2.5):
     import pydeck as pdk
 
     layer = pdk.Layer("ScatterplotLayer", data=frame, id="points", get_position="[x, y]",
-                      get_fill_color="[r, g, b, 200]", get_radius=point_px, radius_units="pixels",
-                      pickable=True, auto_highlight=True)
+                      get_fill_color=_colour_expression(int(frame["c"].max()) + 1 if len(frame) else 1),
+                      get_radius=point_px, radius_units="pixels", pickable=True, auto_highlight=True)
     view = pdk.View(type="OrthographicView", controller=True)
     state = pdk.ViewState(target=[500.0, 500.0, 0], zoom=-1.0)  # 1000 units in 500 px
     # A background image, not an <img>: points without a thumbnail show no broken-image icon.
@@ -172,8 +177,8 @@ def region_chart(frame: pd.DataFrame):
     """The points (x, y, colour only) with a box selection named `region` (Altair interval selection)."""
     import altair as alt
 
-    data = frame[["x", "y", "i"]].assign(colour=[f"#{r:02x}{g:02x}{b:02x}" for r, g, b in
-                                                  zip(frame["r"], frame["g"], frame["b"])])
+    palette = ["#%02x%02x%02x" % c for c in PALETTE]
+    data = pd.DataFrame({"x": frame["x"], "y": frame["y"], "colour": [palette[c % len(palette)] for c in frame["c"]]})
     region = alt.selection_interval(name="region", encodings=["x", "y"])
     return (alt.Chart(data).mark_circle(size=6, opacity=0.6)
             .encode(x=alt.X("x:Q", title=None), y=alt.Y("y:Q", title=None), color=alt.Color("colour:N", scale=None))
@@ -192,9 +197,10 @@ def rows_in_box(frame: pd.DataFrame, box: dict) -> np.ndarray:
 
 
 def rows_picked(event_selection: dict) -> np.ndarray:
-    """The rows a pydeck click selection names ({"objects": {"points": [{..., "i": row}]}})."""
-    objects = (event_selection or {}).get("objects", {}).get("points", [])
-    return np.array(sorted({int(o["i"]) for o in objects if "i" in o}), dtype=np.int64)
+    """The rows a pydeck click selection names ({"indices": {"points": [row, ...]}}: the map's data is in the
+    dataset's row order)."""
+    indices = (event_selection or {}).get("indices", {}).get("points", [])
+    return np.array(sorted({int(i) for i in indices}), dtype=np.int64)
 
 
 def selection_table(dataset: Dataset, rows: np.ndarray) -> pd.DataFrame:

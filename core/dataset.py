@@ -178,6 +178,8 @@ class Dataset:
         self._lock = threading.Lock()
         self._vectors: dict[str, tuple[dict[str, int], np.ndarray]] = {}
         self._thumbs: dict[tuple[str, int], bytes | None] = {}
+        self._runs: list[DatasetRun] | None = None
+        self._clip_keys: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -204,7 +206,12 @@ class Dataset:
         return {str(p): str(label) for label, p in self.manifest.get("plan", {}).get("prompts", [])}
 
     def runs(self) -> list[DatasetRun]:
-        """Every (settings, prompt) with its seeds, in the plan's order of prompts."""
+        """Every (settings, prompt) with its seeds, in the plan's order of prompts (read once)."""
+        if self._runs is None:
+            self._runs = self._group_runs()
+        return self._runs
+
+    def _group_runs(self) -> list[DatasetRun]:
         labels = self.labels()
         order = {p: i for i, p in enumerate(labels)}
         groups: dict[tuple[str, str], list[int]] = {}
@@ -216,11 +223,14 @@ class Dataset:
 
     # -- embeddings: one CLIP model's column at a time, kept once read -------------------------------------------
     def clip_keys(self) -> list[str]:
+        """The CLIP keys of the embeddings (read once)."""
         import pyarrow.compute as pc
         import pyarrow.dataset as pads
 
-        table = pads.dataset(self.folder / "embeddings", format="parquet").to_table(columns=["clip_key"])
-        return sorted(pc.unique(table.column("clip_key")).to_pylist())
+        if self._clip_keys is None:
+            table = pads.dataset(self.folder / "embeddings", format="parquet").to_table(columns=["clip_key"])
+            self._clip_keys = sorted(pc.unique(table.column("clip_key")).to_pylist())
+        return self._clip_keys
 
     def vectors(self, clip_key: str) -> tuple[dict[str, int], np.ndarray]:
         """({image sha256: row}, float32 matrix) of one CLIP key: a vector made at another precision of the same
@@ -236,25 +246,29 @@ class Dataset:
 
         ds = pads.dataset(self.folder / "embeddings", format="parquet")
         base = clip_key.split(PRECISION_SEPARATOR)[0]
-        table = ds.to_table(columns=["key", "clip_key", "vector"], filter=pc.field("clip_key") == clip_key)
-        if table.num_rows == 0:
-            table = ds.to_table(columns=["key", "clip_key", "vector"],
-                                filter=(pc.field("clip_key") == base)
-                                | pc.starts_with(pc.field("clip_key"), base + PRECISION_SEPARATOR))
-        if table.num_rows == 0:
+        keys, matrix, done = [], None, 0
+        other_precision = pc.starts_with(pc.field("clip_key"), base + PRECISION_SEPARATOR)
+        for where in (pc.field("clip_key") == clip_key, (pc.field("clip_key") == base) | other_precision):
+            # Batch by batch into one preallocated matrix: the peak is the matrix plus one batch, not two copies.
+            for batch in ds.to_batches(columns=["key", "vector"], filter=where):
+                if batch.num_rows == 0:
+                    continue
+                flat = batch.column("vector").flatten().to_numpy(zero_copy_only=False)
+                d = len(flat) // batch.num_rows
+                if matrix is None:
+                    matrix = np.empty((max(len(self), batch.num_rows), d), np.float32)
+                if done + batch.num_rows > len(matrix):
+                    matrix = np.concatenate([matrix, np.empty((len(matrix) + batch.num_rows, d), np.float32)])
+                matrix[done : done + batch.num_rows] = flat.reshape(batch.num_rows, d)
+                keys += batch.column("key").to_pylist()
+                done += batch.num_rows
+            if done:
+                break
+        if not done:
             return {}, np.zeros((0, 0), np.float32)
-        matrix = None
-        done = 0
-        for chunk in table.column("vector").chunks:  # one copy into the matrix, no combined intermediate
-            if len(chunk) == 0:
-                continue
-            flat = chunk.flatten().to_numpy(zero_copy_only=False)
-            if matrix is None:
-                matrix = np.empty((table.num_rows, len(flat) // len(chunk)), np.float32)
-            matrix[done : done + len(chunk)] = flat.reshape(len(chunk), -1)
-            done += len(chunk)
+        matrix = matrix[:done]
         rows = {}
-        for i, sha in enumerate(table.column("key").to_pylist()):
+        for i, sha in enumerate(keys):
             rows.setdefault(sha, i)  # a shard written twice (a resumed batch) holds the same vector
         return rows, matrix
 
@@ -306,16 +320,17 @@ class Dataset:
             self._thumbs[(sha, size)] = found[0] if found else None
         return found[0] if found else None
 
-    def all_thumbnails(self, size: int) -> tuple[list[str], list[bytes]]:
+    def thumbnails_of(self, shas: list[str], size: int) -> dict[str, bytes]:
+        """{sha256: jpeg} of the sweep's thumbnails of `shas` at `size` px, in one scan (only those are kept)."""
         import pyarrow.compute as pc
         import pyarrow.dataset as pads
 
         folder = self.folder / "thumbnails"
-        if not any(folder.glob("*.parquet")):
-            return [], []
-        table = pads.dataset(folder, format="parquet").to_table(columns=["sha256", "jpeg"],
-                                                                filter=pc.field("size") == size)
-        return table.column("sha256").to_pylist(), table.column("jpeg").to_pylist()
+        if not shas or not any(folder.glob("*.parquet")):
+            return {}
+        table = pads.dataset(folder, format="parquet").to_table(
+            columns=["sha256", "jpeg"], filter=(pc.field("size") == size) & pc.field("sha256").isin(list(shas)))
+        return dict(zip(table.column("sha256").to_pylist(), table.column("jpeg").to_pylist()))
 
     def image(self, row: int) -> DatasetImage:
         return DatasetImage(str(self.keys[row]), int(self.seeds[row]), str(self.shas[row]), self)

@@ -95,3 +95,6 @@ st.caption(f"n = {estimates[0].n:,}: every image of {'the dataset' if not scope 
 
 # 5. The map of every image (WebGL): hover shows a thumbnail; click points, or draw a box, to see the images.
 ui_dataset.dataset_map(dataset, clip_key)
+
+# 6. PRDC and the natural photos no image comes near: every synthetic image, or a stated sample.
+ui_dataset.natural_comparison(dataset, clip_key, scope or None)

@@ -47,7 +47,10 @@ def test_tooltips_carry_thumbnails_and_escaped_text(dataset, tmp_path):
     assert tip == f"{PROMPTS[0]} · seed 0"  # raw: Streamlit's tooltip escapes it (tests/test_e2e_dataset_map.py)
     deck = atlas.deck(frame)
     assert "{m}" in deck._tooltip["html"] and "{t}" in deck._tooltip["html"]  # Streamlit sends it beside the JSON
-    assert '"@@type": "ScatterplotLayer"' in deck.to_json()
+    spec = deck.to_json()
+    assert '"@@type": "ScatterplotLayer"' in spec and '"c": 1' in spec  # a colour per prompt, one integer a point
+    assert {p: set(frame["c"][dataset.prompts == p]) for p in PROMPTS} in ({PROMPTS[0]: {0}, PROMPTS[1]: {1}},
+                                                                         {PROMPTS[0]: {1}, PROMPTS[1]: {0}})
     # Above the limit: a seeded sample of the points carries a thumbnail, the others none.
     rows, uris = atlas.hover_thumbnails(tmp_path / "small", dataset, limit=50)
     assert len(rows) == 50 == len(uris) and np.array_equal(rows, atlas.hover_rows(300, 50))
@@ -60,7 +63,7 @@ def test_selections_name_their_rows(dataset, tmp_path):
     box = {"x": [600.0, 100.0], "y": [0.0, 1000.0]}
     inside = atlas.rows_in_box(frame, box)
     assert set(inside) == set(np.flatnonzero(frame["x"].between(100, 600)))
-    picked = atlas.rows_picked({"objects": {"points": [{"i": 7}, {"i": 3}, {"i": 7}]}})
+    picked = atlas.rows_picked({"indices": {"points": [7, 3, 7]}, "objects": {"points": [{}, {}, {}]}})
     assert picked.tolist() == [3, 7]
     table = atlas.selection_table(dataset, picked)
     assert table["prompt"].tolist() == [PROMPTS[0]] * 2 and table["seed"].tolist() == [3, 7]

@@ -207,3 +207,34 @@ def test_the_page_shows_statistics_over_every_image_with_their_n(tmp_path, monke
     at.selectbox(key="dataset_scope").set_value("b")
     at = at.run()
     assert not at.exception and list(at.table[0].value["n"]) == [200] * 4
+
+
+@pytest.mark.slow
+def test_the_page_compares_the_dataset_with_natural_photos(swept, imagenette_dir, monkeypatch, tmp_path):
+    from core.cache import Cache
+    from core.natural import NaturalFolder
+    from core.scale import never_drawn, prdc_estimates
+
+    out, cache_root = swept
+    monkeypatch.setenv("DDL_CACHE_DIR", str(cache_root))
+    monkeypatch.setenv("DDL_DATASETS", str(out))
+    monkeypatch.setenv("DDL_NATURAL_ROOTS", str(imagenette_dir))
+    at = app_support.open_page("pages/open_dataset.py", timeout=TIMEOUT)
+    at.selectbox(key="dataset_ref").set_value("folder:imagenette224")
+    at = at.run()
+    at.selectbox(key="dataset_ref_class").set_value("tench")
+    at = at.run()
+    assert not at.exception, at.exception
+    ds = open_dataset(out)
+    (clip_key,) = ds.clip_keys()
+    photos, _ = NaturalFolder(imagenette_dir).scan("tench")
+    found = Cache(cache_root).get_embeddings(clip_key, [p.sha256 for p in photos])  # embedded by the page
+    natural = np.stack([found[p.sha256] for p in photos])
+    synthetic = ds.embedding_matrix(clip_key)
+    shown = at.table[-1].value
+    expected = prdc_estimates(natural, synthetic)
+    assert list(shown["statistic"]) == ["precision", "recall", "density", "coverage"]
+    assert list(shown["value"]) == pytest.approx([e.value for e in expected])
+    assert list(shown["n"]) == [16, len(photos), 16, len(photos)]
+    missed = never_drawn(natural, synthetic)
+    assert any(f"Never drawn:** {missed.share.value:.0%} of the {len(photos)} photos" in m.value for m in at.markdown)
