@@ -68,3 +68,14 @@ def test_selections_name_their_rows(dataset, tmp_path):
     table = atlas.selection_table(dataset, picked)
     assert table["prompt"].tolist() == [PROMPTS[0]] * 2 and table["seed"].tolist() == [3, 7]
     assert table["steps"].tolist() == [4, 4]
+
+
+def test_pca_in_batches_equals_sklearns():
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(700, 12)) * np.linspace(3, 0.5, 12)).astype(np.float32)
+    ours = atlas.pca_2d(x, rows=100)
+    theirs = PCA(2, svd_solver="full").fit_transform(x.astype(np.float64))
+    theirs *= np.sign(theirs[0]) * np.sign(ours[0])  # an axis's sign is a convention
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
