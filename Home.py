@@ -27,6 +27,7 @@ PAGES = {
     ],
     "Share": [
         st.Page("pages/demo_packs.py", title="Demo packs", icon="📦", url_path="demo_packs"),
+        st.Page("pages/open_dataset.py", title="Open a dataset", icon="🗂️", url_path="open_dataset"),
     ],
 }
 

@@ -494,9 +494,9 @@ def finish_report(out: ui_report.Output, exp: LoadedClassList, page_key: str, *,
 def thumbnail_jpegs(cache_root: str, shas: tuple[str, ...], files: tuple[str, ...],
                     size: int = THUMB_SIZE) -> list[bytes]:
     """Small JPEG thumbnails (made once, kept in the disk cache; memoised here so a rerun makes no query)."""
-    from core.pipeline.cache import Cache
+    from core.pipeline.dataset import open_cache
 
-    cache = Cache(Path(cache_root))
+    cache = open_cache(Path(cache_root))  # with the opened datasets: their sweeps' thumbnails
     return [cache.thumbnail(sha, size, lambda p=Path(f): open_rgb(p)) for sha, f in zip(shas, files)]
 
 

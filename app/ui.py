@@ -12,6 +12,7 @@ import streamlit as st
 
 from core.pipeline import config
 from core.pipeline.cache import Cache, CacheError
+from core.pipeline.dataset import open_cache
 from core.pipeline.engine import Engine, Plan, Run
 from core.pipeline.generate import RunRequest
 from core.pipeline.local import all_clip_models, generator_preset
@@ -40,8 +41,9 @@ def generation_lock() -> threading.Lock:
 
 
 def cache() -> Cache:
-    # Not cached as a resource: DDL_CACHE_DIR is read each time (tests switch it); Cache() is cheap.
-    return Cache(config.cache_dir())
+    # Not cached as a resource: DDL_CACHE_DIR is read each time (tests switch it); Cache() is cheap. Opened datasets
+    # (sweeps' output, core.pipeline.dataset) lie under it read-only: their runs answer the same lookups as cached ones.
+    return open_cache(config.cache_dir())
 
 
 def _release(obj) -> None:

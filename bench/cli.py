@@ -16,7 +16,7 @@ from .stats import Row, Section, fmt_s, format_table
 
 TINY_PROMPT = "a photo of a tench"
 SD15_PROMPT = "a photo of a golden retriever on a beach"
-BENCHMARKS = ["tiny", "reopen", "page", "batch", "sd15", "embed", "stats", "memory", "sweep"]
+BENCHMARKS = ["tiny", "reopen", "page", "batch", "sd15", "embed", "stats", "memory", "sweep", "dataset"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -268,6 +268,11 @@ def run_suite(args, device, only: set[str], repeats: dict, tmp_root: Path) -> tu
         from .sweep import bench_sweep
 
         rows += bench_sweep(n_seeds=32 if quick else 64, repeats=3 if quick else 5, tmp_root=tmp_root, log=log)
+        gc.collect()
+    if "dataset" in only:
+        from .dataset import bench_dataset
+
+        rows += bench_dataset(n=20_000 if quick else 100_000, repeats=1 if quick else 3, tmp_root=tmp_root, log=log)
         gc.collect()
     if "memory" in only:
         from .memory import bench_memory

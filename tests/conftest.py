@@ -177,3 +177,14 @@ def e2e_page(e2e_browser):
     finally:
         context.close()
         expect.set_options(timeout=5_000)
+
+
+@pytest.fixture(scope="session")
+def finished_sweep(tmp_path_factory):
+    """An uninterrupted `./lab sweep` of the tiny plan (2 classes x 8 seeds) on a 2-CPU local Ray cluster, run once
+    for the session: (its folder, the output folder, its log). The output's cache folder is <folder>/cache."""
+    from sweep_support import sweep
+
+    tmp = tmp_path_factory.mktemp("sweep")
+    log = sweep(tmp, tmp / "out")
+    return tmp, tmp / "out", log

@@ -48,8 +48,10 @@ def _open_rgb(path: Path) -> Callable[[], Image.Image]:
 
 
 def synthetic_set(images: list[CachedImage]) -> ImageSet:
+    # An image of an opened dataset (core.pipeline.dataset.DatasetImage) loads from its shard; its path spools on
+    # demand.
     return ImageSet("synthetic", [f"seed {im.seed}" for im in images], [im.sha256 for im in images],
-                    [_open_rgb(im.path) for im in images], [im.path for im in images])
+                    [getattr(im, "load", None) or _open_rgb(im.path) for im in images], [im.path for im in images])
 
 
 def natural_set(images: list[NaturalImage], n: int | None = None, seed: int = 0) -> ImageSet:

@@ -13,20 +13,9 @@ import time
 import numpy as np
 import pytest
 from suite import REPO_ROOT
+from sweep_support import PLAN, sweep
 
 from core.pipeline.sweep import MAX_ROWS_WITHOUT_YES, Plan, PlanError
-
-PLAN = """
-title = "tiny grid"
-classes = ["tench", "church"]
-templates = ["a photo of a {}"]
-clip = ["tiny-random"]
-batch = 2
-seeds = { first = 0, count = 8 }
-
-[[generators]]
-preset = "tiny-random"
-"""
 
 
 def plan(**changes) -> dict:
@@ -80,20 +69,6 @@ def test_the_command_line_explains_a_bad_plan(tmp_path):
 
 
 # -- 2. on a local Ray cluster ------------------------------------------------------------------------------------
-def sweep(tmp_path, out, *, wait=True):
-    path = tmp_path / "plan.toml"
-    path.write_text(PLAN)
-    env = {**os.environ, "DDL_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "RAY_DEDUP_LOGS": "0"}
-    cmd = [sys.executable, "-m", "core.pipeline.sweep", str(path), "--out", str(out), "--num-cpus", "2"]
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # its own process group: the kill reaches Ray's processes too
-    if not wait:
-        return proc
-    out_text, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out_text[-3000:]
-    return out_text
-
-
 def pixels(png: bytes) -> np.ndarray:
     import io
 
@@ -117,12 +92,9 @@ def read(out):
     return images, embeddings.reset_index(drop=True)
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """An uninterrupted sweep of the tiny plan (2 classes x 8 seeds) on a 2-CPU local cluster."""
-    tmp = tmp_path_factory.mktemp("sweep")
-    log = sweep(tmp, tmp / "out")
-    return tmp, tmp / "out", log
+@pytest.fixture
+def finished(finished_sweep):
+    return finished_sweep
 
 
 @pytest.mark.slow
