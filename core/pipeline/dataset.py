@@ -464,8 +464,7 @@ def diversity_link(run: DatasetRun, clip: str | None) -> tuple[dict[str, str] | 
     """(the Diversity page's URL parameters for `run`, how many of its images the link shows). A page run holds at
     most core.pipeline.generate.MAX_IMAGES images: a longer run links its first seeds. None when no link can name the
     run (a generator that is a local folder, or seeds with gaps)."""
-    from core.pipeline.generate import MAX_IMAGES
-    from core.present.pack import CachedRun
+    from core.pipeline.generate import MAX_IMAGES, CachedRun
 
     seeds = run.seeds[:MAX_IMAGES]
     return CachedRun(run.settings_key, run.prompt, seeds, (), run.settings).link_params(clip), len(seeds)

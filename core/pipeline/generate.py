@@ -449,3 +449,58 @@ def cached_images(settings: GenerationSettings, prompt: str, seeds: list[int], c
     keys = [settings.image_key(prompt, s) for s in seeds]
     found = cache.lookup_images(keys)
     return [found[k] for k in keys if k in found]
+
+
+# -- the runs in a cache ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CachedRun:
+    """One cached run: the images of one (generation settings, prompt) pair."""
+
+    settings_key: str
+    prompt: str
+    seeds: tuple[int, ...]
+    shas: tuple[str, ...]
+    settings: dict = field(hash=False, compare=False)
+
+    @classmethod
+    def from_manifest(cls, run: dict) -> CachedRun:
+        """A run as a pack's manifest lists it (its images are in the cache once the pack is imported)."""
+        return cls(run["settings_key"], run["prompt"], tuple(run["seeds"]), (), run["settings"])
+
+    @property
+    def generator(self) -> str | None:
+        """The registry key of the model, or None for a local folder (its path means nothing elsewhere)."""
+        return {p.model_id: p.key for p in GENERATORS.values()}.get(self.settings.get("model_id"))
+
+    @property
+    def contiguous(self) -> bool:
+        return self.seeds == tuple(range(self.seeds[0], self.seeds[0] + len(self.seeds)))
+
+    def describe(self) -> str:
+        s = self.settings
+        seeds = f"seeds {self.seeds[0]}-{self.seeds[-1]}" if self.contiguous else f"{len(self.seeds)} seeds"
+        return (f"{self.prompt!r}: {len(self.seeds)} images, {self.generator or s.get('model_id')}, "
+                f"{s.get('steps')} steps, guidance {s.get('guidance')}, {s.get('width')} px, {seeds}, "
+                f"made on {s.get('device_type')} ({s.get('dtype')})")
+
+    def link_params(self, clip: str | None = None) -> dict[str, str] | None:
+        """The Diversity page's URL parameters that reopen this run (None if no link can name it)."""
+        if not self.generator or not self.contiguous:
+            return None
+        s = self.settings
+        params = {"prompt": self.prompt, "n": str(len(self.seeds)), "generator": self.generator,
+                  "steps": str(s["steps"]), "guidance": str(s["guidance"]), "size": str(s["width"]),
+                  "first_seed": str(self.seeds[0])}
+        if s.get("negative_prompt"):
+            params["negative_prompt"] = s["negative_prompt"]
+        if clip:
+            params["clip"] = clip
+        return params
+
+
+def cached_runs(cache: Cache) -> list[CachedRun]:
+    """Every run in the cache, newest first."""
+    settings = cache.all_settings()
+    groups = sorted(cache.run_groups(), key=lambda g: g[4], reverse=True)
+    return [CachedRun(key, prompt, tuple(seeds), tuple(shas), settings.get(key, {}))
+            for key, prompt, seeds, shas, _ in groups]

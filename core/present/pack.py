@@ -41,8 +41,8 @@ import numpy as np
 
 from core.analysis.geometry import NORM_PREFIX, is_norm_key
 from core.pipeline.cache import Cache, atomic_write_bytes, canonical_json, key_of, sha256_bytes
+from core.pipeline.generate import CachedRun, cached_runs
 from core.pipeline.natural import IMAGE_SUFFIXES, PACK_SOURCE_FILE, PACK_SOURCES_DIR, NaturalFolder, open_rgb
-from core.pipeline.registry import GENERATORS
 
 FORMAT_NAME = "diffusion-diversity-lab demo pack"
 FORMAT_VERSION = 1
@@ -55,60 +55,6 @@ IMPORTED_DIR = "packs"  # <cache>/packs/<sha>.json: the manifests of imported pa
 
 class PackError(ValueError):
     """A pack that cannot be written or read; the message says what is wrong and what to do."""
-
-
-@dataclass(frozen=True)
-class CachedRun:
-    """One cached run: the images of one (generation settings, prompt) pair."""
-
-    settings_key: str
-    prompt: str
-    seeds: tuple[int, ...]
-    shas: tuple[str, ...]
-    settings: dict = field(hash=False, compare=False)
-
-    @classmethod
-    def from_manifest(cls, run: dict) -> CachedRun:
-        """A run as a pack's manifest lists it (its images are in the cache once the pack is imported)."""
-        return cls(run["settings_key"], run["prompt"], tuple(run["seeds"]), (), run["settings"])
-
-    @property
-    def generator(self) -> str | None:
-        """The registry key of the model, or None for a local folder (its path means nothing elsewhere)."""
-        return {p.model_id: p.key for p in GENERATORS.values()}.get(self.settings.get("model_id"))
-
-    @property
-    def contiguous(self) -> bool:
-        return self.seeds == tuple(range(self.seeds[0], self.seeds[0] + len(self.seeds)))
-
-    def describe(self) -> str:
-        s = self.settings
-        seeds = f"seeds {self.seeds[0]}-{self.seeds[-1]}" if self.contiguous else f"{len(self.seeds)} seeds"
-        return (f"{self.prompt!r}: {len(self.seeds)} images, {self.generator or s.get('model_id')}, "
-                f"{s.get('steps')} steps, guidance {s.get('guidance')}, {s.get('width')} px, {seeds}, "
-                f"made on {s.get('device_type')} ({s.get('dtype')})")
-
-    def link_params(self, clip: str | None = None) -> dict[str, str] | None:
-        """The Diversity page's URL parameters that reopen this run (None if no link can name it)."""
-        if not self.generator or not self.contiguous:
-            return None
-        s = self.settings
-        params = {"prompt": self.prompt, "n": str(len(self.seeds)), "generator": self.generator,
-                  "steps": str(s["steps"]), "guidance": str(s["guidance"]), "size": str(s["width"]),
-                  "first_seed": str(self.seeds[0])}
-        if s.get("negative_prompt"):
-            params["negative_prompt"] = s["negative_prompt"]
-        if clip:
-            params["clip"] = clip
-        return params
-
-
-def cached_runs(cache: Cache) -> list[CachedRun]:
-    """Every run in the cache, newest first."""
-    settings = cache.all_settings()
-    groups = sorted(cache.run_groups(), key=lambda g: g[4], reverse=True)
-    return [CachedRun(key, prompt, tuple(seeds), tuple(shas), settings.get(key, {}))
-            for key, prompt, seeds, shas, _ in groups]
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,8 @@ def test_a_packs_title_and_run_descriptions_show_as_typed(payload_run, app_cache
     from streamlit.testing.v1 import AppTest
 
     from core.pipeline.cache import Cache
-    from core.present.pack import cached_runs, export_pack, import_pack
+    from core.pipeline.generate import cached_runs
+    from core.present.pack import export_pack, import_pack
 
     pack = tmp_path / "pack.zip"
     export_pack(pack, Cache(app_cache), cached_runs(Cache(app_cache)), [], {}, title=PAYLOAD)
