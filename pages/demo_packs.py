@@ -8,12 +8,12 @@ import streamlit as st
 
 from app import ui
 from core.pipeline import config
+from core.pipeline.generate import cached_runs
 from core.pipeline.natural import reference_sources
 from core.present.markup import md_list, md_literal
 from core.present.pack import (
     CachedRun,
     PackError,
-    cached_runs,
     export_pack,
     import_pack,
     imported_packs,
