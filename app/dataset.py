@@ -10,8 +10,9 @@ import streamlit as st
 
 from app import ui
 from core.analysis.scale import dataset_diversity
+from core.pipeline import config
 from core.pipeline.dataset import Dataset, open_dataset
-from core.present import atlas, config
+from core.present import atlas
 from core.present.markup import md_literal
 
 SHOWN = 48  # selected images shown at once (the table lists them all)
