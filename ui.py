@@ -10,12 +10,14 @@ from pathlib import Path
 
 import streamlit as st
 
+import ui_queue
 from core import config
 from core.cache import Cache, CacheError
 from core.engine import Engine, Plan, Run
 from core.generate import RunRequest
 from core.local import all_clip_models, generator_preset
 from core.markup import md_literal
+from core.queue import LimitError
 from core.models import (
     ClipModel,
     ModelUnavailableError,
@@ -98,8 +100,10 @@ def _human_bytes(n: int) -> str:
 
 
 def start_page() -> None:
-    """Every page calls this first: routing through Home.py's st.navigation, then the sidebar status."""
+    """Every page calls this first: routing through Home.py's st.navigation, the login on a shared server
+    (ui_queue), then the sidebar status."""
     _leave_legacy_pages_mode()
+    ui_queue.require_login()
     _sidebar_status()
 
 
@@ -169,8 +173,10 @@ def refresh_cache_status() -> None:
 
 
 def engine() -> Engine:
-    """The run engine for this process's cache and device, with the shared pipeline, CLIP model and lock."""
-    return Engine(cache(), device(), lambda folder: pipeline(str(folder)), load_clip=clip, lock=generation_lock())
+    """The run engine for this process's cache and device, with the shared pipeline, CLIP model, lock and the fair
+    queue every session's runs take turns in (one batch per turn, round-robin over people: ui_queue)."""
+    return Engine(cache(), device(), lambda folder: pipeline(str(folder)), load_clip=clip, lock=generation_lock(),
+                  queue=ui_queue.queue())
 
 
 def runs(requests: list[RunRequest], *, generate: bool) -> list[Run]:
@@ -226,7 +232,12 @@ def working(text: str):
 def _generate(eng: Engine, plan: Plan) -> None:
     try:
         with working("Waiting for the generator") as progress:
-            totals = eng.generate(plan, on_progress=lambda p: progress(round(p.fraction * 1000), 1000, p.describe()))
+            totals = eng.generate(plan, on_progress=lambda p: progress(round(p.fraction * 1000), 1000, p.describe()),
+                                  person=ui_queue.person(), on_wait=ui_queue.waiting(progress),
+                                  label=ui_queue.run_label([req.prompt for req, _, _ in plan.to_generate]))
+    except LimitError as exc:  # refused before any work: the message says why and when to try again
+        st.error(md_literal(exc))
+        st.stop()
     except (ModelUnavailableError, CacheError) as exc:
         refresh_cache_status()
         st.error(md_literal(exc))
