@@ -17,7 +17,6 @@ from core.engine import Engine, Plan, Run
 from core.generate import RunRequest
 from core.local import all_clip_models, generator_preset
 from core.markup import md_literal
-from core.queue import LimitError
 from core.models import (
     ClipModel,
     ModelUnavailableError,
@@ -26,6 +25,7 @@ from core.models import (
     load_clip,
     load_pipeline,
 )
+from core.queue import LimitError
 from core.registry import DEFAULT_CLIP, DEFAULT_GENERATOR
 
 

@@ -134,9 +134,10 @@ def gpu_memory() -> str:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         free, total = torch.cuda.mem_get_info()
-        text += (f" GPU: {(total - free) / 1024**3:.1f} of {total / 1024**3:.1f} GB used; torch holds "
-                 f"{torch.cuda.memory_reserved() / 1024**3:.1f} GB, of which {torch.cuda.memory_allocated() / 1024**3:.1f}"
-                 f" GB in use; new runs need {settings().limits.gpu_headroom_gb:g} GB free.")
+        gb = 1024**3
+        text += (f" GPU: {(total - free) / gb:.1f} of {total / gb:.1f} GB used; torch holds "
+                 f"{torch.cuda.memory_reserved() / gb:.1f} GB, of which {torch.cuda.memory_allocated() / gb:.1f} GB "
+                 f"in use; new runs need {settings().limits.gpu_headroom_gb:g} GB free.")
     else:
         text += " No GPU in use (generation runs on the CPU)."
     return text
