@@ -38,7 +38,8 @@ class QueueCancelled(Exception):
 
 @dataclass(frozen=True)
 class WaitStatus:
-    """Where one run stands. `ahead`: other people served before this run's next batch (0: it is next or running);
+    """Where one run stands. `ahead`: other people served before this run's next batch, after the batch running now
+    (0: it is next, or running);
     `start_s` / `finish_s`: estimated seconds until its next batch starts and until its last one ends (None until
     the queue has measured a batch)."""
 
@@ -303,15 +304,10 @@ class FairQueue:
         mine = self._tickets.get(ticket.person, [])
         before = mine.index(ticket) if ticket in mine else 0
         running = self._holder is ticket
-        ahead = 0
-        if not running:
-            holder = self._holder.person if self._holder is not None else None
-            for person in self._rotation:
-                if person == ticket.person:
-                    break
-                ahead += person != holder
-            # The person holding the GPU now (moved to the end of the rotation when its turn began) is ahead too.
-            ahead += holder is not None and holder != ticket.person
+        # The people before this one in the rotation: each gets one turn before this run's next. It never grows
+        # while the run waits (served people move behind it, newcomers join behind it); the batch running now is
+        # not counted (its time is in the estimate).
+        ahead = 0 if running else self._rotation.index(ticket.person)
         start, finish = self._simulate().get(ticket.number, (None, None))
         return WaitStatus(ahead, len(self._rotation), sum(len(t) for t in self._tickets.values()), running, before,
                           ticket.remaining, start, finish)

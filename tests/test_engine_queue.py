@@ -155,7 +155,7 @@ def test_waiting_is_reported_and_a_stop_while_waiting_leaves_the_queue(setup):
         with pytest.raises(Stop):
             eng.generate(eng.plan([request("waiting", 4)], generate=True), person="bob", on_wait=on_wait)
     holder.close()
-    assert statuses[0].ahead == 1 and "1 person ahead of you" in statuses[0].describe()
+    assert statuses[0].ahead == 0 and "Your turn is next" in statuses[0].describe()
     assert setup.pipe.calls == [] and queue.snapshot().runs == []
 
 
