@@ -95,8 +95,18 @@ def is_admin() -> bool:
 def waiting(progress):
     """An on_wait callback for Engine.generate that writes the place in line into ui.working's bar (its next
     update is also where a Cancel click stops the page, and so leaves the queue)."""
+    import time
+
+    last = {"text": "", "at": 0.0}
+
     def on_wait(status) -> None:
-        progress(0, 1, status.describe())
+        # Draw when the line changes, and at least once a second: each draw is also where a Cancel click (or a
+        # closed tab) stops the page, so a waiting run leaves the queue within a second. Twelve waiting pages
+        # redrawn four times a second cost the server and the browsers more than the queue itself.
+        text, now = status.describe(), time.monotonic()
+        if text != last["text"] or now - last["at"] >= 1.0:
+            progress(0, 1, text)
+            last.update(text=text, at=now)
 
     return on_wait
 

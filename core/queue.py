@@ -151,7 +151,9 @@ class FairQueue:
         self.limits = limits or Limits()
         self.free_memory, self.clock, self.poll_s = free_memory, clock, poll_s
         self._cond = threading.Condition()
-        self._rotation: deque[str] = deque()  # people with open tickets; the next turn goes to the first waiting
+        # People with open tickets, but not the one being served: the next turn goes to the first one waiting.
+        self._rotation: deque[str] = deque()
+        self._in_service: str | None = None  # the person whose batch runs now (back to the end when it ends)
         self._tickets: dict[str, list[Ticket]] = {}  # each person's open tickets, oldest first
         self._holder: Ticket | None = None
         self._held_since = 0.0
@@ -233,8 +235,10 @@ class FairQueue:
                     if ticket.started is None:
                         ticket.started = self._held_since
                     if rotate:
+                        # Out of the rotation while served; back at its end when the batch ends, behind anyone
+                        # who arrived meanwhile (round-robin: a newcomer waits for this batch, not for two).
                         self._rotation.remove(ticket.person)
-                        self._rotation.append(ticket.person)  # served: to the end of the rotation
+                        self._in_service = ticket.person
                     return
                 status = self._status(ticket) if on_wait else None
                 if not on_wait:
@@ -259,6 +263,9 @@ class FairQueue:
             seconds = now - self._held_since
             credit = min(ticket.batch, ticket.remaining) if images is None else max(0, min(images, ticket.remaining))
             self._holder = None
+            if self._in_service is not None:
+                self._rotation.append(self._in_service)  # served: to the end of the rotation
+                self._in_service = None
             self.busy_s += seconds
             if credit:
                 ticket.remaining -= credit
@@ -307,9 +314,14 @@ class FairQueue:
         # The people before this one in the rotation: each gets one turn before this run's next. It never grows
         # while the run waits (served people move behind it, newcomers join behind it); the batch running now is
         # not counted (its time is in the estimate).
-        ahead = 0 if running else self._rotation.index(ticket.person)
+        if running:
+            ahead = 0
+        elif ticket.person in self._rotation:
+            ahead = self._rotation.index(ticket.person)
+        else:  # another run of this person is being served: this one follows it, at the end of the rotation
+            ahead = len(self._rotation)
         start, finish = self._simulate().get(ticket.number, (None, None))
-        return WaitStatus(ahead, len(self._rotation), sum(len(t) for t in self._tickets.values()), running, before,
+        return WaitStatus(ahead, self._people(), sum(len(t) for t in self._tickets.values()), running, before,
                           ticket.remaining, start, finish)
 
     def _simulate(self) -> dict[int, tuple[float | None, float | None]]:
@@ -333,6 +345,8 @@ class FairQueue:
                         out[holder.number][1] = now
                         queues[holder.person].remove(entry)
         rotation = [p for p in self._rotation if queues.get(p)]
+        if self._in_service is not None and queues.get(self._in_service):
+            rotation.append(self._in_service)  # back at the end after the batch running now
         while rotation:
             for person in list(rotation):
                 entry = queues[person][0]
@@ -360,7 +374,7 @@ class FairQueue:
             times = self._simulate()
             now = self.clock()
             runs = []
-            for person in self._rotation:
+            for person in [*self._rotation, *([self._in_service] if self._in_service else [])]:
                 for t in self._tickets[person]:
                     start, finish = times.get(t.number, (None, None))
                     runs.append({"run": t.number, "person": person, "what": t.label, "images": t.images,
@@ -371,13 +385,16 @@ class FairQueue:
             recent = [turn for turn in self._turns if now - turn.at <= 120]
             busy = sum(turn.seconds for turn in recent)
             rate = sum(turn.images for turn in recent) / busy if busy > 0 else None
-            return Snapshot(runs, len(self._rotation), rate, self._seconds_per_unit, self.served_images,
+            return Snapshot(runs, self._people(), rate, self._seconds_per_unit, self.served_images,
                             self.served_runs, dict(self.refused), self.busy_s, self.limits)
 
     def people_other_than(self, person: str) -> int:
         """People other than `person` with runs in the queue (whose batches alternate with this person's)."""
         with self._cond:
-            return len(self._rotation) - (person in self._tickets)
+            return self._people() - (person in self._tickets)
+
+    def _people(self) -> int:
+        return len(self._tickets)
 
     def find(self, number: int) -> Ticket | None:
         with self._cond:

@@ -61,6 +61,23 @@ def test_a_long_run_and_a_short_one_alternate_batch_by_batch():
     assert first_b <= 5 and order[first_b:first_b + 3] == ["B", "A", "B"]
 
 
+def test_a_newcomer_waits_for_the_batch_running_now_not_for_two():
+    queue = FairQueue(poll_s=0.005)
+    order, lock = [], threading.Lock()
+    alice = queue.submit("alice", 8, batch=4)
+    with alice:  # alice's first batch runs while bob arrives
+        bob = queue.submit("bob", 4, batch=4)
+        thread = start(queue, bob, "B", order, lock)
+        while not bob._wanting:
+            time.sleep(0.001)
+        assert bob.status().ahead == 0
+    with alice:  # alice asks again at once, from the same thread: bob's turn comes first all the same
+        order.append("A")
+    alice.close()
+    join([thread])
+    assert order == ["B", "A"]
+
+
 def test_three_people_take_turns_round_robin():
     queue = FairQueue(poll_s=0.005)
     order, lock = [], threading.Lock()
