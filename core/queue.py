@@ -51,11 +51,18 @@ class WaitStatus:
     remaining: int  # images this run still has to make
     start_s: float | None
     finish_s: float | None
+    made: int = 0  # images this run has made so far (its earlier turns)
 
     def describe(self) -> str:
-        """One line for a waiting person (plain text: no Markdown)."""
+        """One line for a waiting person (plain text: no Markdown). Before the run's first batch: its place in
+        line; between its batches: how many other people's batches go before its next one."""
         if self.running:
             return "Generating now"
+        if self.made:
+            others = (f"{self.ahead} other {'person' if self.ahead == 1 else 'people'} before your next batch"
+                      if self.ahead else "your next batch is next")
+            text = f"{self.made} of {self.made + self.remaining} images done; {others} (the GPU takes turns)"
+            return text + (f"; {about(self.finish_s)} until done" if self.finish_s is not None else "")
         parts = ["Your turn is next" if self.ahead == 0 else
                  f"Waiting for the GPU: {self.ahead} {'person' if self.ahead == 1 else 'people'} ahead of you"]
         if self.own_runs_before:
@@ -86,6 +93,7 @@ class Ticket:
         self.served = 0  # images credited
         self.cancelled = False
         self.closed = False
+        self.kind = "generate"
         self.on_wait: Callable[[WaitStatus], None] | None = None  # called while waiting (outside the queue's lock)
         self._wanting = False
         self._credit: int | None = None
@@ -166,12 +174,15 @@ class FairQueue:
         self.refused: dict[str, int] = {}
 
     # 1. submit -----------------------------------------------------------------------------------------------------
-    def submit(self, person: str, images: int, *, batch: int = 4, cost: float = 1.0, label: str = "") -> Ticket:
+    def submit(self, person: str, images: int, *, batch: int = 4, cost: float = 1.0, label: str = "",
+               kind: str = "generate") -> Ticket:
         """Enter the queue with a run of `images` images to make (cost: relative time per image, e.g. steps x
-        pixels; batch: images per turn). Raises LimitError, with the message to show, when a limit is hit."""
+        pixels; batch: images per turn). Raises LimitError, with the message to show, when a limit is hit.
+        `kind="embed"`: images to embed with CLIP, not to generate (images_per_run does not apply: a reference
+        set of a thousand photos embeds in seconds)."""
         lim = self.limits
         with self._cond:
-            if images > lim.images_per_run:
+            if kind == "generate" and images > lim.images_per_run:
                 self._refuse("images_per_run")
                 raise LimitError(
                     f"This run would make {images} new images; the limit on this server is {lim.images_per_run} per "
@@ -198,6 +209,7 @@ class FairQueue:
                         f"The GPU has {free / 1024**3:.1f} GB free, less than the {lim.gpu_headroom_gb:g} GB this "
                         f"server keeps in reserve, so it takes no new run now; try again{self._in(wait)}.")
             ticket = Ticket(self, next(self._numbers), person, images, batch, cost, label, self.clock())
+            ticket.kind = kind
             if person not in self._tickets:
                 self._tickets[person] = []
                 self._rotation.append(person)  # a newcomer joins at the end: nobody waiting moves back
@@ -322,7 +334,7 @@ class FairQueue:
             ahead = len(self._rotation)
         start, finish = self._simulate().get(ticket.number, (None, None))
         return WaitStatus(ahead, self._people(), sum(len(t) for t in self._tickets.values()), running, before,
-                          ticket.remaining, start, finish)
+                          ticket.remaining, start, finish, ticket.served)
 
     def _simulate(self) -> dict[int, tuple[float | None, float | None]]:
         """Seconds until each open ticket's next turn and its end, playing the rotation forward with the measured
@@ -377,7 +389,8 @@ class FairQueue:
             for person in [*self._rotation, *([self._in_service] if self._in_service else [])]:
                 for t in self._tickets[person]:
                     start, finish = times.get(t.number, (None, None))
-                    runs.append({"run": t.number, "person": person, "what": t.label, "images": t.images,
+                    runs.append({"run": t.number, "person": person, "kind": t.kind, "what": t.label,
+                                 "images": t.images,
                                  "made": t.served, "state": "generating" if t is self._holder else (
                                      "cancelling" if t.cancelled else "waiting"),
                                  "waited_s": round((t.started or now) - t.submitted, 1),

@@ -44,8 +44,9 @@ def live() -> None:
     st.caption(gpu)
     if snap.runs:
         st.dataframe(pd.DataFrame(snap.runs).rename(columns={
-            "run": "Run", "person": "Person", "what": "Prompt", "images": "Images", "made": "Made", "state": "State",
-            "waited_s": "Waited (s)", "finish_in_s": "Done in (s)"}), hide_index=True, width="stretch")
+            "run": "Run", "person": "Person", "kind": "Work", "what": "Prompt", "images": "Images", "made": "Made",
+            "state": "State", "waited_s": "Waited (s)", "finish_in_s": "Done in (s)"}),
+            hide_index=True, width="stretch")
     else:
         st.caption("The queue is empty.")
     if snap.refused:

@@ -167,3 +167,34 @@ def test_progress_says_how_many_people_share_the_gpu(setup):
     other.close()
     assert seen and all(p.sharing == 1 for p in seen)
     assert "sharing the GPU with 1 other person, batch by batch" in seen[-1].describe()
+
+
+def test_embedding_takes_turns_in_the_queue_too(tmp_path, tiny_clip):
+    """A page's CLIP embedding (core.embed.embeddings_for with the ticket as its lock) waits while another
+    person's batch runs, then embeds; the limit on images per run is for generation only."""
+    import numpy as np
+    from PIL import Image
+
+    from core.embed import embeddings_for
+
+    cache = Cache(tmp_path / "cache")
+    rng = np.random.default_rng(0)
+    items = [(f"{i:064x}", lambda i=i: Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)))
+             for i in range(5)]
+    queue = FairQueue(Limits(images_per_run=2), poll_s=0.005)
+    holder = queue.submit("alice", 2)
+    ticket = queue.submit("bob", len(items), batch=2, kind="embed")  # 5 > images_per_run: not refused
+    out = {}
+    with holder:
+        worker = threading.Thread(target=lambda: out.update(x=embeddings_for(
+            cache, tiny_clip.key, items, lambda: tiny_clip, batch_size=2, workers=0, lock=ticket)))
+        worker.start()
+        time.sleep(0.5)
+        assert ticket._wanting and cache.get_embeddings(tiny_clip.key, [s for s, _ in items]) == {}
+    holder.close()
+    worker.join(60)
+    ticket.close()
+    assert out["x"].shape[0] == 5 and ticket.served == 5
+    assert len(cache.get_embeddings(tiny_clip.key, [s for s, _ in items])) == 5
+    with pytest.raises(LimitError):
+        queue.submit("bob", 5)  # the same count, to generate: over the limit

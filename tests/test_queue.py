@@ -280,6 +280,8 @@ def test_wait_estimates_follow_the_rotation_and_measured_throughput():
     assert a.status().start_s is None and "estimating" in b.status().describe()
     with a:
         clock.now += 8.0  # 2 s per image
+    # Between its batches a run says how far it is and who goes first, not a place in line.
+    assert a.status().describe().startswith("4 of 8 images done; 1 other person before your next batch")
     with a:
         clock.now += 3.0  # a's second batch is 3 s in: at 2 s per image, 5 s to go
         status = b.status()
