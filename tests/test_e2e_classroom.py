@@ -155,3 +155,54 @@ def test_twelve_sessions_three_rounds_fair_and_bounded(e2e_browser, classroom_se
         assert max(waits) <= 2 * statistics.median(waits), f"waits (ms) {sorted(round(w) for w in waits)}"
     assert sum(bool(s) for s in shown) >= SESSIONS, "the runs never showed their place in line"
     assert rss[-1] - rss[1] < 0.25 * rss[0], f"server RSS per round (MB): {[round(r) for r in rss]}"
+
+
+def test_a_flood_of_256_image_runs_does_not_hold_the_others(e2e_browser, classroom_server, request):
+    """One person (one browser context, several tabs) asks for 10 runs of 256 images; three others ask for 2
+    images each. The queue takes two of the flood (runs_per_person = 2), refuses the rest with the limit message,
+    and the small runs finish while the flood's first run is still going."""
+    from playwright.sync_api import expect
+
+    server = classroom_server
+    expect.set_options(timeout=RUN_TIMEOUT_MS)
+    flooder = e2e_browser.new_context(viewport={"width": 1100, "height": 800})
+    tabs = [flooder.new_page() for _ in range(3)]
+    others = [e2e_browser.new_context(viewport={"width": 1100, "height": 800}) for _ in range(SMALL)]
+    small = [c.new_page() for c in others]
+    try:
+        with failure_report(tabs[0], server, request.node.name):
+            for i, tab in enumerate(tabs):
+                open_run(tab, server.url, f"flood {i}: a photo of a tench", FLOOD_N)
+            for page, i in zip(small, range(SMALL)):
+                open_run(page, server.url, f"small {i}: a photo of a church", N)
+            for tab in tabs[:2]:
+                click_generate(tab)
+            # Both accepted runs are in the queue (the first generating) before the third tab tries.
+            for tab in tabs[:2]:
+                tab.wait_for_function("() => window.__ddl.texts.length > 0", timeout=RUN_TIMEOUT_MS)
+            refusals = []
+            for attempt in range(FLOOD_RUNS - 2):  # the other 8 of the 10 runs, from the third tab
+                click_generate(tabs[2])
+                tabs[2].wait_for_function("() => window.__ddl.refused", timeout=RUN_TIMEOUT_MS, polling=100)
+                refusals.append(tabs[2].evaluate("() => window.__ddl.refused"))
+                wait_idle(tabs[2])
+                tabs[2].evaluate(RECORDER)
+            clicks = [click_generate(page) for page in small]
+            logs = [wait_done(page) for page in small]
+            flood_done = [tab.evaluate("() => window.__ddl.done") for tab in tabs[:2]]
+            for page, log in zip(small, logs):
+                wait_idle(page)
+                assert_grid(page, N)
+            first_flood = tabs[0].evaluate("() => window.__ddl.texts")
+    finally:
+        for c in [flooder, *others]:
+            c.close()
+        expect.set_options(timeout=5_000)
+    waits = [log["done"] - c for log, c in zip(logs, clicks)]
+    print(f"\nsmall runs beside the flood waited (s): {[round(w / 1000, 1) for w in waits]}")
+    assert len(refusals) == FLOOD_RUNS - 2
+    assert all("You already have 2 runs in the queue" in r and "the limit is 2 per person" in r for r in refusals)
+    # The small runs finished while the flood's runs were still generating: served between its batches.
+    assert flood_done == [None, None], "a 256-image run finished before three 2-image runs: no interleaving"
+    assert "sharing the GPU with" in " ".join(t for _, t in first_flood), \
+        "the flooding tab never said it shares the GPU"
