@@ -172,6 +172,8 @@ class FairQueue:
         self.served_runs = 0
         self.busy_s = 0.0
         self.refused: dict[str, int] = {}
+        self._version = 0  # bumped at every change of the queue's state (see _simulate)
+        self._played: tuple | None = None
 
     # 1. submit -----------------------------------------------------------------------------------------------------
     def submit(self, person: str, images: int, *, batch: int = 4, cost: float = 1.0, label: str = "",
@@ -214,6 +216,7 @@ class FairQueue:
                 self._tickets[person] = []
                 self._rotation.append(person)  # a newcomer joins at the end: nobody waiting moves back
             self._tickets[person].append(ticket)
+            self._changed()
             return ticket
 
     def _refuse(self, which: str) -> None:
@@ -251,6 +254,7 @@ class FairQueue:
                         # who arrived meanwhile (round-robin: a newcomer waits for this batch, not for two).
                         self._rotation.remove(ticket.person)
                         self._in_service = ticket.person
+                    self._changed()
                     return
                 status = self._status(ticket) if on_wait else None
                 if not on_wait:
@@ -275,6 +279,7 @@ class FairQueue:
             seconds = now - self._held_since
             credit = min(ticket.batch, ticket.remaining) if images is None else max(0, min(images, ticket.remaining))
             self._holder = None
+            self._changed()
             if self._in_service is not None:
                 self._rotation.append(self._in_service)  # served: to the end of the rotation
                 self._in_service = None
@@ -294,6 +299,7 @@ class FairQueue:
     def cancel(self, ticket: Ticket) -> None:
         with self._cond:
             ticket.cancelled = True
+            self._changed()
             self._cond.notify_all()
 
     def close(self, ticket: Ticket) -> None:
@@ -304,6 +310,7 @@ class FairQueue:
             if self._holder is ticket:
                 self._release(ticket, 0)
             ticket.closed, ticket._wanting = True, False
+            self._changed()
             mine = self._tickets.get(ticket.person, [])
             if ticket in mine:
                 mine.remove(ticket)
@@ -338,17 +345,32 @@ class FairQueue:
 
     def _simulate(self) -> dict[int, tuple[float | None, float | None]]:
         """Seconds until each open ticket's next turn and its end, playing the rotation forward with the measured
-        seconds per unit of work (None for all before the first measured batch)."""
-        spu = self._seconds_per_unit
-        if spu is None:
+        seconds per unit of work (empty before the first measured batch). The play is redone only when the queue
+        changes (a turn, a run in or out): a dozen waiting pages ask several times a second, and between changes
+        only the running batch's elapsed time moves every answer."""
+        if self._seconds_per_unit is None:
             return {}
+        if self._played is None or self._played[0] != self._version:
+            self._played = (self._version, *self._play())
+        _, times, holder_s = self._played
+        if self._holder is None:
+            return times
+        shift = min(self.clock() - self._held_since, holder_s)  # the running batch is that far along
+        return {k: (max(0.0, a - shift), None if b is None else b - shift) for k, (a, b) in times.items()}
+
+    def _changed(self) -> None:
+        self._version += 1
+
+    def _play(self) -> tuple[dict[int, tuple[float | None, float | None]], float]:
+        """(times as _simulate gives them at the start of the running batch, that batch's expected seconds)."""
+        spu = self._seconds_per_unit
         queues = {p: [[t, t.remaining] for t in ts if not t.cancelled] for p, ts in self._tickets.items()}
         out: dict[int, list] = {}
         now = 0.0
         holder = self._holder
         if holder is not None:  # the batch running now: what is left of it
             size = min(holder.batch, holder.remaining)
-            now = max(0.0, size * holder.cost * spu - (self.clock() - self._held_since))
+            now = size * holder.cost * spu
             for entry in queues.get(holder.person, []):
                 if entry[0] is holder:
                     out[holder.number] = [0.0, None]
@@ -372,7 +394,8 @@ class FairQueue:
                     queues[person].pop(0)
                     if not queues[person]:
                         rotation.remove(person)
-        return {k: (v[0], v[1]) for k, v in out.items()}
+        holder_s = min(self._holder.batch, self._holder.remaining) * self._holder.cost * spu if self._holder else 0.0
+        return {k: (v[0], v[1]) for k, v in out.items()}, holder_s
 
     def _first_finish(self, tickets: list[Ticket] | None) -> float | None:
         """Seconds until the first of `tickets` (None: of all runs) finishes, or None before any measurement."""

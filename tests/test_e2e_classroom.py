@@ -182,7 +182,7 @@ def test_a_flood_of_256_image_runs_does_not_hold_the_others(e2e_browser, classro
             for tab in tabs[:2]:
                 tab.wait_for_function("() => window.__ddl.texts.length > 0", timeout=RUN_TIMEOUT_MS)
             refusals = []
-            for attempt in range(FLOOD_RUNS - 2):  # the other 8 of the 10 runs, from the third tab
+            for _ in range(FLOOD_RUNS - 2):  # the other 8 of the 10 runs, from the third tab
                 click_generate(tabs[2])
                 tabs[2].wait_for_function("() => window.__ddl.refused", timeout=RUN_TIMEOUT_MS, polling=100)
                 refusals.append(tabs[2].evaluate("() => window.__ddl.refused"))
@@ -191,7 +191,7 @@ def test_a_flood_of_256_image_runs_does_not_hold_the_others(e2e_browser, classro
             clicks = [click_generate(page) for page in small]
             logs = [wait_done(page) for page in small]
             flood_done = [tab.evaluate("() => window.__ddl.done") for tab in tabs[:2]]
-            for page, log in zip(small, logs):
+            for page in small:
                 wait_idle(page)
                 assert_grid(page, 2)
             first_flood = tabs[0].evaluate("() => window.__ddl.texts")
