@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import classroom
+from core.markup import md_literal
 from core.queue import FairQueue
 
 ADMIN_STATE = "_classroom_admin"  # session_state: this session typed the admin token
@@ -83,7 +84,7 @@ def require_login() -> None:
         st.button("Log in", on_click=st.login, type="primary", key="classroom_login")
         st.stop()
     with st.sidebar:
-        st.caption(f"Logged in as {_user_email() or 'unknown'}")  # st.caption: e-mail as text, Markdown escaped
+        st.caption(f"Logged in as {md_literal(_user_email() or 'unknown')}")  # the login's text, never Markdown
         st.button("Log out", on_click=st.logout, key="classroom_logout")
 
 

@@ -136,6 +136,14 @@ def test_logged_in_uses_the_page_and_can_log_out(tmp_path, monkeypatch):
     assert at.text_input  # the page's form is there
 
 
+def test_a_login_name_is_shown_as_text_not_markdown(tmp_path, monkeypatch):
+    lab_toml(tmp_path, monkeypatch, login=True)
+    at = page("pages/home.py", user={"is_logged_in": True, "email": "**bold**_x_@example.org"},
+              secrets={"auth": AUTH})
+    caption = next(c for c in at.sidebar.caption if "Logged in as" in c.value)
+    assert caption.value == "Logged in as \\*\\*bold\\*\\*\\_x\\_\\@example.org"  # escaped: shown as typed
+
+
 def test_login_off_by_default(tmp_path, monkeypatch):
     monkeypatch.setenv("DDL_CONFIG", "")
     monkeypatch.chdir(tmp_path)
