@@ -182,7 +182,7 @@ def about(seconds: float | None) -> str:
         return "an unknown time"
     if seconds < 10:
         return "a few seconds"
-    if seconds < 60:
+    if round(seconds / 5) * 5 < 60:
         return f"about {round(seconds / 5) * 5:.0f} seconds"
     minutes = round(seconds / 60)
     return "about 1 minute" if minutes <= 1 else f"about {minutes} minutes"
