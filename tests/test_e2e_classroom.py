@@ -180,14 +180,18 @@ def test_a_flood_of_256_image_runs_does_not_hold_the_others(e2e_browser, classro
                 click_generate(tab)
             # Both accepted runs are in the queue (the first generating) before the third tab tries.
             for tab in tabs[:2]:
-                tab.wait_for_function("() => window.__ddl.texts.length > 0", timeout=RUN_TIMEOUT_MS)
+                # A line from the queue (not the bar's first "Waiting for the generator", drawn before the run
+                # enters the queue): the run holds its place, so the third tab's run is the one over the limit.
+                tab.wait_for_function("""() => window.__ddl.texts.some(([, t]) =>
+                    /images done|ahead of you|Your turn is next|other run/.test(t))""", timeout=RUN_TIMEOUT_MS)
             refusals = []
-            for _ in range(FLOOD_RUNS - 2):  # the other 8 of the 10 runs, from the third tab
+            for attempt in range(FLOOD_RUNS - 2):  # the other 8 of the 10 runs, from the third tab
+                if attempt:  # a fresh page each time: the same message redrawn in place would not show as new
+                    open_run(tabs[2], server.url, f"flood 2.{attempt}: a photo of a tench", FLOOD_N, steps=4)
                 click_generate(tabs[2])
                 tabs[2].wait_for_function("() => window.__ddl.refused", timeout=RUN_TIMEOUT_MS, polling=100)
                 refusals.append(tabs[2].evaluate("() => window.__ddl.refused"))
                 wait_idle(tabs[2])
-                tabs[2].evaluate(RECORDER)
             clicks = [click_generate(page) for page in small]
             logs = [wait_done(page) for page in small]
             flood_done = [tab.evaluate("() => window.__ddl.done") for tab in tabs[:2]]
