@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from app import queue as ui_queue
+
 st.set_page_config(page_title="Diffusion Diversity Lab", page_icon="🧪", layout="wide")
 
 # url_path = the file's stem: a fresh server starts in Streamlit's legacy pages/ mode, which finds a deep link's page
@@ -28,6 +30,9 @@ PAGES = {
     "Share": [
         st.Page("pages/demo_packs.py", title="Demo packs", icon="📦", url_path="demo_packs"),
         st.Page("pages/open_dataset.py", title="Open a dataset", icon="🗂️", url_path="open_dataset"),
+        # The lecturer's view of a shared server: listed for the lecturer only (the page checks again).
+        st.Page("pages/classroom.py", title="Classroom", icon="🧑‍🏫", url_path="classroom",
+                visibility="visible" if ui_queue.is_admin() else "hidden"),
     ],
 }
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from app import queue as ui_queue
 from core.pipeline import config
 from core.pipeline.cache import Cache, CacheError
 from core.pipeline.dataset import open_cache
@@ -24,6 +25,7 @@ from core.pipeline.models import (
     load_clip,
     load_pipeline,
 )
+from core.pipeline.queue import LimitError
 from core.pipeline.registry import DEFAULT_CLIP, DEFAULT_GENERATOR
 from core.present.markup import md_literal
 
@@ -100,8 +102,10 @@ def _human_bytes(n: int) -> str:
 
 
 def start_page() -> None:
-    """Every page calls this first: routing through Home.py's st.navigation, then the sidebar status."""
+    """Every page calls this first: routing through Home.py's st.navigation, the login on a shared server
+    (app.queue), then the sidebar status."""
     _leave_legacy_pages_mode()
+    ui_queue.require_login()
     _sidebar_status()
 
 
@@ -171,8 +175,10 @@ def refresh_cache_status() -> None:
 
 
 def engine() -> Engine:
-    """The run engine for this process's cache and device, with the shared pipeline, CLIP model and lock."""
-    return Engine(cache(), device(), lambda folder: pipeline(str(folder)), load_clip=clip, lock=generation_lock())
+    """The run engine for this process's cache and device, with the shared pipeline, CLIP model, lock and the fair
+    queue every session's runs take turns in (one batch per turn, round-robin over people: app.queue)."""
+    return Engine(cache(), device(), lambda folder: pipeline(str(folder)), load_clip=clip, lock=generation_lock(),
+                  queue=ui_queue.queue())
 
 
 def runs(requests: list[RunRequest], *, generate: bool) -> list[Run]:
@@ -230,7 +236,12 @@ def working(text: str):
 def _generate(eng: Engine, plan: Plan) -> None:
     try:
         with working("Waiting for the generator") as progress:
-            totals = eng.generate(plan, on_progress=lambda p: progress(round(p.fraction * 1000), 1000, p.describe()))
+            totals = eng.generate(plan, on_progress=lambda p: progress(round(p.fraction * 1000), 1000, p.describe()),
+                                  person=ui_queue.person(), on_wait=ui_queue.waiting(progress),
+                                  label=ui_queue.run_label([req.prompt for req, _, _ in plan.to_generate]))
+    except LimitError as exc:  # refused before any work: the message says why and when to try again
+        st.error(md_literal(exc))
+        st.stop()
     except (ModelUnavailableError, CacheError) as exc:
         refresh_cache_status()
         st.error(md_literal(exc))
@@ -244,10 +255,28 @@ def embed(cache: Cache, clip_key: str, images, get_clip, text: str = "Embedding 
     cached). Each embedded batch is committed at once, so a Cancel keeps what was done."""
     from core.analysis.diversity import embed_set
 
-    if len(cache.get_embeddings(clip_key, list(images.shas))) == len(set(images.shas)):
+    missing = len(set(images.shas)) - len(cache.get_embeddings(clip_key, list(images.shas)))
+    if not missing:
         return embed_set(cache, clip_key, images, get_clip)  # all cached: no bar, no button
     with working(text) as progress:
-        return embed_set(cache, clip_key, images, get_clip, progress=progress)
+        # Each batch's forward pass takes a turn in the fair queue, like generation's batches.
+        try:
+            ticket = ui_queue.queue().submit(ui_queue.person(), missing, kind="embed", cost=EMBED_COST, label=text,
+                                             batch=config.embed_batch_size(device().device))
+        except LimitError as exc:
+            st.error(md_literal(exc))
+            st.stop()
+        ticket.on_wait = ui_queue.waiting(progress)
+        try:
+            return embed_set(cache, clip_key, images, get_clip, progress=progress, lock=ticket)
+        finally:
+            ticket.close()
+
+
+# An image embedded with CLIP costs about 1/1000 of an SD-Turbo image (4 steps at 512 px = 4 units of
+# core.pipeline.engine.work_per_image): 4,600 vs 5 images/s on an H200 (bench/README.md). Only the queue's wait
+# estimates use it.
+EMBED_COST = 0.004
 
 
 _PROJECTIONS: dict = {}  # (embeddings' sha256, shape, method) -> project_2d's answer, for every session

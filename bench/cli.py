@@ -16,7 +16,7 @@ from .stats import Row, Section, fmt_s, format_table
 
 TINY_PROMPT = "a photo of a tench"
 SD15_PROMPT = "a photo of a golden retriever on a beach"
-BENCHMARKS = ["tiny", "reopen", "page", "batch", "sd15", "embed", "stats", "memory", "sweep", "dataset"]
+BENCHMARKS = ["tiny", "reopen", "page", "batch", "sd15", "embed", "stats", "memory", "sweep", "dataset", "queue"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -183,7 +183,7 @@ def run_suite(args, device, only: set[str], repeats: dict, tmp_root: Path) -> tu
     rows: list[Row] = []
     sections: list[Section] = []
     quick = args.quick
-    if only & {"tiny", "reopen", "page", "batch"}:
+    if only & {"tiny", "reopen", "page", "batch", "queue"}:
         folder, pipe = load_tiny(device)
         preset = GENERATORS[TINY_RANDOM]
         req = RunRequest(TINY_PROMPT, n=8, generator=TINY_RANDOM, steps=4, size=64,
@@ -194,6 +194,10 @@ def run_suite(args, device, only: set[str], repeats: dict, tmp_root: Path) -> tu
 
             rows.append(bench_overhead("tiny-random", pipe, settings, req.prompt, req.seeds, batch=4,
                                        repeats=repeats["tiny"], tmp_root=tmp_root, log=log))
+        if "queue" in only:
+            from .queue import bench_queue
+
+            rows += bench_queue(pipe, settings, req.prompt, repeats=repeats["tiny"], tmp_root=tmp_root, log=log)
         run_cache = None  # the reopen benchmark's 64-image run, which the page benchmark renders
         if "reopen" in only:
             from .reopen import bench_reopen

@@ -64,10 +64,10 @@ def natural_set(images: list[NaturalImage], n: int | None = None, seed: int = 0)
 
 
 def embed_set(cache: Cache, clip_key: str, images: ImageSet, get_clip,
-              progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+              progress: Callable[[int, int], None] | None = None, lock=None) -> np.ndarray:
     files = images.files if len(images.files) == len(images) else None  # lets large sets decode in processes
     return embeddings_for(cache, clip_key, list(zip(images.shas, images.loaders)), get_clip, files=files,
-                          progress=progress)
+                          progress=progress, lock=lock)
 
 
 def thumbnails(cache: Cache, images: ImageSet, size: int = THUMB_SIZE) -> list[bytes]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -242,6 +242,7 @@ def embeddings_for(
     files: Sequence[Path] | None = None,
     processes: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    lock=None,
 ) -> np.ndarray:
     """Embeddings of (sha256, load_image) items in order. Only uncached images are decoded and embedded, each
     distinct sha256 once; the CLIP model is requested (`get_clip()`) only when there is something to embed.
@@ -252,6 +253,8 @@ def embeddings_for(
     item's image file, in order), `processes` worker processes decode instead (default
     core.pipeline.config.decode_processes: on a GPU, for large sets). `progress(done, total)` is called in the caller's
     thread after each committed batch (only when there is work).
+    `lock`, held around each batch's forward pass: a shared server's fair-queue ticket (core.pipeline.queue), so
+    embedding takes turns on the GPU with every session's generation.
     """
     shas = [sha for sha, _ in items]
     found = cache.get_embeddings(clip_key, shas)
@@ -280,7 +283,9 @@ def embeddings_for(
             if progress:
                 progress(done, len(pending))
             for chunk, batch in zip(chunks, batches):
-                new = dict(zip((sha for sha, _ in chunk), encode_preprocessed(clip, batch)))
+                with lock or nullcontext():
+                    vectors = encode_preprocessed(clip, batch)
+                new = dict(zip((sha for sha, _ in chunk), vectors))
                 cache.put_embeddings(clip_key, new)  # commit per batch: a kill loses at most one batch of work
                 found.update(new)
                 done += len(chunk)

@@ -5,10 +5,12 @@ on disk, used by every page and lesson (through ui.runs), the benchmarks, the co
    settings this machine would use, read from the model folder without loading weights, or with cached settings
    of the same recipe made on another device: a demo pack, a shared cache); the model folder is located (and
    downloaded, with progress) only when images must be made or nothing is cached at all.
-2. `Engine.generate`: the missing images of every planned request, under the generation lock, batch by batch, at
-   the batch size and with the compilation the device's recipe chooses (core.pipeline.config); each finished batch is
-   committed on worker threads while the next one is computed (core.pipeline.generate.generate_missing), and embedded
-   from memory when a CLIP model is given (no PNG decode round trip).
+2. `Engine.generate`: the missing images of every planned request, under the generation lock (or, on a shared
+   server, in turns of the fair queue, core.pipeline.queue: one batch per turn, round-robin over people), batch by
+   batch, at the batch size and with the compilation the device's recipe chooses (core.pipeline.config); each
+   finished batch is committed on worker threads while the next one is computed
+   (core.pipeline.generate.generate_missing), and embedded from memory when a CLIP model is given (no PNG decode
+   round trip).
 3. `Engine.runs`: the cached images of each request, in seed order.
 
 Progress and cancellation are callbacks: the engine draws nothing and never imports a UI or chart library.
@@ -35,8 +37,15 @@ from core.pipeline.generate import (
 )
 from core.pipeline.local import generator_preset
 from core.pipeline.models import ClipModel, ModelUnavailableError, generator_present, locate_generator
+from core.pipeline.queue import FairQueue, QueueCancelled, WaitStatus
 
 DownloadFn = Callable[[float, str], None]  # (fraction 0..1, message)
+
+
+def work_per_image(settings: GenerationSettings) -> float:
+    """An image's relative cost, for the queue's wait estimates: denoising steps x pixels (in 512 x 512 units),
+    doubled by classifier-free guidance (two UNet passes per step)."""
+    return settings.steps * settings.width * settings.height / 512**2 * (2 if settings.guidance > 1 else 1)
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,7 @@ class Progress:
     run: int  # 1-based index of the request being generated
     runs: int
     compiling: bool = False  # the first batch of a new shape after torch.compile: this batch includes compilation
+    sharing: int = 0  # other people with runs in the fair queue (their batches alternate with this run's)
 
     @property
     def fraction(self) -> float:
@@ -73,6 +83,9 @@ class Progress:
         text = f"{self.done} of {self.total} images done, step {self.step}/{self.steps} of the current batch{where}"
         if self.compiling:
             text += "; compiling the model for this batch shape (about a minute, once per shape and process)"
+        if self.sharing:
+            text += (f"; sharing the GPU with {self.sharing} other {'person' if self.sharing == 1 else 'people'}, "
+                     f"batch by batch")
         return text
 
 
@@ -101,12 +114,15 @@ class Engine:
 
     `load_pipeline(folder)` returns a loaded pipeline (a UI passes its shared, cached one); `load_clip(key)` returns
     the CLIP model of a request's `clip` preset, or is None to leave embedding to the caller; `lock` serialises
-    pipeline calls across threads (diffusers pipelines are not thread-safe)."""
+    pipeline calls across threads (diffusers pipelines are not thread-safe). `queue` (core.pipeline.queue.FairQueue),
+    on a shared server, takes the lock's place: each run enters it with what it must make, is refused there when a
+    limit is hit (LimitError), and uses the pipeline only in its turns, one batch at a time."""
 
     def __init__(self, cache: Cache, device: DeviceSpec, load_pipeline: Callable[[Path], object], *,
-                 load_clip: Callable[[str], ClipModel] | None = None, lock: threading.Lock | None = None):
+                 load_clip: Callable[[str], ClipModel] | None = None, lock: threading.Lock | None = None,
+                 queue: FairQueue | None = None):
         self.cache, self.device = cache, device
-        self.load_pipeline, self.load_clip, self.lock = load_pipeline, load_clip, lock
+        self.load_pipeline, self.load_clip, self.lock, self.queue = load_pipeline, load_clip, lock, queue
 
     # 1. plan -------------------------------------------------------------------------------------------------------
     def plan(self, requests: list[RunRequest], *, generate: bool, on_download: DownloadFn | None = None) -> Plan:
@@ -174,39 +190,67 @@ class Engine:
 
     # 2. generate ---------------------------------------------------------------------------------------------------
     def generate(self, plan: Plan, *, on_progress: Callable[[Progress], None] | None = None,
-                 should_cancel: Callable[[], bool] | None = None) -> Totals:
+                 should_cancel: Callable[[], bool] | None = None, person: str = "local",
+                 on_wait: Callable[[WaitStatus], None] | None = None, label: str = "") -> Totals:
         """Generate what `plan` lacks. A progress report of n done means n images are in the cache; a cancel (or
-        an exception raised by `on_progress`, as a UI's stop) keeps every finished batch."""
+        an exception raised by `on_progress`, as a UI's stop) keeps every finished batch.
+
+        With a queue: the run enters it as `person`'s (LimitError, raised before any work, when a limit is hit),
+        `on_wait(status)` is called while it waits for a turn (a UI's place-in-line line; an exception there leaves
+        the queue), and it always leaves the queue when this returns or raises. Only images the cache lacks are
+        queued: a run that is complete in the cache never enters it."""
         totals = Totals()
         total = sum(req.n for req, _, _ in plan.to_generate)
         cached = [len(cached_images(s, req.prompt, req.seeds, self.cache)) for req, _, s in plan.to_generate]
         remaining = sum(req.n - c for (req, _, _), c in zip(plan.to_generate, cached))
+        ticket = None
+        if self.queue is not None and remaining:
+            todo = [(req.n - c, s) for (req, _, s), c in zip(plan.to_generate, cached) if c < req.n]
+            first = todo[0][1]
+            ticket = self.queue.submit(
+                person, remaining, label=label, cost=sum(k * work_per_image(s) for k, s in todo) / remaining,
+                batch=config.generation_recipe(self.device, first.width, first.height, remaining).batch_size)
+            ticket.on_wait = on_wait
+        cancel = should_cancel
+        if ticket is not None:
+            def cancel() -> bool:
+                return ticket.cancelled or bool(should_cancel and should_cancel())
         offset = 0
-        for i, ((req, folder, settings), reused) in enumerate(zip(plan.to_generate, cached)):
-            if reused == req.n:
-                totals.reused += req.n
+        try:
+            for i, ((req, folder, settings), reused) in enumerate(zip(plan.to_generate, cached)):
+                if reused == req.n:
+                    totals.reused += req.n
+                    offset += req.n
+                    continue
+                pipe, recipe, compiling = self.prepare(folder, settings, remaining,
+                                                       lock=ticket.turn(0) if ticket else None)
+                if ticket is not None:
+                    ticket.batch, ticket.cost = recipe.batch_size, work_per_image(settings)
+
+                def report(done: int, n: int, step: int, steps: int, offset=offset, run=i + 1, reused=reused,
+                           compiling=compiling) -> None:
+                    if on_progress:
+                        sharing = self.queue.people_other_than(person) if ticket is not None else 0
+                        on_progress(Progress(offset + done, total, step, steps, run, len(plan.to_generate),
+                                             compiling and done == reused, sharing))
+
+                result = self.generate_seeds(pipe, recipe, settings, req.prompt, req.seeds, req.clip,
+                                             on_progress=report, should_cancel=cancel, lock=ticket)
+                totals.generated += result.generated
+                totals.reused += result.reused
+                remaining -= req.n - reused
                 offset += req.n
-                continue
-            pipe, recipe, compiling = self.prepare(folder, settings, remaining)
-
-            def report(done: int, n: int, step: int, steps: int, offset=offset, run=i + 1, reused=reused,
-                       compiling=compiling) -> None:
-                if on_progress:
-                    on_progress(Progress(offset + done, total, step, steps, run, len(plan.to_generate),
-                                         compiling and done == reused))
-
-            result = self.generate_seeds(pipe, recipe, settings, req.prompt, req.seeds, req.clip,
-                                         on_progress=report, should_cancel=should_cancel)
-            totals.generated += result.generated
-            totals.reused += result.reused
-            remaining -= req.n - reused
-            offset += req.n
-            if result.cancelled:
-                totals.cancelled = True
-                break
+                if result.cancelled:
+                    totals.cancelled = True
+                    break
+        except QueueCancelled:
+            totals.cancelled = True
+        finally:
+            if ticket is not None:
+                ticket.close()
         return totals
 
-    def prepare(self, folder: Path, settings: GenerationSettings, run_images: int):
+    def prepare(self, folder: Path, settings: GenerationSettings, run_images: int, *, lock=None):
         """(pipeline, recipe, compiling): the loaded pipeline prepared with the device's recipe for a run of
         `run_images` images: batch size from free memory, VAE slicing only when memory needs it, compilation only
         when the run is long enough to pay for it (core.pipeline.config). `compiling`: its first batch will compile."""
@@ -214,18 +258,18 @@ class Engine:
 
         pipe = self.load_pipeline(folder)
         recipe = config.generation_recipe(self.device, settings.width, settings.height, run_images)
-        with self.lock or nullcontext():  # the pipeline is shared: never change it under another run
+        with lock or self.lock or nullcontext():  # the pipeline is shared: never change it under another run
             compiling = apply_recipe(pipe, recipe)
         return pipe, recipe, compiling
 
     def generate_seeds(self, pipe, recipe: config.GenerationRecipe, settings: GenerationSettings, prompt: str,
                        seeds: list[int], clip_preset: str | None = None, *, on_progress=None,
-                       should_cancel: Callable[[], bool] | None = None):
+                       should_cancel: Callable[[], bool] | None = None, lock=None):
         """The missing images of any `seeds` of one prompt and settings (a sweep's batch need not be a range),
         with a pipeline from `prepare`; embedded as they are committed when `clip_preset` is given and the engine
         has a CLIP loader. Returns core.pipeline.generate.GenerationReport."""
         return generate_missing(
-            pipe, settings, prompt, seeds, self.cache, batch_size=recipe.batch_size, lock=self.lock,
+            pipe, settings, prompt, seeds, self.cache, batch_size=recipe.batch_size, lock=lock or self.lock,
             on_progress=on_progress, should_cancel=should_cancel, encode_threads=config.encode_threads(self.device),
             after_commit=self._embedder(clip_preset) if clip_preset else None)
 
