@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing, nullcontext
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -198,8 +198,38 @@ def decode_pool(processes: int):
                 pool.shutdown(wait=False, cancel_futures=True)
             # spawn, not fork: the parent may hold CUDA and a web server's threads, which a child must not inherit.
             pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+            with _plain_main():  # every worker starts now, while __main__ is a bare module
+                for started in [pool.submit(_started, 0.2) for _ in range(processes)]:
+                    started.result()
             _POOL.update(pool=pool, size=processes)
         return pool
+
+
+def _started(seconds: float) -> int:
+    """A worker's first task: busy long enough that each of the first tasks starts its own worker."""
+    import os
+    import time
+
+    time.sleep(seconds)
+    return os.getpid()
+
+
+@contextmanager
+def _plain_main():
+    """A spawned child first runs the parent's `__main__` file again (multiprocessing's spawn). Inside a Streamlit
+    script run (a server's page, an AppTest) `__main__` is the page script, which a decoder must never run (it would
+    draw a page, or fail: "NameError: __args" under AppTest). While the workers start, `__main__` is a bare module
+    with no file, so the children import nothing of the parent's."""
+    import sys
+    import types
+
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
 
 
 def _pixels_in_processes(clip: ClipModel, recipe: PixelRecipe, batches: list[list[str]], processes: int) -> Iterator:

@@ -185,6 +185,30 @@ def test_embedding_in_worker_processes_equals_the_thread_path(tmp_path, tiny_cli
     assert core.pipeline.embed.decode_pool(2) is core.pipeline.embed.decode_pool(2)  # started once, kept warm
 
 
+def test_decoders_never_run_the_parents_main_script(tmp_path, monkeypatch):
+    """Under a Streamlit script run, __main__ is the page script: a spawned decoder must not run it again (it failed
+    with "NameError: __args" after an AppTest, and would draw a page on a server)."""
+    import os
+    import sys
+    import types
+
+    marker = tmp_path / "ran"
+    script = tmp_path / "page.py"
+    script.write_text(f"open({str(marker)!r}, 'w').write('the page ran in a decoder')\n")
+    page = types.ModuleType("__main__")
+    page.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", page)
+    monkeypatch.setattr(core.pipeline.embed, "_POOL", {})  # a fresh pool, started under this __main__
+    pool = core.pipeline.embed.decode_pool(2)
+    try:
+        pids = {f.result() for f in [pool.submit(os.getpid) for _ in range(4)]}
+        assert 1 <= len(pids) <= 2 and os.getpid() not in pids
+        assert not marker.exists()
+        assert sys.modules["__main__"] is page  # put back
+    finally:
+        pool.shutdown()
+
+
 def test_an_unreadable_file_in_a_worker_process_is_explained(tmp_path, tiny_clip, monkeypatch):
     from core.pipeline.embed import clip_pixels, pixel_recipe
     from core.pipeline.natural import UnreadableImageError
