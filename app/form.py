@@ -2,10 +2,15 @@
 from the URL or the session's last one, offers the same model pickers and the same natural-reference picker,
 stops on the same sentences and writes its URL back the same way.
 
-    req = form.url_request(RunRequest, "diversity")          # 1. the link (warnings for what it sets wrongly)
-    gen_key, preset = form.generator_picker(base.generator)  # 2. the pickers, then the page's own form
-    form.stop_on(validate_request(req, preset))              # 3. one wording for one fault on every page
-    form.write_url(req.to_params(), keep=VIEW_PARAMS)        # 4. the URL says what ran; the session remembers it
+    url_req = form.url_request(RunRequest, PAGE)      # the link, a warning per value it sets wrongly
+    req, submitted = form.run_request(PAGE, url_req, text_prefix="div_", keep=VIEW_PARAMS)
+    #   the pickers and the form; then checked (form.stop_on: one sentence per fault, the same on every page);
+    #   on Generate the URL becomes the request (form.write_url) and the session remembers it
+    synthetic = form.cached_set(req, ui.runs([req], generate=submitted)[0].images)
+    reference = form.reference_picker(PAGE, req.prompt, len(synthetic))  # natural photos, the same on every page
+
+Pages with another request (class lists, Stable Bias, Ambiguity) use the same pieces: url_request,
+generator_picker / clip_picker inside their own form, stop_on, write_url.
 """
 
 from __future__ import annotations
