@@ -2,8 +2,8 @@
 
 import pandas as pd
 import streamlit as st
-import ui_dataset
 
+from app import dataset as ui_dataset
 from app import ui
 from core.analysis.diversity import statistics_table
 from core.analysis.scale import SCALE_GROUPS
