@@ -77,11 +77,13 @@ def test_diversity_page_generate_hover_download_reload(e2e_page, app_server, tmp
         wait_idle(page, timeout=60_000)
         # Home.py's navigation, not pages/ mode (which would list file names such as "home" and "diversity").
         nav = page.get_by_test_id("stSidebarNavLink")
-        expect(nav).to_have_count(14)  # all of them: the menu is expanded, not cut at ten with "View more"
+        # All of them (the lecturer's Classroom page is hidden from students): the menu is expanded, not cut at ten
+        # with "View more".
+        expect(nav).to_have_count(15)
         expect(nav).to_contain_text(["Home", "Diversity", "Ambiguity", "Adherence", "Synthetic vs natural",
                                      "Train on synthetic", "CLIP geometry", "Stable Bias portraits", "1. Ambiguity",
                                      "2. Adherence to prompt", "3. Lack of diversity", "4. Inability to represent",
-                                     "5. CLIP geometry", "Demo packs"])
+                                     "5. CLIP geometry", "Demo packs", "Open a dataset"])
 
         # 1. The form.
         choose(page, "Generator", "tiny-random")
