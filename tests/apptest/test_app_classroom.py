@@ -45,7 +45,7 @@ def shared_queue():
 
 
 def page(path: str, params: dict | None = None, user: dict | None = None, secrets: dict | None = None) -> AppTest:
-    at = AppTest.from_file("../Home.py", default_timeout=TIMEOUT)
+    at = AppTest.from_file("../../Home.py", default_timeout=TIMEOUT)
     at.switch_page(path)
     for k, v in (params or {}).items():
         at.query_params[k] = v

@@ -69,7 +69,8 @@ def test_lesson_runs_in_one_click_fits_a_projector_and_opens_the_full_page(e2e_p
         chart = chart_titled(page, LESSON.chart_title)
         expect(chart).to_have_count(1, timeout=RUN_TIMEOUT_MS)
         wait_idle(page, RUN_TIMEOUT_MS)
-        expect(chart.locator("path[aria-roledescription='point']")).to_have_count(2 * 2)  # 2 statistics x 2 sets
+        # 2 statistics x 2 sets, each a line through its interval's ends and the estimate (core.present.charts)
+        expect(chart.locator("path[aria-roledescription='point']")).to_have_count(2 * 2 * 3)
         expect(page.get_by_text(re.compile(r"^Synthetic Vendi .* vs natural"))).to_be_visible()
         expect(page.get_by_role("heading", name="What to look for")).to_be_visible()
         expect(page.get_by_role("button", name="Run the experiment")).to_have_count(0)
