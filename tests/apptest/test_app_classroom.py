@@ -132,7 +132,8 @@ def test_logged_in_uses_the_page_and_can_log_out(tmp_path, monkeypatch):
               secrets={"auth": AUTH})
     assert not at.exception
     assert "Log out" in [b.label for b in at.sidebar.button]
-    assert any("Logged in as Student@Example.org" in c.value for c in at.sidebar.caption)
+    # The e-mail is user text: escaped in the caption (core.present.markup.md_literal), so it shows as typed.
+    assert any(c.value == "Logged in as Student\\@Example.org" for c in at.sidebar.caption)
     assert at.text_input  # the page's form is there
 
 
