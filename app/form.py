@@ -143,7 +143,7 @@ def cached_set(req: RunRequest, images) -> ImageSet:
 def checked_run(req: RunRequest) -> RunRequest:
     """`req` with its generator's defaults, or the page stops on its problems; warnings (a prompt longer than the
     text encoder reads) are shown and the run goes on."""
-    preset = generators(req.generator)[req.generator]
+    preset = generator_preset(req.generator)  # a key the reader or the picker has checked: no folder scan
     req = req.with_preset_defaults(preset)
     stop_on(validate_request(req, preset))
     for warning in request_warnings(req):

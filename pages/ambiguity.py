@@ -32,7 +32,7 @@ from core.analysis.diversity import PREVIEW_SIZE, synthetic_set, thumbnails
 from core.analysis.zeroshot import ZERO_SHOT_TEMPLATES, assign, class_vectors
 from core.pipeline import config
 from core.pipeline.generate import RunRequest, validate_request
-from core.pipeline.local import all_clip_models
+from core.pipeline.local import all_clip_models, generator_preset
 from core.pipeline.models import ModelUnavailableError, clip_key
 from core.pipeline.natural import reference_sources
 from core.pipeline.registry import DEFAULT_TEMPLATE, PROMPT_TEMPLATES, prompt_for_class
@@ -123,7 +123,7 @@ if submitted:
 if req is None:
     st.info("Pick a preset (or type a prompt and its senses) and press Generate.")
     st.stop()
-gen_preset = form.generators(req.run.generator)[req.run.generator]
+gen_preset = generator_preset(req.run.generator)
 req = AmbiguityRequest(req.run.with_preset_defaults(gen_preset), req.senses, req.styles, req.custom, req.preset)
 form.stop_on(validate_request(req.run, gen_preset) + validate_ambiguity(req))
 if submitted:

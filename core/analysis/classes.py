@@ -354,7 +354,8 @@ CLASS_LIST_PARAMS = (
 )
 URL_PARAMS = tuple(p.name for p in CLASS_LIST_PARAMS)  # what a page keeps of another page's experiment
 
-def _local_preset(key: str):
+def _preset_or_none(key: str):
+    """The generator's preset (a registry key or a model folder here); None when the key names neither."""
     try:
         return generator_preset(key)
     except (KeyError, ValueError):
@@ -373,7 +374,7 @@ def validate_spec(spec: ClassListSpec, available: list[str] | None = None, min_c
             problems.append(f"The reference folder has no class {', '.join(repr(c) for c in unknown)}. It has: "
                             f"{', '.join(available[:30])}{'...' if len(available) > 30 else ''}.")
     problems += out_of_range(spec, CLASS_LIST_PARAMS)  # N, natural photos, the first seed, template, CLIP model
-    preset = GENERATORS.get(spec.generator) or _local_preset(spec.generator)
+    preset = _preset_or_none(spec.generator)
     if preset and spec.guidance is not None and not preset.supports_guidance:
         problems.append(f"{preset.label} ignores classifier-free guidance, so guidance {spec.guidance:g} would not "
                         f"be used. Choose a generator that uses guidance (e.g. {GENERATORS['sd-1.5'].label}) or "

@@ -9,7 +9,7 @@ or set of values it may take. A page's request class lists its rows in `PARAMS` 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Callable, Collection, Mapping
 
 
@@ -111,7 +111,3 @@ def out_of_range(request: Any, table: tuple[Param, ...]) -> list[str]:
         if p.known is not None and value not in (known := p.known()):
             problems.append(f"Unknown {p.called} '{value}'. Pick one of: {', '.join(known)}.")
     return problems
-
-
-def field_names(cls) -> set[str]:
-    return {f.name for f in fields(cls)}
